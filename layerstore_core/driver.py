@@ -1,0 +1,347 @@
+"""The storage-driver contract: the one abstract class every driver implements.
+
+Public methods of :class:`StorageDriver` and :class:`FileWriter` are final. They validate the
+path (the grammar below, declared once) and offsets, stamp errors with the driver's name and the
+path, wrap stray backend exceptions in :class:`StorageDriverError`, and then call a protected hook
+(``_get_content``, ``_writer``, ...) that the driver implements.
+
+Paths are absolute, ``/``-separated, components ``[A-Za-z0-9._-]+``, no trailing slash and no
+``.`` or ``..`` component. ``/`` itself is accepted only where a directory makes sense
+(``stat``, ``list``, ``walk``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import logging
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from typing import IO, Any, ClassVar, TypeVar, final
+
+from .errors import (
+    InvalidOffsetError,
+    InvalidPathError,
+    PathNotFoundError,
+    StorageDriverError,
+    UnsupportedMethodError,
+    WriterClosedError,
+)
+from .params import parse_params
+
+log = logging.getLogger(__name__)
+
+PATH_PATTERN = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+ROOT = "/"
+
+_T = TypeVar("_T")
+
+
+def validate_path(path: object, *, allow_root: bool = False) -> str:
+    """Return ``path`` if it is a contract path, else raise :class:`InvalidPathError`."""
+    if not isinstance(path, str):
+        raise InvalidPathError(f"path must be a str, not {type(path).__name__}", path=repr(path))
+    if allow_root and path == ROOT:
+        return path
+    if not PATH_PATTERN.match(path) or any(part in (".", "..") for part in path.split("/")):
+        raise InvalidPathError("invalid path", path=path)
+    return path
+
+
+def join_path(parent: str, name: str) -> str:
+    """Join a directory path and a child name (``/`` + ``a`` → ``/a``)."""
+    return f"{parent.rstrip('/')}/{name}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileInfo:
+    """What ``stat`` and ``walk`` report about one path."""
+
+    path: str
+    size: int
+    modified: dt.datetime
+    is_dir: bool
+
+
+def _stamp(exc: StorageDriverError, driver: str, path: str | None) -> StorageDriverError:
+    if exc.driver is None:
+        exc.driver = driver
+    if exc.path is None:
+        exc.path = path
+    return exc
+
+
+def _guarded(driver: str, path: str | None, call: Callable[[], _T]) -> _T:
+    """Run one hook call, stamping our errors and wrapping anything else, exactly once."""
+    try:
+        return call()
+    except StorageDriverError as exc:
+        raise _stamp(exc, driver, path) from exc.__cause__
+    except Exception as exc:  # a backend failure the driver did not translate
+        raise StorageDriverError(f"{type(exc).__name__}: {exc}", driver=driver, path=path) from exc
+
+
+class WriterState(enum.Enum):
+    """Where a FileWriter is in its life: open → closed | committed | cancelled."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    COMMITTED = "committed"
+    CANCELLED = "cancelled"
+
+
+class FileWriter(ABC):
+    """A streaming, resumable write to one path.
+
+    ``size`` counts every byte written, earlier sessions included. ``close()`` persists the
+    write so that ``driver.writer(path, append=True)`` — in this or any other process —
+    continues at ``size``. ``commit()`` finalizes: the content is readable once it returns.
+    ``cancel()`` discards everything, earlier sessions included. Any call after
+    close/commit/cancel raises :class:`WriterClosedError`, except ``close()`` after
+    commit/cancel, which does nothing (so ``with`` blocks are safe).
+    Drivers implement ``_write``, ``_close``, ``_commit`` and ``_cancel``.
+    """
+
+    def __init__(self, driver: str, path: str, size: int = 0) -> None:
+        self.driver = driver
+        self.path = path
+        self._size = size
+        self.state = WriterState.OPEN
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far, including earlier sessions of this write."""
+        return self._size
+
+    @final
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append ``data``; returns the number of bytes taken (always all of them)."""
+        self._check_open("write")
+        view = memoryview(data).cast("B")
+        if view.nbytes:
+            _guarded(self.driver, self.path, lambda: self._write(view))
+            self._size += view.nbytes
+        return view.nbytes
+
+    @final
+    def close(self) -> None:
+        """Persist what was written so that a later ``writer(path, append=True)`` continues it."""
+        if self.state in (WriterState.COMMITTED, WriterState.CANCELLED):
+            return
+        self._check_open("close")
+        self.state = WriterState.CLOSED
+        _guarded(self.driver, self.path, self._close)
+
+    @final
+    def commit(self) -> None:
+        """Finalize the content; readable at ``path`` once this returns."""
+        self._check_open("commit")
+        _guarded(self.driver, self.path, self._commit)
+        self.state = WriterState.COMMITTED
+
+    @final
+    def cancel(self) -> None:
+        """Discard the write, including state saved by earlier sessions."""
+        self._check_open("cancel")
+        self.state = WriterState.CANCELLED
+        _guarded(self.driver, self.path, self._cancel)
+
+    def __enter__(self) -> FileWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self, what: str) -> None:
+        if self.state is not WriterState.OPEN:
+            raise WriterClosedError(
+                f"cannot {what}: writer is {self.state.value}", driver=self.driver, path=self.path
+            )
+
+    @abstractmethod
+    def _write(self, data: memoryview) -> None:
+        """Take all of ``data`` (non-empty); the core adds its length to ``size``."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Persist buffered data and resume state in the backend."""
+
+    @abstractmethod
+    def _commit(self) -> None:
+        """Make the content readable at the path, replacing what was there."""
+
+    @abstractmethod
+    def _cancel(self) -> None:
+        """Remove everything this write (and earlier sessions of it) left in the backend."""
+
+
+_D = TypeVar("_D", bound="StorageDriver")
+
+
+class StorageDriver(ABC):
+    """The storage-driver contract. Subclasses set ``name`` and ``Params`` and implement hooks.
+
+    Drivers must be safe to call from several threads at once; a FileWriter is used by one
+    thread at a time.
+    """
+
+    name: ClassVar[str]
+    #: A dataclass of the driver's parameters; ``from_params`` fills it from strings or values.
+    Params: ClassVar[type[Any]]
+
+    @classmethod
+    def from_params(cls: type[_D], params: dict[str, Any]) -> _D:
+        """Build the driver from configuration; unknown or malformed parameters are errors."""
+        return cls(parse_params(cls.Params, params, owner=f"driver {cls.name!r}"))
+
+    # -- public, final -----------------------------------------------------------------------
+
+    @final
+    def get_content(self, path: str) -> bytes:
+        """The whole content at ``path``; missing → PathNotFoundError. For small objects."""
+        self._valid(path)
+        return self._call("get_content", path, lambda: self._get_content(path))
+
+    @final
+    def put_content(self, path: str, data: bytes) -> None:
+        """Store ``data`` at ``path``, replacing (and truncating) what was there."""
+        self._valid(path)
+        payload = bytes(data)
+        self._call("put_content", path, lambda: self._put_content(path, payload))
+
+    @final
+    def reader(self, path: str, offset: int = 0) -> IO[bytes]:
+        """A binary stream from ``offset``; offset == size is empty; < 0 or > size → InvalidOffsetError."""
+        self._valid(path)
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidOffsetError(driver=self.name, path=path, offset=offset)
+        return self._call("reader", path, lambda: self._reader(path, offset))
+
+    @final
+    def writer(self, path: str, append: bool = False) -> FileWriter:
+        """A resumable writer.
+
+        ``append=False`` starts afresh (discarding any unfinished write at the path).
+        ``append=True`` continues an unfinished (closed) write at its size, or else the
+        committed content at its size; with neither → PathNotFoundError.
+        """
+        self._valid(path)
+        return self._call("writer", path, lambda: self._writer(path, append))
+
+    @final
+    def stat(self, path: str) -> FileInfo:
+        """Size, modification time and kind; directories are implied by children."""
+        self._valid(path, allow_root=True)
+        return self._call("stat", path, lambda: self._stat(path))
+
+    @final
+    def list(self, path: str) -> list[str]:
+        """Absolute paths of the direct children, sorted; missing or a file → PathNotFoundError."""
+        self._valid(path, allow_root=True)
+        return sorted(self._call("list", path, lambda: self._list(path)))
+
+    @final
+    def move(self, source: str, dest: str) -> None:
+        """Move ``source`` to ``dest``, overwriting it; missing source → PathNotFoundError."""
+        self._valid(source)
+        self._valid(dest)
+        self._call("move", source, lambda: self._move(source, dest))
+
+    @final
+    def delete(self, path: str) -> None:
+        """Delete ``path`` and everything under it (``/a`` never touches ``/ab``)."""
+        self._valid(path)
+        self._call("delete", path, lambda: self._delete(path))
+
+    @final
+    def redirect_url(self, path: str, method: str = "GET") -> str | None:
+        """A URL a client can fetch the content from directly, or None where unsupported."""
+        self._valid(path)
+        if method not in ("GET", "HEAD"):
+            raise UnsupportedMethodError(f"redirect for {method}", driver=self.name, path=path)
+        return self._call("redirect_url", path, lambda: self._redirect_url(path, method))
+
+    @final
+    def walk(self, path: str) -> Iterator[FileInfo]:
+        """Every descendant of ``path`` (not ``path`` itself), depth first, siblings in byte order."""
+        self._valid(path, allow_root=True)
+        items = self._call("walk", path, lambda: self._walk(path))
+        while True:
+            item = self._call("walk", path, lambda: next(items, None))
+            if item is None:
+                return
+            yield item
+
+    def close(self) -> None:
+        """Release connections and threads; the default has nothing to release."""
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _get_content(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    def _put_content(self, path: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _reader(self, path: str, offset: int) -> IO[bytes]: ...
+
+    @abstractmethod
+    def _writer(self, path: str, append: bool) -> FileWriter: ...
+
+    @abstractmethod
+    def _stat(self, path: str) -> FileInfo: ...
+
+    @abstractmethod
+    def _list(self, path: str) -> list[str]: ...
+
+    @abstractmethod
+    def _move(self, source: str, dest: str) -> None: ...
+
+    @abstractmethod
+    def _delete(self, path: str) -> None: ...
+
+    def _redirect_url(self, path: str, method: str) -> str | None:
+        """Drivers without direct URLs keep this default."""
+        return None
+
+    def _walk(self, path: str) -> Iterator[FileInfo]:
+        """Generic walk from list + stat; drivers with flat listings override it."""
+        for child in sorted(self._list(path)):
+            info = self._stat(child)
+            yield info
+            if info.is_dir:
+                yield from self._walk(child)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _valid(self, path: str, *, allow_root: bool = False) -> None:
+        try:
+            validate_path(path, allow_root=allow_root)
+        except InvalidPathError as exc:
+            exc.driver = self.name
+            raise
+
+    def _call(self, op: str, path: str, call: Callable[[], _T]) -> _T:
+        start = time.perf_counter()
+        try:
+            return _guarded(self.name, path, call)
+        finally:
+            log.debug("%s.%s %s %.1fms", self.name, op, path, (time.perf_counter() - start) * 1e3)
+
+
+def walk_order_key(path: str) -> tuple[str, ...]:
+    """Sort key giving the contract's walk order (depth first, siblings in byte order)."""
+    return tuple(path.split("/"))
+
+
+def not_found(path: str) -> PathNotFoundError:
+    """Shorthand drivers use for the most common error."""
+    return PathNotFoundError(path=path)
+
+
+#: The modification time reported for implied directories that have none.
+EPOCH = dt.datetime.fromtimestamp(0, dt.timezone.utc)

@@ -1,0 +1,1 @@
+"""The drivers shipped in the core: ``filesystem`` (the embedded default) and ``inmemory``."""

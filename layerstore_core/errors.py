@@ -1,0 +1,72 @@
+"""The storage-driver error tree: one root, context in attributes.
+
+::
+
+    StorageDriverError                       backend failure, or any driver error
+    ├── PathNotFoundError (FileNotFoundError) nothing at that path
+    ├── InvalidPathError (ValueError)         path breaks the contract's path grammar
+    ├── InvalidOffsetError (ValueError)       negative offset, or past the end
+    ├── UnsupportedMethodError                the driver cannot do this at all
+    └── WriterClosedError (ValueError)        a FileWriter used after close/commit/cancel
+
+Every error carries ``driver`` (the driver's name) and ``path``; the core wrapper stamps them once,
+so drivers may raise ``PathNotFoundError(path=...)`` without naming themselves.
+"""
+
+from __future__ import annotations
+
+
+class StorageDriverError(Exception):
+    """A storage operation failed; wraps backend failures (``__cause__`` holds the original)."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        path: str | None = None,
+        driver: str | None = None,
+        offset: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.driver = driver
+        self.offset = offset
+
+    def __str__(self) -> str:
+        where = f"{self.driver or '?'}: {self.path}" if self.path else (self.driver or "?")
+        detail = self.message or type(self).__doc__ or ""
+        detail = detail.strip().splitlines()[0] if detail else ""
+        if self.offset is not None:
+            detail = f"{detail} (offset {self.offset})"
+        return f"{where}: {detail}"
+
+
+class PathNotFoundError(StorageDriverError, FileNotFoundError):
+    """Nothing exists at the path."""
+
+
+class InvalidPathError(StorageDriverError, ValueError):
+    """The path does not match the contract's path grammar."""
+
+
+class InvalidOffsetError(StorageDriverError, ValueError):
+    """The offset is negative or past the end of the content."""
+
+
+class UnsupportedMethodError(StorageDriverError):
+    """The driver does not support this operation."""
+
+
+class WriterClosedError(StorageDriverError, ValueError):
+    """The writer was already closed, committed or cancelled."""
+
+
+__all__ = [
+    "InvalidOffsetError",
+    "InvalidPathError",
+    "PathNotFoundError",
+    "StorageDriverError",
+    "UnsupportedMethodError",
+    "WriterClosedError",
+]
