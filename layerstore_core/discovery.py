@@ -43,7 +43,7 @@ def _dist_name(ep: EntryPoint) -> str:
 
 
 def driver_class(name: str) -> type[StorageDriver]:
-    """The driver class registered under ``name``."""
+    """Return the driver class registered under ``name``."""
     found = _entry_points()
     candidates = found.get(name, [])
     if not candidates:

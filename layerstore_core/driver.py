@@ -12,6 +12,7 @@ Paths are absolute, ``/``-separated, components ``[A-Za-z0-9._-]+``, no trailing
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as dt
 import enum
@@ -20,7 +21,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import IO, Any, ClassVar, TypeVar, final
+from typing import IO, Any, ClassVar, TypeVar, cast, final
 
 from .errors import (
     InvalidOffsetError,
@@ -195,13 +196,14 @@ class StorageDriver(ABC):
     @classmethod
     def from_params(cls: type[_D], params: dict[str, Any]) -> _D:
         """Build the driver from configuration; unknown or malformed parameters are errors."""
-        return cls(parse_params(cls.Params, params, owner=f"driver {cls.name!r}"))
+        build = cast("Callable[[Any], _D]", cls)  # concrete drivers take their Params
+        return build(parse_params(cls.Params, params, owner=f"driver {cls.name!r}"))
 
     # -- public, final -----------------------------------------------------------------------
 
     @final
     def get_content(self, path: str) -> bytes:
-        """The whole content at ``path``; missing → PathNotFoundError. For small objects."""
+        """Return the whole content at ``path``; missing → PathNotFoundError. For small objects."""
         self._valid(path)
         return self._call("get_content", path, lambda: self._get_content(path))
 
@@ -214,7 +216,10 @@ class StorageDriver(ABC):
 
     @final
     def reader(self, path: str, offset: int = 0) -> IO[bytes]:
-        """A binary stream from ``offset``; offset == size is empty; < 0 or > size → InvalidOffsetError."""
+        """Open a binary stream at ``offset``.
+
+        offset == size gives an empty stream; < 0 or > size → InvalidOffsetError.
+        """
         self._valid(path)
         if not isinstance(offset, int) or offset < 0:
             raise InvalidOffsetError(driver=self.name, path=path, offset=offset)
@@ -222,7 +227,7 @@ class StorageDriver(ABC):
 
     @final
     def writer(self, path: str, append: bool = False) -> FileWriter:
-        """A resumable writer.
+        """Open a resumable writer.
 
         ``append=False`` starts afresh (discarding any unfinished write at the path).
         ``append=True`` continues an unfinished (closed) write at its size, or else the
@@ -258,7 +263,7 @@ class StorageDriver(ABC):
 
     @final
     def redirect_url(self, path: str, method: str = "GET") -> str | None:
-        """A URL a client can fetch the content from directly, or None where unsupported."""
+        """Return a URL a client can fetch the content from directly, or None if unsupported."""
         self._valid(path)
         if method not in ("GET", "HEAD"):
             raise UnsupportedMethodError(f"redirect for {method}", driver=self.name, path=path)
@@ -266,7 +271,7 @@ class StorageDriver(ABC):
 
     @final
     def walk(self, path: str) -> Iterator[FileInfo]:
-        """Every descendant of ``path`` (not ``path`` itself), depth first, siblings in byte order."""
+        """Yield every descendant of ``path`` (not itself), depth first, siblings in byte order."""
         self._valid(path, allow_root=True)
         items = self._call("walk", path, lambda: self._walk(path))
         while True:
@@ -275,7 +280,7 @@ class StorageDriver(ABC):
                 return
             yield item
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by design
         """Release connections and threads; the default has nothing to release."""
 
     # -- hooks -------------------------------------------------------------------------------
@@ -296,7 +301,7 @@ class StorageDriver(ABC):
     def _stat(self, path: str) -> FileInfo: ...
 
     @abstractmethod
-    def _list(self, path: str) -> list[str]: ...
+    def _list(self, path: str) -> builtins.list[str]: ...
 
     @abstractmethod
     def _move(self, source: str, dest: str) -> None: ...
@@ -309,7 +314,7 @@ class StorageDriver(ABC):
         return None
 
     def _walk(self, path: str) -> Iterator[FileInfo]:
-        """Generic walk from list + stat; drivers with flat listings override it."""
+        """Walk generically from list + stat; drivers with flat listings override it."""
         for child in sorted(self._list(path)):
             info = self._stat(child)
             yield info
@@ -344,4 +349,4 @@ def not_found(path: str) -> PathNotFoundError:
 
 
 #: The modification time reported for implied directories that have none.
-EPOCH = dt.datetime.fromtimestamp(0, dt.timezone.utc)
+EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)

@@ -30,7 +30,7 @@ class _Entry:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class InMemoryDriver(StorageDriver):
@@ -143,7 +143,7 @@ class _InMemoryWriter(FileWriter):
         self._buffer += data
 
     def _close(self) -> None:
-        """The buffer already lives in the driver's pending table."""
+        """Do nothing: the buffer already lives in the driver's pending table."""
 
     def _commit(self) -> None:
         with self._driver._lock:

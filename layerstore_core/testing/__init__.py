@@ -1,8 +1,35 @@
 """Test support shipped with the core: the shared conformance suite and the Backend handle.
 
-Driver packages import from here; see :mod:`layerstore_core.testing.backend`.
+Driver packages import from here (pytest required); see :mod:`layerstore_core.testing.suite`
+for how a driver adopts the suite and :mod:`layerstore_core.testing.backend` for the handle.
 """
 
-from .backend import Backend
+import pytest
 
-__all__ = ["Backend"]
+# The suite's modules use plain asserts; have pytest rewrite them for readable failures.
+pytest.register_assert_rewrite("layerstore_core.testing")
+
+from .backend import Backend  # noqa: E402
+from .concurrency import ConcurrencyCases  # noqa: E402
+from .content import ContentCases  # noqa: E402
+from .listing import ListCases  # noqa: E402
+from .movedelete import MoveDeleteCases  # noqa: E402
+from .reader import ReaderCases  # noqa: E402
+from .redirect import RedirectCases  # noqa: E402
+from .suite import SUITE_PARTS, ConformanceSuite  # noqa: E402
+from .walk import WalkCases  # noqa: E402
+from .writer import WriterCases  # noqa: E402
+
+__all__ = [
+    "SUITE_PARTS",
+    "Backend",
+    "ConcurrencyCases",
+    "ConformanceSuite",
+    "ContentCases",
+    "ListCases",
+    "MoveDeleteCases",
+    "ReaderCases",
+    "RedirectCases",
+    "WalkCases",
+    "WriterCases",
+]

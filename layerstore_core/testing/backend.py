@@ -26,9 +26,13 @@ class Backend:
     cross_process: bool = True
     #: How to build a driver for this backend; defaults to ``load_driver(driver, **params)``.
     factory: Callable[[], StorageDriver] | None = None
+    #: Optional raw look at the backend, below the driver: names of everything stored there that
+    #: the driver may hide (temp files, unfinished multipart uploads, ...). The conformance suite
+    #: calls it before and after each test and fails on anything new, so hidden litter shows up.
+    leftovers: Callable[[], list[str]] | None = None
 
     def make(self) -> StorageDriver:
-        """A driver on this backend (a new object each call where ``cross_process``)."""
+        """Build a driver on this backend (a new object each call where ``cross_process``)."""
         if self.factory is not None:
             return self.factory()
         return load_driver(self.driver, **self.params)

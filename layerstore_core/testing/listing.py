@@ -1,0 +1,62 @@
+"""Conformance: ``list`` — direct children only, absolute paths, missing is an error, paging."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from ..driver import StorageDriver
+from ..errors import PathNotFoundError
+from ._base import SuiteBase, payload, raises, under
+
+#: More than one page of the usual 1,000-key listing APIs.
+MANY_CHILDREN = 1_050
+
+
+class ListCases(SuiteBase):
+    """Listing directories, implied or real."""
+
+    def test_list(self, driver: StorageDriver, root: str) -> None:
+        parent = under(root, "parent")
+        children = sorted(under(parent, f"child-{i:02d}") for i in range(25))
+        for child in children:
+            driver.put_content(child, payload(16))
+        driver.put_content(under(parent, "sub", "deep", "file"), b"x")
+        assert driver.list(root) == [parent]
+        assert driver.list(parent) == sorted([*children, under(parent, "sub")])
+        assert driver.list(under(parent, "sub")) == [under(parent, "sub", "deep")]
+
+    def test_list_missing(self, driver: StorageDriver, root: str) -> None:
+        with raises(driver, PathNotFoundError):
+            driver.list(under(root, "missing"))
+        driver.put_content(under(root, "dirname", "file"), b"x")
+        for missing in (under(root, "dir"), under(root, "dirnam"), under(root, "dirname", "fi")):
+            with raises(driver, PathNotFoundError):
+                driver.list(missing)
+
+    def test_list_file(self, driver: StorageDriver, root: str) -> None:
+        path = under(root, "file")
+        driver.put_content(path, b"x")
+        with raises(driver, PathNotFoundError):
+            driver.list(path)
+
+    def test_list_root(self, driver: StorageDriver, root: str) -> None:
+        driver.put_content(under(root, "a", "b"), b"x")
+        listed = driver.list("/")
+        assert root in listed
+        assert all(p.startswith("/") and p.count("/") == 1 for p in listed), listed
+
+    def test_list_names_with_similar_prefixes(self, driver: StorageDriver, root: str) -> None:
+        names = ["a", "a-b", "a.b", "a_b", "ab", "b"]
+        for name in names:
+            driver.put_content(under(root, name, "f"), b"x")
+        driver.put_content(under(root, "a0"), b"file")
+        expected = sorted(under(root, n) for n in [*names, "a0"])
+        assert driver.list(root) == expected
+
+    def test_list_many_children(self, driver: StorageDriver, root: str) -> None:
+        parent = under(root, "many")
+        children = [under(parent, f"{i:05d}") for i in range(MANY_CHILDREN)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda p: driver.put_content(p, b"x"), children))
+        assert driver.list(parent) == children
+        assert sum(1 for _ in driver.walk(parent)) == MANY_CHILDREN

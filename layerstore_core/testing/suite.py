@@ -1,0 +1,45 @@
+"""The conformance suite: every part, combined; a driver adopts it in one short test module.
+
+.. code-block:: python
+
+    class TestConformanceMyDriver(ConformanceSuite):
+        @pytest.fixture
+        def conformance_backend(self, backend_mydriver: Backend) -> Backend:
+            return backend_mydriver
+"""
+
+from __future__ import annotations
+
+from .concurrency import ConcurrencyCases
+from .content import ContentCases
+from .listing import ListCases
+from .movedelete import MoveDeleteCases
+from .reader import ReaderCases
+from .redirect import RedirectCases
+from .walk import WalkCases
+from .writer import WriterCases
+
+#: Every part of the suite; CI checks each driver's test class adopts all of them.
+SUITE_PARTS: tuple[type, ...] = (
+    ContentCases,
+    ReaderCases,
+    WriterCases,
+    ListCases,
+    MoveDeleteCases,
+    WalkCases,
+    RedirectCases,
+    ConcurrencyCases,
+)
+
+
+class ConformanceSuite(
+    ContentCases,
+    ReaderCases,
+    WriterCases,
+    ListCases,
+    MoveDeleteCases,
+    WalkCases,
+    RedirectCases,
+    ConcurrencyCases,
+):
+    """All conformance cases; subclass it and provide the ``conformance_backend`` fixture."""
