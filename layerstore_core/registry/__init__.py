@@ -1,0 +1,53 @@
+"""The blob and manifest service on any storage driver, in Distribution's v2 layout."""
+
+from .blobs import BlobReader, BlobStore
+from .descriptor import Descriptor
+from .errors import (
+    BlobUnknownError,
+    BlobUploadInvalidError,
+    BlobUploadUnknownError,
+    DigestInvalidError,
+    ManifestBlobUnknownError,
+    ManifestInvalidError,
+    ManifestUnknownError,
+    NameInvalidError,
+    NameUnknownError,
+    RangeInvalidError,
+    RegistryError,
+    SizeInvalidError,
+    TagInvalidError,
+    UnsupportedError,
+)
+from .manifests import Manifest, ManifestStore
+from .purge import PurgedUpload, purge_uploads
+from .registry import Registry, Repository
+from .tags import TagStore
+from .uploads import BlobUpload
+
+__all__ = [
+    "BlobReader",
+    "BlobStore",
+    "BlobUnknownError",
+    "BlobUpload",
+    "BlobUploadInvalidError",
+    "BlobUploadUnknownError",
+    "Descriptor",
+    "DigestInvalidError",
+    "Manifest",
+    "ManifestBlobUnknownError",
+    "ManifestInvalidError",
+    "ManifestStore",
+    "ManifestUnknownError",
+    "NameInvalidError",
+    "NameUnknownError",
+    "PurgedUpload",
+    "RangeInvalidError",
+    "Registry",
+    "RegistryError",
+    "Repository",
+    "SizeInvalidError",
+    "TagInvalidError",
+    "TagStore",
+    "UnsupportedError",
+    "purge_uploads",
+]

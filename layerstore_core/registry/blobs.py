@@ -1,0 +1,157 @@
+"""A repository's view of the blob store: visible only through the repository's own links."""
+
+from __future__ import annotations
+
+import io
+from typing import IO, TYPE_CHECKING
+
+from ..driver import StorageDriver
+from . import paths as p
+from .descriptor import Descriptor, blob_size, read_link, write_link
+from .errors import BlobUnknownError
+from .names import validate_digest, validate_name
+from .uploads import BlobUpload
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+#: The buffer of readers from ``open``; larger reads go straight to the driver.
+READ_BUFFER = 64 * 1024
+
+
+class BlobReader(io.RawIOBase):
+    """A seekable reader of one blob; a seek reopens the driver's reader at the new offset.
+
+    Reads stream from the driver: nothing holds the whole blob. Seeking past the end is allowed
+    and reads nothing, as with files.
+    """
+
+    def __init__(self, driver: StorageDriver, path: str, size: int) -> None:
+        super().__init__()
+        self._driver = driver
+        self._path = path
+        self.size = size
+        self._pos = 0
+        self._stream: IO[bytes] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_open()
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}.get(whence)
+        if base is None:
+            raise ValueError(f"invalid whence {whence!r}")
+        target = base + offset
+        if target < 0:
+            raise ValueError(f"negative seek position {target}")
+        if target != self._pos:
+            self._drop_stream()
+            self._pos = target
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check_open()
+        if self._pos >= self.size or size == 0:
+            return b""
+        if self._stream is None:
+            self._stream = self._driver.reader(self._path, self._pos)
+        data = self._stream.read(-1 if size is None or size < 0 else size)
+        self._pos += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(view.nbytes)
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._drop_stream()
+        super().close()
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            stream.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed blob reader")
+
+
+class BlobStore:
+    """Blobs of one repository: stat, open, redirect, upload, mount, delete (unlink)."""
+
+    def __init__(self, driver: StorageDriver, name: str) -> None:
+        self._driver = driver
+        self.name = name
+
+    def stat(self, digest: str) -> Descriptor:
+        """Return the blob's descriptor; not linked here (or its data gone) → BlobUnknownError."""
+        validate_digest(digest)
+        linked = read_link(self._driver, p.path_for(p.LayerLinkPath(self.name, digest)))
+        size = (
+            blob_size(self._driver, p.path_for(p.BlobDataPath(digest)))
+            if linked == digest
+            else None
+        )
+        if size is None:
+            raise BlobUnknownError(
+                f"blob {digest} unknown to {self.name}", detail={"digest": digest}
+            )
+        return Descriptor(digest, size)
+
+    def exists(self, digest: str) -> bool:
+        """Whether this repository sees the blob."""
+        try:
+            self.stat(digest)
+        except BlobUnknownError:
+            return False
+        return True
+
+    def open(self, digest: str) -> io.BufferedReader:
+        """Open a seekable streaming reader of the blob (a buffered :class:`BlobReader`)."""
+        desc = self.stat(digest)
+        raw = BlobReader(self._driver, p.path_for(p.BlobDataPath(digest)), desc.size)
+        return io.BufferedReader(raw, buffer_size=READ_BUFFER)
+
+    def redirect_url(self, digest: str) -> str | None:
+        """Return a URL to fetch the blob from the backend directly, or None where unsupported."""
+        self.stat(digest)
+        return self._driver.redirect_url(p.path_for(p.BlobDataPath(digest)))
+
+    def create_upload(self) -> BlobUpload:
+        """Start a new upload into this repository."""
+        return BlobUpload.create(self._driver, self.name)
+
+    def resume_upload(self, upload_id: str) -> BlobUpload:
+        """Continue an upload started by any process; unknown → BlobUploadUnknownError."""
+        return BlobUpload.resume(self._driver, self.name, upload_id)
+
+    def mount(self, digest: str, from_repository: str) -> Descriptor:
+        """Link a blob that ``from_repository`` sees into this one; else BlobUnknownError."""
+        validate_name(from_repository)
+        desc = BlobStore(self._driver, from_repository).stat(digest)
+        write_link(self._driver, p.path_for(p.LayerLinkPath(self.name, digest)), digest)
+        return desc
+
+    def delete(self, digest: str) -> None:
+        """Remove this repository's link only; the data stays for garbage collection."""
+        validate_digest(digest)
+        path = p.path_for(p.LayerLinkPath(self.name, digest))
+        if read_link(self._driver, path) != digest:
+            raise BlobUnknownError(
+                f"blob {digest} unknown to {self.name}", detail={"digest": digest}
+            )
+        self._driver.delete(path)

@@ -1,0 +1,198 @@
+"""A repository's manifests: validated JSON stored as blobs and made visible by revision links.
+
+Supported: OCI image manifest and index, Docker schema 2 manifest and manifest list. The media
+type is not stored apart (the layout has no place for it): as Distribution does, ``get`` sniffs
+it from the JSON ``mediaType`` field, and where that is absent (allowed for OCI only) from the
+structure, which ``put`` checked against the media type it was given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, NamedTuple
+
+from ..driver import StorageDriver
+from ..errors import PathNotFoundError
+from . import paths as p
+from .descriptor import blob_size, read_link, write_link
+from .errors import (
+    DigestInvalidError,
+    ManifestBlobUnknownError,
+    ManifestInvalidError,
+    ManifestUnknownError,
+)
+from .names import is_digest_like, validate_digest, validate_tag
+from .tags import TagStore
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+#: A manifest is held in memory whole (as every registry does); this bounds it.
+MAX_MANIFEST_SIZE = 4 * 2**20
+#: Content types that say nothing, so the JSON decides.
+_UNSPECIFIC_TYPES = frozenset({"", "application/json", "application/octet-stream"})
+
+
+class Manifest(NamedTuple):
+    """A manifest as stored: exact bytes, media type, digest."""
+
+    content: bytes
+    media_type: str
+    digest: str
+
+
+def sniff_media_type(doc: dict[str, Any]) -> str | None:
+    """Return the media type of parsed manifest JSON: its ``mediaType``, else its OCI structure."""
+    declared = doc.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    if doc.get("schemaVersion") == 2:
+        if "manifests" in doc:
+            return OCI_INDEX
+        if "config" in doc or "layers" in doc:
+            return OCI_MANIFEST
+    return None
+
+
+def _parse(content: bytes, media_type: str | None) -> tuple[dict[str, Any], str]:
+    """Decode and type-check a manifest; returns the JSON and its media type."""
+    if len(content) > MAX_MANIFEST_SIZE:
+        raise ManifestInvalidError(f"manifest larger than {MAX_MANIFEST_SIZE} bytes")
+    try:
+        doc = json.loads(content)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ManifestInvalidError(f"manifest is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ManifestInvalidError("manifest JSON must be an object")
+    if doc.get("schemaVersion") != 2:
+        raise ManifestInvalidError("only schemaVersion 2 manifests are supported")
+    sniffed = sniff_media_type(doc)
+    given = (media_type or "").split(";", 1)[0].strip()
+    if "mediaType" not in doc and given in (DOCKER_MANIFEST, DOCKER_LIST):
+        raise ManifestInvalidError(f"{given} requires a mediaType field")
+    if given not in _UNSPECIFIC_TYPES and sniffed != given:
+        raise ManifestInvalidError(f"mediaType {sniffed!r} does not match {given!r}")
+    if sniffed not in IMAGE_TYPES | INDEX_TYPES:
+        raise ManifestInvalidError(f"unsupported manifest media type {sniffed!r}")
+    return doc, sniffed
+
+
+def _descriptor_digest(desc: object, where: str) -> str:
+    if not isinstance(desc, dict):
+        raise ManifestInvalidError(f"{where} must be a descriptor object")
+    size = desc.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ManifestInvalidError(f"{where} has an invalid size")
+    if not isinstance(desc.get("mediaType"), str):
+        raise ManifestInvalidError(f"{where} has no mediaType")
+    try:
+        return validate_digest(desc.get("digest"))
+    except DigestInvalidError:
+        raise ManifestInvalidError(f"{where} has an invalid digest") from None
+
+
+def references(doc: dict[str, Any], media_type: str) -> tuple[list[str], list[str]]:
+    """(blob digests, child manifest digests) a manifest needs in its repository."""
+    if media_type in INDEX_TYPES:
+        children = doc.get("manifests")
+        if not isinstance(children, list):
+            raise ManifestInvalidError("index needs a manifests list")
+        return [], [_descriptor_digest(c, f"manifests[{i}]") for i, c in enumerate(children)]
+    layers = doc.get("layers")
+    if not isinstance(layers, list):
+        raise ManifestInvalidError("manifest needs a layers list")
+    blobs = [_descriptor_digest(doc.get("config"), "config")]
+    for i, layer in enumerate(layers):
+        digest = _descriptor_digest(layer, f"layers[{i}]")
+        if not layer.get("urls"):  # foreign layers live elsewhere, as Distribution allows
+            blobs.append(digest)
+    return blobs, []
+
+
+class ManifestStore:
+    """Manifests of one repository: put, get (by digest or tag), exists, delete."""
+
+    def __init__(self, driver: StorageDriver, name: str) -> None:
+        self._driver = driver
+        self.name = name
+
+    def put(self, content: bytes, media_type: str | None, tag: str | None = None) -> str:
+        """Validate and store a manifest (and tag it); returns its digest."""
+        if tag is not None:
+            validate_tag(tag)
+        content = bytes(content)
+        doc, kind = _parse(content, media_type)
+        self._check_references(*references(doc, kind))
+        digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        blob = p.path_for(p.BlobDataPath(digest))
+        if blob_size(self._driver, blob) != len(content):
+            self._driver.put_content(blob, content)
+        write_link(self._driver, p.path_for(p.ManifestRevisionLinkPath(self.name, digest)), digest)
+        if tag is not None:
+            TagStore(self._driver, self.name).tag(tag, digest)
+        return digest
+
+    def _check_references(self, blobs: list[str], children: list[str]) -> None:
+        missing = [d for d in blobs if not self._blob_visible(d)]
+        missing += [d for d in children if not self.exists(d)]
+        if missing:
+            raise ManifestBlobUnknownError(
+                f"{len(missing)} referenced blob(s) unknown to {self.name}: {missing[0]}",
+                detail=[{"digest": d} for d in missing],
+            )
+
+    def _blob_visible(self, digest: str) -> bool:
+        link = read_link(self._driver, p.path_for(p.LayerLinkPath(self.name, digest)))
+        return (
+            link == digest
+            and blob_size(self._driver, p.path_for(p.BlobDataPath(digest))) is not None
+        )
+
+    def resolve(self, reference: str) -> str:
+        """Return the digest a tag or digest names here; unknown → ManifestUnknownError."""
+        if is_digest_like(reference):
+            digest = validate_digest(reference)
+        else:
+            digest = TagStore(self._driver, self.name).get(reference)
+        if (
+            read_link(self._driver, p.path_for(p.ManifestRevisionLinkPath(self.name, digest)))
+            != digest
+        ):
+            raise ManifestUnknownError(f"manifest {reference} unknown to {self.name}")
+        return digest
+
+    def get(self, reference: str) -> Manifest:
+        """``(content, media_type, digest)`` of a manifest by digest or tag."""
+        digest = self.resolve(reference)
+        try:
+            content = self._driver.get_content(p.path_for(p.BlobDataPath(digest)))
+        except PathNotFoundError:
+            raise ManifestUnknownError(f"manifest {digest} data is missing") from None
+        try:
+            doc = json.loads(content)
+        except ValueError:
+            doc = {}
+        kind = sniff_media_type(doc) if isinstance(doc, dict) else None
+        return Manifest(content, kind or OCI_MANIFEST, digest)
+
+    def exists(self, reference: str) -> bool:
+        """Whether the manifest (by digest or tag) is visible in this repository."""
+        try:
+            self.resolve(reference)
+        except ManifestUnknownError:
+            return False
+        return True
+
+    def delete(self, digest: str) -> None:
+        """Unlink a manifest revision and remove the tags pointing at it (as Distribution)."""
+        validate_digest(digest)
+        self.resolve(digest)
+        tags = TagStore(self._driver, self.name)
+        for tag in tags.list():
+            if tags.lookup(tag) == digest:
+                tags.untag(tag)
+        self._driver.delete(p.path_for(p.ManifestRevisionLinkPath(self.name, digest)))

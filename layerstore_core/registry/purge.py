@@ -1,0 +1,66 @@
+"""Purge of stale uploads, for the CLI and the server: aborts backend multipart state too."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+from ..driver import StorageDriver
+from ..errors import PathNotFoundError
+from . import paths as p
+from .errors import BlobUploadInvalidError
+from .registry import Registry, repository_names
+from .uploads import abort_upload, parse_started_at
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PurgedUpload:
+    """One upload that was (or, in a dry run, would be) purged."""
+
+    repository: str
+    id: str
+    started_at: dt.datetime
+
+
+def _started_at(driver: StorageDriver, name: str, upload_id: str) -> dt.datetime:
+    """When the upload started; without a readable ``startedat``, when it was last touched."""
+    try:
+        return parse_started_at(
+            driver.get_content(p.path_for(p.UploadStartedAtPath(name, upload_id)))
+        )
+    except (PathNotFoundError, BlobUploadInvalidError):
+        return driver.stat(p.path_for(p.UploadPath(name, upload_id))).modified
+
+
+def purge_uploads(
+    target: StorageDriver | Registry,
+    older_than: dt.timedelta,
+    dry_run: bool = False,
+    *,
+    now: dt.datetime | None = None,
+) -> list[PurgedUpload]:
+    """Cancel every upload started more than ``older_than`` ago; returns what was purged."""
+    driver = target.driver if isinstance(target, Registry) else target
+    cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
+    purged: list[PurgedUpload] = []
+    for name in repository_names(driver):
+        try:
+            uploads = driver.list(p.path_for(p.UploadsPath(name)))
+        except PathNotFoundError:
+            continue
+        for path in uploads:
+            upload_id = path.rsplit("/", 1)[-1]
+            try:
+                started = _started_at(driver, name, upload_id)
+            except PathNotFoundError:  # finished or purged meanwhile
+                continue
+            if started >= cutoff:
+                continue
+            purged.append(PurgedUpload(name, upload_id, started))
+            if not dry_run:
+                log.info("purging upload %s/%s started %s", name, upload_id, started)
+                abort_upload(driver, name, upload_id)
+    return purged

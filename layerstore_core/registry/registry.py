@@ -1,0 +1,72 @@
+"""The registry: repositories on one storage driver, and the catalog of their names."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from ..driver import StorageDriver
+from ..errors import PathNotFoundError
+from . import paths as p
+from .blobs import BlobStore
+from .manifests import ManifestStore
+from .names import validate_name
+from .tags import TagStore, paginate
+
+if TYPE_CHECKING:
+    from .purge import PurgedUpload
+
+
+class Repository:
+    """One repository: its ``blobs``, ``manifests`` and ``tags``."""
+
+    def __init__(self, driver: StorageDriver, name: str) -> None:
+        self.name = validate_name(name)
+        self.blobs = BlobStore(driver, name)
+        self.manifests = ManifestStore(driver, name)
+        self.tags = TagStore(driver, name)
+
+    def __repr__(self) -> str:
+        return f"Repository({self.name!r})"
+
+
+class Registry:
+    """The blob and manifest service on a storage driver, in Distribution's v2 layout."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+
+    def repository(self, name: str) -> Repository:
+        """Return repository ``name`` (validated; it need not exist yet — a push creates it)."""
+        return Repository(self.driver, name)
+
+    def catalog(self, n: int | None = None, last: str | None = None) -> list[str]:
+        """Repository names, sorted, after ``last``, at most ``n``.
+
+        As in Distribution, a repository is a directory holding ``_manifests``.
+        """
+        return paginate(list(repository_names(self.driver, marker="_manifests")), n, last)
+
+    def purge_uploads(self, older_than: dt.timedelta, dry_run: bool = False) -> list[PurgedUpload]:
+        """Cancel uploads started more than ``older_than`` ago (see :func:`.purge_uploads`)."""
+        from .purge import purge_uploads  # purge needs this module; import when called
+
+        return purge_uploads(self.driver, older_than, dry_run)
+
+
+def repository_names(driver: StorageDriver, marker: str | None = None) -> list[str]:
+    """Names of repository directories (those holding ``marker``, or any ``_`` child)."""
+    root = p.path_for(p.RepositoriesPath())
+    found: list[str] = []
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            children = driver.list(directory)
+        except PathNotFoundError:
+            continue
+        names = [child.rsplit("/", 1)[-1] for child in children]
+        if any(n == marker if marker else n.startswith("_") for n in names):
+            found.append(directory[len(root) + 1 :])
+        pending.extend(c for c, n in zip(children, names, strict=True) if not n.startswith("_"))
+    return sorted(found)

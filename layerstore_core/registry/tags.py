@@ -1,0 +1,72 @@
+"""A repository's tags: ``tags/<tag>/current/link`` plus an index of what each tag has named."""
+
+from __future__ import annotations
+
+from ..driver import StorageDriver
+from ..errors import PathNotFoundError
+from . import paths as p
+from .descriptor import read_link, write_link
+from .errors import ManifestUnknownError, NameUnknownError
+from .names import validate_digest, validate_tag
+
+
+def paginate(names: list[str], n: int | None, last: str | None) -> list[str]:
+    """Sorted ``names`` after ``last``, at most ``n`` of them (the OCI list pagination)."""
+    if n is not None and (not isinstance(n, int) or n < 0):
+        raise ValueError(f"page size must be a non-negative int, not {n!r}")
+    ordered = sorted(names)
+    if last is not None:
+        ordered = [name for name in ordered if name > last]
+    return ordered if n is None else ordered[:n]
+
+
+class TagStore:
+    """Tags of one repository: list, get, tag, untag."""
+
+    def __init__(self, driver: StorageDriver, name: str) -> None:
+        self._driver = driver
+        self.name = name
+
+    def list(self, n: int | None = None, last: str | None = None) -> list[str]:
+        """Tag names, sorted, after ``last``, at most ``n``; unknown repository → NameUnknown."""
+        try:
+            children = self._driver.list(p.path_for(p.ManifestTagsPath(self.name)))
+        except PathNotFoundError:
+            try:
+                self._driver.stat(p.path_for(p.RepositoryPath(self.name)))
+            except PathNotFoundError:
+                raise NameUnknownError(f"repository {self.name} unknown") from None
+            children = []
+        return paginate([c.rsplit("/", 1)[-1] for c in children], n, last)
+
+    def lookup(self, tag: str) -> str | None:
+        """Return the digest ``tag`` points at, or None."""
+        validate_tag(tag)
+        return read_link(self._driver, p.path_for(p.ManifestTagCurrentPath(self.name, tag)))
+
+    def get(self, tag: str) -> str:
+        """Return the digest ``tag`` points at; unknown tag → ManifestUnknownError."""
+        digest = self.lookup(tag)
+        if digest is None:
+            raise ManifestUnknownError(f"tag {tag} unknown to {self.name}", detail={"tag": tag})
+        return digest
+
+    def tag(self, tag: str, digest: str) -> None:
+        """Point ``tag`` at a manifest of this repository (index link first, then current)."""
+        validate_tag(tag)
+        validate_digest(digest)
+        revision = p.path_for(p.ManifestRevisionLinkPath(self.name, digest))
+        if read_link(self._driver, revision) != digest:
+            raise ManifestUnknownError(f"manifest {digest} unknown to {self.name}")
+        write_link(
+            self._driver, p.path_for(p.ManifestTagIndexEntryPath(self.name, tag, digest)), digest
+        )
+        write_link(self._driver, p.path_for(p.ManifestTagCurrentPath(self.name, tag)), digest)
+
+    def untag(self, tag: str) -> None:
+        """Remove the tag (its whole directory); unknown tag → ManifestUnknownError."""
+        self.get(tag)
+        try:
+            self._driver.delete(p.path_for(p.ManifestTagPath(self.name, tag)))
+        except PathNotFoundError:
+            pass
