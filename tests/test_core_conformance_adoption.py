@@ -24,7 +24,7 @@ def test_suite_combines_every_part() -> None:
 
 
 def test_builtin_drivers_adopt_the_suite() -> None:
-    assert {"test_conformance_inmemory"} <= set(MODULES)
+    assert {"test_conformance_filesystem", "test_conformance_inmemory"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)

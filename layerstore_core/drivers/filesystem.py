@@ -1,0 +1,244 @@
+"""The ``filesystem`` driver: a directory tree, laid out exactly as Distribution's driver does.
+
+Contract path ``/a/b`` is the file ``<rootdirectory>/a/b``. The core has already rejected every
+path with an empty, ``.`` or ``..`` component, so joining components can never climb out of the
+root. Symbolic links inside the root are followed, as Distribution's driver follows them: whoever
+can create them there is trusted as much as the operator who chose the root.
+
+* ``put_content`` is atomic: the data goes to a temp file in the target's directory, is
+  fsynced, and ``os.replace``-d over the target. A reader sees the old or the new file, never a
+  torn one, also after a crash mid-write. Temp files are named ``~put-<hex>``: ``~`` is outside
+  the path grammar, so no contract path can name them and ``list``/``walk`` skip every entry
+  whose name is not a valid path component. A crash can leave one behind; ``delete`` of its
+  directory removes it.
+* ``writer`` writes in place at the path, as Distribution's does, so an upload file that another
+  process left behind (ours or Distribution's) is continued by ``writer(path, append=True)``
+  at the file's size. ``close`` and ``commit`` flush and fsync; ``cancel`` removes the file.
+* Directories are real; they are created on demand (the root too) and are left behind, empty,
+  when their last file goes (Distribution does the same; ``delete`` of a parent removes them).
+
+Every ``OSError`` is translated in :func:`_translated`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import errno
+import os
+import re
+import secrets
+import shutil
+import stat as stat_mod
+from collections.abc import Iterator
+from typing import IO, BinaryIO
+
+from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, join_path
+from ..errors import InvalidOffsetError, PathNotFoundError, StorageDriverError
+from ..params import ParameterError
+
+#: Names ``list`` and ``walk`` report: valid contract path components (temp files are not).
+_VISIBLE = re.compile(r"^[A-Za-z0-9._-]+$")
+#: Prefix of ``put_content``'s temp files; ``~`` keeps them outside the path grammar.
+TEMP_PREFIX = "~put-"
+#: Buffer of a writer's file object: small ``write()`` calls become large syscalls.
+WRITE_BUFFER = 1 << 20
+
+_NOT_FOUND = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+
+
+@dataclasses.dataclass(frozen=True)
+class FilesystemParams:
+    """Distribution's filesystem parameters.
+
+    ``maxthreads`` is accepted so that a Distribution config works unchanged; Distribution uses
+    it to cap OS threads blocked in syscalls, which here the caller's own threads bound.
+    """
+
+    rootdirectory: str = "./registry-data"
+    maxthreads: int = 100
+
+    def validate(self) -> None:
+        """Reject an empty root and a non-positive thread cap."""
+        if not self.rootdirectory:
+            raise ParameterError("driver 'filesystem': parameter 'rootdirectory' is empty")
+        if self.maxthreads < 1:
+            raise ParameterError("driver 'filesystem': parameter 'maxthreads' must be >= 1")
+
+
+@contextlib.contextmanager
+def _translated(path: str) -> Iterator[None]:
+    """Raise every OSError as the contract's error for ``path`` (the one translation point)."""
+    try:
+        yield
+    except StorageDriverError:
+        raise
+    except OSError as exc:
+        if exc.errno in _NOT_FOUND:
+            raise PathNotFoundError(path=path) from exc
+        if exc.errno == errno.EEXIST:
+            raise StorageDriverError("a parent of the path is a file", path=path) from exc
+        raise StorageDriverError(exc.strerror or str(exc), path=path) from exc
+
+
+def _mtime(st: os.stat_result) -> dt.datetime:
+    return dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, dt.UTC)
+
+
+def _info(path: str, st: os.stat_result) -> FileInfo:
+    is_dir = stat_mod.S_ISDIR(st.st_mode)
+    return FileInfo(path, 0 if is_dir else st.st_size, _mtime(st), is_dir)
+
+
+class FilesystemDriver(StorageDriver):
+    """Files under ``rootdirectory``; the embedded default driver."""
+
+    name = "filesystem"
+    Params = FilesystemParams
+
+    def __init__(self, params: FilesystemParams | None = None) -> None:
+        self.params = params or FilesystemParams()
+        self.root = os.path.abspath(self.params.rootdirectory)
+
+    def _full(self, path: str) -> str:
+        return self.root if path == "/" else self.root + path
+
+    def _get_content(self, path: str) -> bytes:
+        with _translated(path), open(self._full(path), "rb") as f:
+            return f.read()
+
+    def _put_content(self, path: str, data: bytes) -> None:
+        full = self._full(path)
+        with _translated(path):
+            directory = os.path.dirname(full)
+            os.makedirs(directory, exist_ok=True)
+            temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                with open(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temp, full)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+
+    def _reader(self, path: str, offset: int) -> IO[bytes]:
+        with _translated(path):
+            f = open(self._full(path), "rb")  # noqa: SIM115 - the caller owns the stream
+            try:
+                size = os.fstat(f.fileno()).st_size
+                if offset > size:
+                    raise InvalidOffsetError(path=path, offset=offset)
+                f.seek(offset)
+            except BaseException:
+                f.close()
+                raise
+            return f
+
+    def _writer(self, path: str, append: bool) -> FileWriter:
+        full = self._full(path)
+        with _translated(path):
+            if append:  # no O_CREAT: appending to nothing is PathNotFoundError
+                fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            else:
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            f = open(fd, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 - the writer owns it
+            try:
+                size = os.fstat(f.fileno()).st_size
+            except BaseException:
+                f.close()
+                raise
+        return _FilesystemWriter(self.name, path, f, full, size)
+
+    def _stat(self, path: str) -> FileInfo:
+        with _translated(path):
+            try:
+                return _info(path, os.stat(self._full(path)))
+            except FileNotFoundError:
+                if path == "/":  # the root exists before its directory does
+                    return FileInfo("/", 0, EPOCH, True)
+                raise
+
+    def _list(self, path: str) -> list[str]:
+        return [join_path(path, name) for name, _ in self._entries(path)]
+
+    def _entries(self, path: str) -> list[tuple[str, os.DirEntry[str]]]:
+        """Visible entries of the directory at ``path``, sorted by name (byte order)."""
+        with _translated(path):
+            try:
+                with os.scandir(self._full(path)) as it:
+                    found = [(e.name, e) for e in it if _VISIBLE.match(e.name)]
+            except FileNotFoundError:
+                if path == "/":
+                    return []
+                raise
+        return sorted(found, key=lambda item: item[0])
+
+    def _walk(self, path: str) -> Iterator[FileInfo]:
+        for name, entry in self._entries(path):
+            child = join_path(path, name)
+            with _translated(child):
+                info = _info(child, entry.stat())
+            yield info
+            if info.is_dir:
+                try:
+                    yield from self._walk(child)
+                except PathNotFoundError:
+                    continue  # deleted while we walked
+
+    def _move(self, source: str, dest: str) -> None:
+        src, dst = self._full(source), self._full(dest)
+        with _translated(source):
+            os.lstat(src)
+        with _translated(dest):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                shutil.rmtree(dst)  # move overwrites whatever is at dest
+        with _translated(source):
+            os.replace(src, dst)
+
+    def _delete(self, path: str) -> None:
+        full = self._full(path)
+        with _translated(path):
+            st = os.lstat(full)
+            if stat_mod.S_ISDIR(st.st_mode):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+
+
+class _FilesystemWriter(FileWriter):
+    """Writes in place through a buffered file; the file on disk is the resume state."""
+
+    def __init__(self, driver: str, path: str, file: BinaryIO, full: str, size: int) -> None:
+        super().__init__(driver, path, size)
+        self._file = file
+        self._full = full
+
+    def _write(self, data: memoryview) -> None:
+        with _translated(self.path):
+            self._file.write(data)
+
+    def _sync_and_close(self) -> None:
+        with _translated(self.path):
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
+
+    def _close(self) -> None:
+        self._sync_and_close()
+
+    def _commit(self) -> None:
+        self._sync_and_close()
+
+    def _cancel(self) -> None:
+        self._file.close()
+        with _translated(self.path), contextlib.suppress(FileNotFoundError):
+            os.unlink(self._full)
