@@ -1,0 +1,7 @@
+"""layerstore's S3 storage driver: ``load_driver("s3", bucket=..., region=...)``."""
+
+from .config import S3Params
+from .driver import S3Driver
+from .writer import S3Writer
+
+__all__ = ["S3Driver", "S3Params", "S3Writer"]
