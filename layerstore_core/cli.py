@@ -1,0 +1,135 @@
+"""The ``layerstore`` command: ``serve``, ``drivers``, ``purge-uploads``.
+
+Server dependencies are imported inside the subcommands, so ``layerstore drivers`` works on a
+core-only install and a missing extra is reported with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import discovery
+from .params import ParameterError, describe_params
+
+log = logging.getLogger(__name__)
+
+#: Where Distribution looks for its config when none is given on the command line.
+CONFIG_ENV = "REGISTRY_CONFIGURATION_PATH"
+
+
+class CLIError(Exception):
+    """A user-facing failure: printed without a traceback, exit status 1."""
+
+
+def _load_config(path: str | None) -> Any:
+    try:
+        from .server.config import ConfigError, load_config
+    except ImportError as exc:
+        raise CLIError(
+            f"the server extra is not installed ({exc.name} missing): "
+            "pip install 'layerstore-core[server]'"
+        ) from None
+    try:
+        return load_config(path or os.environ.get(CONFIG_ENV) or None, os.environ)
+    except ConfigError as exc:
+        raise CLIError(f"configuration error: {exc}") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    from .server.serve import serve
+
+    try:
+        serve(config)
+    except (discovery.DriverNotFoundError, discovery.DriverLoadError, ParameterError) as exc:
+        raise CLIError(f"storage.{config.driver}: {exc}") from None
+    return 0
+
+
+def cmd_drivers(args: argparse.Namespace) -> int:
+    names = discovery.available_drivers()
+    if not names:
+        print("no storage drivers installed")
+        return 0
+    for name in names:
+        try:
+            cls = discovery.driver_class(name)
+        except (discovery.DriverLoadError, discovery.DriverNotFoundError) as exc:
+            print(f"{name}: unavailable ({exc})")
+            continue
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"{name}: {doc[0] if doc else cls.__qualname__}")
+        rows = describe_params(cls.Params)
+        if not rows:
+            print("    (no parameters)")
+        width = max((len(r[0]) for r in rows), default=0)
+        for pname, kind, default in rows:
+            print(f"    {pname.ljust(width)}  {kind}  default {default}")
+    missing = sorted(set(discovery.KNOWN_PACKAGES) - set(names))
+    for name in missing:
+        print(f"({name}: pip install {discovery.KNOWN_PACKAGES[name]})")
+    return 0
+
+
+def cmd_purge_uploads(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    from .registry import Registry
+    from .server.config import ConfigError, parse_duration
+
+    try:
+        age = parse_duration(args.age, "--age") if args.age else config.purge.age
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from None
+    logging.basicConfig(level=config.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        driver = discovery.load_driver(config.driver, **dict(config.driver_params))
+    except (discovery.DriverNotFoundError, discovery.DriverLoadError, ParameterError) as exc:
+        raise CLIError(f"storage.{config.driver}: {exc}") from None
+    purged = Registry(driver).purge_uploads(
+        older_than=dt.timedelta(seconds=age), dry_run=args.dry_run
+    )
+    verb = "would purge" if args.dry_run else "purged"
+    for item in purged:
+        print(f"{verb} {item.repository} {item.id} (started {item.started_at.isoformat()})")
+    print(f"{verb} {len(purged)} upload(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="layerstore", description="A container registry's storage layer and HTTP API."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the OCI Distribution API")
+    serve.add_argument("--config", help=f"Distribution-style config.yml (or ${CONFIG_ENV})")
+    serve.set_defaults(func=cmd_serve)
+    drivers = sub.add_parser("drivers", help="list installed storage drivers and parameters")
+    drivers.set_defaults(func=cmd_drivers)
+    purge = sub.add_parser("purge-uploads", help="remove stale uploads")
+    purge.add_argument("--config", help="Distribution-style config.yml")
+    purge.add_argument("--age", help="minimum age, a Go duration such as 168h (default: config)")
+    purge.add_argument("--dry-run", action="store_true", help="only list what would go")
+    purge.set_defaults(func=cmd_purge_uploads)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except CLIError as exc:
+        print(f"layerstore: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

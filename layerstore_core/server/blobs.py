@@ -1,0 +1,96 @@
+"""Blob routes: HEAD, GET (whole, one Range, or a 307 to the backend) and DELETE."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import HTTPError
+from .http import Request, Response, empty
+from .state import ServerState
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """Return the inclusive byte range a ``Range`` asks for; None to serve the whole blob.
+
+    Several ranges, or another unit, are ignored (RFC 9110 allows that); a single range that
+    cannot be satisfied is RANGE_INVALID.
+    """
+    m = _RANGE.match(value.strip().replace(" ", ""))
+    if not m:
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(size - n, 0), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        raise _unsatisfiable(size)
+    return start, end
+
+
+def _unsatisfiable(size: int) -> HTTPError:
+    return HTTPError("RANGE_INVALID", "requested range not satisfiable",
+                     headers={"Content-Range": f"bytes */{size}"})
+
+
+def _size_of(info: Any) -> int:
+    return int(info if isinstance(info, int) else info.size)
+
+
+def _headers(digest: str, size: int) -> list[tuple[str, str]]:
+    return [
+        ("Content-Type", "application/octet-stream"),
+        ("Docker-Content-Digest", digest),
+        ("ETag", f'"{digest}"'),
+        ("Accept-Ranges", "bytes"),
+        ("Cache-Control", "max-age=31536000"),
+    ]
+
+
+async def head(state: ServerState, req: Request, name: str, digest: str) -> Response:
+    repo = state.registry.repository(name)
+    size = _size_of(await state.run(repo.blobs.stat, digest))
+    hdrs = _headers(digest, size) + [("Content-Length", str(size))]
+    return Response(200, hdrs, head=True)
+
+
+async def get(state: ServerState, req: Request, name: str, digest: str) -> Response:
+    repo = state.registry.repository(name)
+    size = _size_of(await state.run(repo.blobs.stat, digest))
+    if not state.config.redirect_disabled:
+        url = await state.run(repo.blobs.redirect_url, digest)
+        if url:
+            return empty(307, Location=url, Docker_Content_Digest=digest)
+    raw = req.headers.get("range")
+    span = parse_range(raw, size) if raw else None
+    start, end = span if span is not None else (0, size - 1)
+    length = max(end - start + 1, 0)
+    reader = await state.run(repo.blobs.open, digest)
+    try:
+        if start:
+            await state.run(reader.seek, start)
+    except BaseException:
+        await state.run(reader.close)
+        raise
+    hdrs = _headers(digest, size) + [("Content-Length", str(length))]
+    status = 200
+    if span is not None:
+        status = 206
+        hdrs.append(("Content-Range", f"bytes {start}-{end}/{size}"))
+    return Response(status, hdrs, state.stream_reader(reader, length))
+
+
+async def delete(state: ServerState, req: Request, name: str, digest: str) -> Response:
+    if not state.config.delete_enabled:
+        raise HTTPError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
+    repo = state.registry.repository(name)
+    await state.run(repo.blobs.delete, digest)
+    return empty(202, Docker_Content_Digest=digest)

@@ -1,0 +1,132 @@
+"""Manifest, tag-list and catalog routes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import quote
+
+from .errors import HTTPError
+from .http import Request, Response, empty, json_response
+from .state import ServerState
+
+#: Distribution's limit on a manifest body.
+MAX_MANIFEST_BYTES = 4 * 2**20
+#: Page size for tag lists and the catalog when the client gives no ``n``.
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10000
+
+
+def _is_digest(reference: str) -> bool:
+    return ":" in reference
+
+
+def _accepts(req: Request, media_type: str) -> bool:
+    """Whether the client's ``Accept`` allows ``media_type`` (no header: anything)."""
+    raw = req.headers.get("accept")
+    if not raw:
+        return True
+    types = {part.split(";")[0].strip().lower() for part in raw.split(",")}
+    return bool(types & {media_type.lower(), "*/*", "application/*", ""})
+
+
+def _unpack(found: Any) -> tuple[bytes, str, str]:
+    """(content, media type, digest) from whatever the manifest service returns."""
+    if isinstance(found, tuple):
+        content, media_type, digest = found
+        return content, media_type, digest
+    return found.content, found.media_type, found.digest
+
+
+async def get(state: ServerState, req: Request, name: str, reference: str) -> Response:
+    repo = state.registry.repository(name)
+    content, media_type, digest = _unpack(await state.run(repo.manifests.get, reference))
+    if not _accepts(req, media_type):
+        raise HTTPError("MANIFEST_UNKNOWN", f"manifest is {media_type}, not in the Accept header",
+                        detail={"mediaType": media_type})
+    hdrs = [("Content-Type", media_type), ("Docker-Content-Digest", digest),
+            ("ETag", f'"{digest}"'), ("Content-Length", str(len(content)))]
+    return Response(200, hdrs, content, head=req.method == "HEAD")
+
+
+def _digest_of(content: bytes, reference: str) -> str:
+    algorithm = reference.split(":", 1)[0]
+    if algorithm not in ("sha256", "sha512"):
+        raise HTTPError("DIGEST_INVALID", "unsupported digest algorithm", detail=reference)
+    return f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}"
+
+
+def _media_type(req: Request, content: bytes) -> str:
+    header = req.headers.get("content-type", "").split(";")[0].strip()
+    if header and header != "application/octet-stream":
+        return header
+    try:
+        declared = json.loads(content).get("mediaType")
+    except (ValueError, AttributeError):
+        raise HTTPError("MANIFEST_INVALID", "manifest is not a JSON object") from None
+    if not isinstance(declared, str):
+        raise HTTPError("MANIFEST_INVALID", "no Content-Type and no mediaType in the manifest")
+    return declared
+
+
+async def put(state: ServerState, req: Request, name: str, reference: str) -> Response:
+    repo = state.registry.repository(name)
+    content = await req.read(MAX_MANIFEST_BYTES, code="MANIFEST_INVALID")
+    media_type = _media_type(req, content)
+    if _is_digest(reference):
+        if _digest_of(content, reference) != reference:
+            raise HTTPError("DIGEST_INVALID", "manifest content does not match the digest",
+                            detail=reference)
+        digest = await state.run(repo.manifests.put, content, media_type)
+    else:
+        digest = await state.run(repo.manifests.put, content, media_type, tag=reference)
+    digest = str(digest)
+    return empty(201, Location=f"/v2/{name}/manifests/{digest}", Docker_Content_Digest=digest)
+
+
+async def delete(state: ServerState, req: Request, name: str, reference: str) -> Response:
+    if not state.config.delete_enabled:
+        raise HTTPError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
+    repo = state.registry.repository(name)
+    if _is_digest(reference):
+        await state.run(repo.manifests.delete, reference)
+    else:
+        await state.run(repo.tags.untag, reference)
+    return empty(202)
+
+
+def _page_args(req: Request) -> tuple[int, str | None]:
+    raw = req.arg("n")
+    n = DEFAULT_PAGE
+    if raw is not None and raw != "":
+        if not raw.isdigit():
+            raise HTTPError("PAGINATION_NUMBER_INVALID", detail={"n": raw})
+        n = int(raw)
+        if n > MAX_PAGE:
+            raise HTTPError("PAGINATION_NUMBER_INVALID", f"n may be at most {MAX_PAGE}",
+                            detail={"n": raw})
+    return n, req.arg("last") or None
+
+
+def _paged(path: str, key: str, name: str | None, items: list[str], n: int) -> Response:
+    page = items[:n]
+    doc: dict[str, Any] = {key: page} if name is None else {"name": name, key: page}
+    headers = []
+    if len(items) > n and page:
+        link = f"{path}?n={n}&last={quote(page[-1], safe='')}"
+        headers.append(("Link", f'<{link}>; rel="next"'))
+    return json_response(200, json.dumps(doc).encode("utf-8"), headers)
+
+
+async def tags(state: ServerState, req: Request, name: str) -> Response:
+    n, last = _page_args(req)
+    repo = state.registry.repository(name)
+    items = [] if n == 0 else list(await state.run(repo.tags.list, n + 1, last))
+    return _paged(f"/v2/{name}/tags/list", "tags", name, items, n)
+
+
+async def catalog(state: ServerState, req: Request) -> Response:
+    n, last = _page_args(req)
+    items = [] if n == 0 else list(await state.run(state.registry.catalog, n + 1, last))
+    return _paged("/v2/_catalog", "repositories", None, items, n)

@@ -1,0 +1,46 @@
+"""Run the app under uvicorn with the config's address, TLS and log level.
+
+uvicorn is the server because it streams both ways through plain ASGI (flow-controlled request
+bodies, no buffering of responses), uses httptools and uvloop when present (the ``server``
+extra installs them), and handles TLS and Unix sockets itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from .app import create_app
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def serve(config: Config) -> None:
+    """Serve until interrupted."""
+    configure_logging(config.log_level)
+    app = create_app(config)
+    where = config.unix_socket or f"{config.host}:{config.port}"
+    log.info("layerstore serving %s storage on %s", config.driver, where)
+    server_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        uds=config.unix_socket,
+        ssl_certfile=config.tls_certificate,
+        ssl_keyfile=config.tls_key,
+        log_level=config.log_level.lower(),
+        log_config=None,
+        access_log=config.log_level == "DEBUG",
+        lifespan="on",
+        server_header=False,
+        timeout_keep_alive=30,
+    )
+    uvicorn.Server(server_config).run()

@@ -1,0 +1,173 @@
+"""Blob upload routes: POST (start, monolithic, mount), PATCH, PUT, GET status, DELETE.
+
+Every response that keeps an upload open carries a fresh signed state token in ``Location``; the
+upload's real offset is always the backend's (the token's offset is informational), so a chunk
+that does not start there gets 416 with the current ``Range`` and nothing is appended.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+from .errors import HTTPError
+from .http import Request, Response, empty
+from .state import ServerState
+from .tokens import InvalidTokenError, UploadState
+
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_NO_MOUNT = {"BLOB_UNKNOWN", "NAME_UNKNOWN", "NAME_INVALID", "DIGEST_INVALID"}
+
+
+def range_header(offset: int) -> str:
+    """Distribution's upload ``Range``: ``0-<last byte>`` (``0-0`` when empty)."""
+    return f"0-{max(offset - 1, 0)}"
+
+
+def _location(state: ServerState, name: str, upload: Any) -> str:
+    token = state.signer.sign(
+        UploadState(name=name, id=str(upload.id), offset=int(upload.offset),
+                    started_at=str(upload.started_at))
+    )
+    return f"/v2/{name}/blobs/uploads/{upload.id}?_state={quote(token, safe='')}"
+
+
+def _progress(state: ServerState, name: str, upload: Any, status: int) -> Response:
+    return empty(
+        status,
+        Location=_location(state, name, upload),
+        Range=range_header(int(upload.offset)),
+        Docker_Upload_UUID=str(upload.id),
+    )
+
+
+def _created(name: str, digest: str) -> Response:
+    return empty(201, Location=f"/v2/{name}/blobs/{digest}", Docker_Content_Digest=digest)
+
+
+def parse_content_range(value: str) -> tuple[int, int]:
+    """``start-end`` (inclusive), optionally with a ``bytes`` unit; else 416."""
+    m = _CONTENT_RANGE.match(value.strip())
+    if not m or int(m.group(1)) > int(m.group(2)):
+        raise HTTPError("RANGE_INVALID", "malformed Content-Range", detail=value)
+    return int(m.group(1)), int(m.group(2))
+
+
+async def start(state: ServerState, req: Request, name: str) -> Response:
+    """POST /v2/<name>/blobs/uploads/: mount, monolithic upload, or a new session."""
+    repo = state.registry.repository(name)
+    mount, source = req.arg("mount"), req.arg("from")
+    if mount is not None and source is not None:
+        try:
+            await state.run(repo.blobs.mount, mount, source)
+        except Exception as exc:  # cannot mount: fall back to a fresh session, as the spec says
+            if getattr(exc, "code", None) not in _NO_MOUNT:
+                raise
+        else:
+            await req.drain()
+            return _created(name, mount)
+    digest = req.arg("digest")
+    upload = await state.run(repo.blobs.create_upload)
+    if digest is None:
+        await req.drain()
+        await state.run(upload.close)
+        resp = _progress(state, name, upload, 202)
+        return resp.header("OCI-Chunk-Min-Length", state.chunk_min_length)
+    return await _finish(state, req, name, upload, digest)
+
+
+async def _write_body(state: ServerState, req: Request, upload: Any) -> None:
+    """Append the body, closing the upload (persisting what arrived) whatever happens."""
+    try:
+        await state.pump(req, upload.write)
+    except BaseException:
+        try:
+            await state.run(upload.close)
+        except Exception:  # the first error is the one to report
+            pass
+        raise
+
+
+async def _finish(
+    state: ServerState, req: Request, name: str, upload: Any, digest: str
+) -> Response:
+    if req.has_body:
+        await _write_body(state, req, upload)
+    try:
+        committed = await state.run(upload.commit, digest)
+    except BaseException:
+        try:
+            await state.run(upload.close)
+        except Exception:  # commit may already have closed or cancelled it
+            pass
+        raise
+    return _created(name, str(committed) if isinstance(committed, str) else digest)
+
+
+async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -> Any:
+    repo = state.registry.repository(name)
+    token = req.arg("_state")
+    if token is None:
+        raise HTTPError("BLOB_UPLOAD_INVALID", "missing upload state (_state)")
+    try:
+        state.signer.verify(token, name=name, upload_id=upload_id)
+    except InvalidTokenError as exc:
+        raise HTTPError("BLOB_UPLOAD_INVALID", str(exc)) from None
+    return await state.run(repo.blobs.resume_upload, upload_id)
+
+
+async def _check_range(state: ServerState, req: Request, name: str, upload: Any) -> None:
+    """Refuse (416) a ``Content-Range`` not starting at the offset or not matching the length."""
+    raw = req.headers.get("content-range")
+    if raw is None:
+        return
+    offset = int(upload.offset)
+    try:
+        first, last = parse_content_range(raw)
+        length = req.content_length
+        if first != offset or (length is not None and length != last - first + 1):
+            raise HTTPError("RANGE_INVALID", "chunk does not start at the upload's offset",
+                            detail={"offset": offset, "content_range": raw})
+    except HTTPError as err:
+        await state.run(upload.close)
+        err.headers.update(
+            Location=_location(state, name, upload), Range=range_header(offset),
+            **{"Docker-Upload-UUID": str(upload.id)},
+        )
+        await req.drain()
+        raise
+
+
+async def patch(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
+    """PATCH: append a chunk (with Content-Range) or a stream (without, chunked or not)."""
+    upload = await _resume(state, req, name, upload_id)
+    await _check_range(state, req, name, upload)
+    await _write_body(state, req, upload)
+    await state.run(upload.close)
+    return _progress(state, name, upload, 202)
+
+
+async def put(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
+    """PUT ?digest=: optional final chunk, then verify and commit."""
+    digest = req.arg("digest")
+    if not digest:
+        raise HTTPError("DIGEST_INVALID", "the digest query parameter is required")
+    upload = await _resume(state, req, name, upload_id)
+    if req.has_body:
+        await _check_range(state, req, name, upload)
+    return await _finish(state, req, name, upload, digest)
+
+
+async def status(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
+    """GET: where the upload stands (204 + Range)."""
+    upload = await _resume(state, req, name, upload_id)
+    await state.run(upload.close)
+    return _progress(state, name, upload, 204)
+
+
+async def cancel(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
+    """DELETE: abandon the upload."""
+    upload = await _resume(state, req, name, upload_id)
+    await state.run(upload.cancel)
+    return empty(204)
