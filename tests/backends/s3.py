@@ -118,6 +118,16 @@ def backend_s3(moto_endpoint: str) -> Iterator[Backend]:
     _purge(_client(moto_endpoint), params["rootdirectory"].strip("/") + "/")
 
 
+def raw_leftovers(client: Any, prefix: str) -> list[str]:
+    """Every raw key and unfinished multipart upload under ``prefix`` (what the driver hides)."""
+    found = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        found.extend(obj["Key"] for obj in page.get("Contents", []))
+    uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", [])
+    found.extend(f"upload:{u['Key']}:{u['UploadId']}" for u in uploads)
+    return found
+
+
 def _purge(client: Any, prefix: str) -> None:
     """Drop what a test left under its prefix, so moto's memory stays small."""
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
