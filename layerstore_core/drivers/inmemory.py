@@ -12,9 +12,10 @@ import dataclasses
 import datetime as dt
 import io
 import threading
+from collections.abc import Iterator
 from typing import IO
 
-from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, join_path
+from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, join_path, walk_order_key
 from ..errors import InvalidOffsetError, PathNotFoundError, StorageDriverError
 
 
@@ -108,6 +109,25 @@ class InMemoryDriver(StorageDriver):
             raise PathNotFoundError(path=path)
         return [join_path(path, name) for name in names]
 
+    def _walk(self, path: str) -> Iterator[FileInfo]:
+        """Walk from one sorted snapshot: O(n log n), where list + stat per node is quadratic."""
+        prefix = self._children_prefix(path)
+        with self._lock:
+            files = {p: e for p, e in self._files.items() if p.startswith(prefix)}
+        if not files and path != "/":
+            raise PathNotFoundError(path=path)
+        infos: dict[str, FileInfo] = {}
+        base = len(prefix.split("/")) - 1
+        for p, entry in files.items():
+            infos[p] = FileInfo(p, len(entry.data), entry.modified, False)
+            parts = p.split("/")
+            for i in range(base + 1, len(parts)):
+                d = "/".join(parts[:i])
+                seen = infos.get(d)
+                if seen is None or (seen.is_dir and seen.modified < entry.modified):
+                    infos[d] = FileInfo(d, 0, entry.modified, True)
+        yield from sorted(infos.values(), key=lambda info: walk_order_key(info.path))
+
     def _move(self, source: str, dest: str) -> None:
         with self._lock:
             entry = self._files.get(source)
@@ -140,7 +160,10 @@ class _InMemoryWriter(FileWriter):
         self._buffer = buffer
 
     def _write(self, data: memoryview) -> None:
-        self._buffer += data
+        with self._driver._lock:  # a buffer another writer committed is content: never touch it
+            if self._driver._pending.get(self.path) is not self._buffer:
+                raise StorageDriverError("the write was committed, cancelled or restarted")
+            self._buffer += data
 
     def _close(self) -> None:
         """Do nothing: the buffer already lives in the driver's pending table."""
@@ -148,8 +171,9 @@ class _InMemoryWriter(FileWriter):
     def _commit(self) -> None:
         with self._driver._lock:
             self._driver._check_no_file_above(self.path)
-            if self._driver._pending.get(self.path) is self._buffer:
-                del self._driver._pending[self.path]
+            if self._driver._pending.get(self.path) is not self._buffer:
+                raise StorageDriverError("the write was committed, cancelled or restarted")
+            del self._driver._pending[self.path]
             self._driver._delete_locked(self.path)
             self._driver._files[self.path] = _Entry(self._buffer, _now())
 

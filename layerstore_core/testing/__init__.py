@@ -20,8 +20,7 @@ from .suite import SUITE_PARTS, ConformanceSuite  # noqa: E402
 from .walk import WalkCases  # noqa: E402
 from .writer import WriterCases  # noqa: E402
 
-__all__ = [
-    "SUITE_PARTS",
+__all__ = [  # plain sorted(), checked by tests/test_core_public_api.py
     "Backend",
     "ConcurrencyCases",
     "ConformanceSuite",
@@ -30,6 +29,7 @@ __all__ = [
     "MoveDeleteCases",
     "ReaderCases",
     "RedirectCases",
+    "SUITE_PARTS",
     "WalkCases",
     "WriterCases",
 ]
