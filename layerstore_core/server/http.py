@@ -39,7 +39,9 @@ class Request:
                                                 keep_blank_values=True).items()}
         self.headers: dict[str, str] = {}
         for key, value in scope.get("headers", []):
-            self.headers[key.decode("latin-1").lower()] = value.decode("latin-1")
+            name, text = key.decode("latin-1").lower(), value.decode("latin-1")
+            seen = self.headers.get(name)
+            self.headers[name] = text if seen is None else f"{seen}, {text}"  # RFC 9110 5.3
         self._consumed = False
 
     def arg(self, name: str) -> str | None:
