@@ -221,7 +221,7 @@ class StorageDriver(ABC):
         offset == size gives an empty stream; < 0 or > size → InvalidOffsetError.
         """
         self._valid(path)
-        if not isinstance(offset, int) or offset < 0:
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise InvalidOffsetError(driver=self.name, path=path, offset=offset)
         return self._call("reader", path, lambda: self._reader(path, offset))
 

@@ -1,0 +1,107 @@
+"""The core wrapper: validation, error stamping and wrapping, the writer state machine."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from layerstore_core import (
+    FileInfo,
+    InvalidOffsetError,
+    PathNotFoundError,
+    StorageDriverError,
+    WriterClosedError,
+)
+from layerstore_core.driver import EPOCH, join_path, validate_path, walk_order_key
+from layerstore_core.drivers.inmemory import InMemoryDriver
+
+
+class Flaky(InMemoryDriver):
+    name = "flaky"
+
+    def _get_content(self, path: str) -> bytes:
+        raise ConnectionResetError("peer went away")
+
+    def _stat(self, path: str) -> FileInfo:
+        raise PathNotFoundError("custom message", path="/other", driver="inner")
+
+    def _walk(self, path: str) -> Iterator[FileInfo]:
+        yield FileInfo("/a", 1, EPOCH, False)
+        raise TimeoutError("listing timed out")
+
+
+def test_stray_exception_is_wrapped_with_cause() -> None:
+    with pytest.raises(StorageDriverError) as info:
+        Flaky().get_content("/x")
+    err = info.value
+    assert (err.driver, err.path) == ("flaky", "/x")
+    assert isinstance(err.__cause__, ConnectionResetError)
+    assert "ConnectionResetError: peer went away" in str(err)
+
+
+def test_driver_errors_are_not_restamped() -> None:
+    with pytest.raises(PathNotFoundError) as info:
+        Flaky().stat("/x")
+    assert (info.value.driver, info.value.path, info.value.message) == (
+        "inner",
+        "/other",
+        "custom message",
+    )
+
+
+def test_walk_errors_midway_are_wrapped() -> None:
+    walker = Flaky().walk("/")
+    assert next(walker).path == "/a"
+    with pytest.raises(StorageDriverError) as info:
+        next(walker)
+    assert info.value.driver == "flaky" and isinstance(info.value.__cause__, TimeoutError)
+
+
+def test_offset_validation() -> None:
+    driver = InMemoryDriver()
+    driver.put_content("/f", b"abc")
+    for bad in (-1, 4, 1.5, "1", True):
+        with pytest.raises(InvalidOffsetError) as info:
+            driver.reader("/f", bad)  # type: ignore[arg-type]
+        assert info.value.driver == "inmemory"
+
+
+def test_writer_state_machine() -> None:
+    driver = InMemoryDriver()
+    writer = driver.writer("/f")
+    assert writer.write(bytearray(b"ab")) == 2
+    assert writer.write(memoryview(b"cdef")[1:3]) == 2
+    assert writer.size == 4
+    writer.commit()
+    assert driver.get_content("/f") == b"abde"
+    with pytest.raises(WriterClosedError, match="writer is committed"):
+        writer.write(b"x")
+    writer.close()  # no-op after commit
+
+
+def test_second_writer_on_a_restarted_path_is_refused() -> None:
+    driver = InMemoryDriver()
+    first = driver.writer("/f")
+    first.write(b"old")
+    second = driver.writer("/f")  # restarts the write
+    second.write(b"new")
+    with pytest.raises(StorageDriverError, match="restarted"):
+        first.write(b"more")
+    second.commit()
+    assert driver.get_content("/f") == b"new"
+
+
+@pytest.mark.parametrize("path", ["/a", "/a/b.c/d-e_f", "/..a", "/a.."])
+def test_validate_path_accepts(path: str) -> None:
+    assert validate_path(path) == path
+
+
+def test_validate_root_only_where_allowed() -> None:
+    assert validate_path("/", allow_root=True) == "/"
+    with pytest.raises(ValueError):
+        validate_path("/")
+
+
+def test_helpers() -> None:
+    assert join_path("/", "a") == "/a" and join_path("/a", "b") == "/a/b"
+    paths = ["/a-b", "/a/x", "/a", "/B", "/a/x/y"]
+    assert sorted(paths, key=walk_order_key) == ["/B", "/a", "/a/x", "/a/x/y", "/a-b"]

@@ -1,0 +1,153 @@
+"""Filesystem specifics the shared suite cannot see: the on-disk mapping, atomicity, resume."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from layerstore_core import PathNotFoundError, StorageDriverError, load_driver
+from layerstore_core.drivers import filesystem
+from layerstore_core.drivers.filesystem import TEMP_PREFIX, FilesystemDriver, FilesystemParams
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def fs(root: Path) -> FilesystemDriver:
+    return FilesystemDriver(FilesystemParams(rootdirectory=str(root)))
+
+
+def test_default_root_is_resolved_at_construction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    driver = load_driver("filesystem")
+    assert isinstance(driver, FilesystemDriver)
+    assert driver.root == str(tmp_path / "registry-data")
+    monkeypatch.chdir("/")
+    driver.put_content("/a", b"x")
+    assert (tmp_path / "registry-data" / "a").read_bytes() == b"x"
+
+
+def test_root_created_on_demand(fs: FilesystemDriver, root: Path) -> None:
+    assert not root.exists()
+    assert fs.stat("/").is_dir
+    assert fs.list("/") == []
+    assert list(fs.walk("/")) == []
+    fs.put_content("/docker/registry/v2/blobs/data", b"blob")
+    assert (root / "docker" / "registry" / "v2" / "blobs" / "data").read_bytes() == b"blob"
+
+
+def test_temp_files_are_invisible(fs: FilesystemDriver, root: Path) -> None:
+    fs.put_content("/dir/file", b"x")
+    (root / "dir" / f"{TEMP_PREFIX}0123456789abcdef").write_bytes(b"crashed mid-put")
+    (root / "dir" / "not valid name").write_bytes(b"?")
+    assert fs.list("/dir") == ["/dir/file"]
+    assert [i.path for i in fs.walk("/")] == ["/dir", "/dir/file"]
+    fs.delete("/dir")
+    assert not (root / "dir").exists()
+
+
+def test_put_content_is_atomic_on_failure(
+    fs: FilesystemDriver, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs.put_content("/file", b"old content")
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(filesystem.os, "replace", crash)
+    with pytest.raises(StorageDriverError, match="No space left") as info:
+        fs.put_content("/file", b"new content that never lands")
+    assert info.value.driver == "filesystem"
+    monkeypatch.undo()
+    assert fs.get_content("/file") == b"old content"
+    assert os.listdir(root) == ["file"]  # the temp file was removed
+
+
+def test_put_content_replaces_the_inode(fs: FilesystemDriver, root: Path) -> None:
+    """A reader holding the old file keeps reading the old bytes: the new file is a new inode."""
+    fs.put_content("/file", b"A" * 100_000)
+    with fs.reader("/file") as stream:
+        fs.put_content("/file", b"B" * 100_000)
+        assert stream.read() == b"A" * 100_000
+    assert fs.get_content("/file") == b"B" * 100_000
+
+
+def test_writer_writes_in_place(fs: FilesystemDriver, root: Path) -> None:
+    writer = fs.writer("/uploads/id/data")
+    writer.write(b"abc")
+    writer.close()
+    assert (root / "uploads" / "id" / "data").read_bytes() == b"abc"
+    writer = fs.writer("/uploads/id/data", append=True)
+    writer.cancel()
+    assert not (root / "uploads" / "id" / "data").exists()
+
+
+def test_continues_an_upload_file_left_by_another_registry(
+    fs: FilesystemDriver, root: Path
+) -> None:
+    """Distribution leaves ``_uploads/<id>/data`` as a plain file; we append at its size."""
+    data = root / "docker/registry/v2/repositories/r/_uploads/u1/data"
+    data.parent.mkdir(parents=True)
+    data.write_bytes(b"x" * 12345)
+    writer = fs.writer("/docker/registry/v2/repositories/r/_uploads/u1/data", append=True)
+    assert writer.size == 12345
+    writer.write(b"tail")
+    writer.commit()
+    assert data.read_bytes() == b"x" * 12345 + b"tail"
+
+
+def test_resume_in_another_process(fs: FilesystemDriver, root: Path) -> None:
+    child = (
+        "from layerstore_core import load_driver\n"
+        f"w = load_driver('filesystem', rootdirectory={str(root)!r}).writer('/up')\n"
+        "w.write(b'head-'); w.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", child], check=True, timeout=120)
+    writer = fs.writer("/up", append=True)
+    assert writer.size == 5
+    writer.write(b"tail")
+    writer.commit()
+    assert fs.get_content("/up") == b"head-tail"
+
+
+def test_errors_are_translated(fs: FilesystemDriver) -> None:
+    fs.put_content("/file", b"x")
+    fs.put_content("/dir/child", b"y")
+    for call in (
+        lambda: fs.get_content("/dir"),  # a directory is not content
+        lambda: fs.get_content("/file/below"),  # ENOTDIR
+        lambda: fs.reader("/dir"),
+        lambda: fs.list("/file"),
+        lambda: fs.stat("/file/below"),
+        lambda: fs.delete("/file/below"),
+    ):
+        with pytest.raises(PathNotFoundError) as info:
+            call()
+        assert info.value.driver == "filesystem"
+    with pytest.raises(StorageDriverError, match="parent of the path is a file") as err:
+        fs.put_content("/file/below", b"z")
+    assert err.value.driver == "filesystem" and err.value.path == "/file/below"
+    assert fs.get_content("/file") == b"x"
+
+
+def test_move_onto_a_directory_replaces_it(fs: FilesystemDriver) -> None:
+    fs.put_content("/src", b"new")
+    fs.put_content("/dst/old", b"old")
+    fs.move("/src", "/dst")
+    assert fs.get_content("/dst") == b"new"
+
+
+def test_stat_reports_mtime_in_utc(fs: FilesystemDriver, root: Path) -> None:
+    fs.put_content("/f", b"1234")
+    os.utime(root / "f", (1_700_000_000, 1_700_000_000))
+    info = fs.stat("/f")
+    assert info.modified.timestamp() == 1_700_000_000
+    assert info.modified.utcoffset() is not None and not info.modified.utcoffset()
+    assert info.size == 4 and not info.is_dir
