@@ -1,0 +1,168 @@
+"""The S3 writer across processes: tails below and above 5 MiB, uniform parts, crash windows."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from layerstore_core.errors import StorageDriverError
+from tests.backends.s3 import BUCKET
+
+from .conftest import MIB, MakeDriver, child_write, key_of, part_sizes, uploads_at
+
+PART = 10 * MIB  # the default chunksize
+
+
+def _data(seed: int, total: int) -> bytes:
+    return random.Random(seed).randbytes(total)
+
+
+@pytest.mark.parametrize(
+    "sessions",
+    [
+        pytest.param([1 * MIB, 2 * MIB, 3], id="tails-below-5MiB"),
+        pytest.param([7 * MIB, 6 * MIB + 5, 8 * MIB], id="tails-above-5MiB"),
+        pytest.param([PART, 2 * PART + 1, MIB - 1], id="whole-parts-then-tails"),
+    ],
+)
+def test_resume_in_other_processes(make_driver: MakeDriver, s3_client: Any,
+                                   sessions: list[int]) -> None:
+    driver = make_driver()
+    path, total, seed = "/up/data", sum(sessions) + 4321, len(sessions)
+    offset = 0
+    for n, count in enumerate(sessions):
+        got = child_write(driver, path, seed=seed, total=total, count=count,
+                          append=n > 0, finish="close")
+        assert got == {"start": offset, "size": offset + count}
+        offset += count
+        # every stored part is a whole part; the rest lives in the hidden tail
+        assert part_sizes(s3_client, key_of(driver, path)) == [PART] * (offset // PART)
+    assert driver.list("/") == []  # nothing visible before commit, the tail included
+    writer = driver.writer(path, append=True)
+    assert writer.size == offset
+    writer.write(_data(seed, total)[offset:])
+    writer.commit()
+    assert driver.get_content(path) == _data(seed, total)
+    head = s3_client.head_object(Bucket=BUCKET, Key=key_of(driver, path))
+    assert head["ETag"].endswith(f'-{-(-total // PART)}"')  # parts: every one full but the last
+    assert uploads_at(s3_client, key_of(driver, path)) == []
+
+
+def test_crash_after_part_before_new_tail(make_driver: MakeDriver) -> None:
+    """A stale tail (its bytes already inside a new part) is ignored: nothing duplicated."""
+    driver = make_driver()
+    path, total, seed = "/crash", 25 * MIB, 7
+    child_write(driver, path, seed=seed, total=total, count=3 * MIB, append=False, finish="close")
+    # resumes the 3 MiB tail, fills part 1 (3 + 7 MiB), then dies before close: no new tail
+    got = child_write(driver, path, seed=seed, total=total, count=8 * MIB, append=True,
+                      finish="abandon")
+    assert got == {"start": 3 * MIB, "size": 11 * MIB}
+    writer = driver.writer(path, append=True)
+    assert writer.size == PART  # part 1 only; the old tail's bytes are in it
+    writer.write(_data(seed, total)[PART:])
+    writer.commit()
+    assert driver.get_content(path) == _data(seed, total)
+
+
+def test_stray_part_beyond_a_gap_is_ignored(make_driver: MakeDriver, s3_client: Any) -> None:
+    driver = make_driver()
+    path, data = "/gap", _data(3, 23 * MIB)
+    writer = driver.writer(path)
+    writer.write(data[: 12 * MIB])
+    writer.close()
+    key = key_of(driver, path)
+    (upload,) = uploads_at(s3_client, key)
+    s3_client.upload_part(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=3,
+                          Body=b"x" * (5 * MIB))  # a later part whose predecessor failed
+    writer = driver.writer(path, append=True)
+    assert writer.size == 12 * MIB
+    writer.write(data[12 * MIB :])
+    writer.commit()
+    assert driver.get_content(path) == data
+
+
+def test_parallel_parts_keep_order_and_size(make_driver: MakeDriver, s3_client: Any) -> None:
+    driver = make_driver(maxconcurrency=4, chunksize=5 * MIB)
+    path, data = "/par", _data(11, 37 * MIB + 3)
+    writer = driver.writer(path)
+    for start in range(0, len(data), 3 * MIB):
+        writer.write(data[start : start + 3 * MIB])
+    writer.close()
+    assert part_sizes(s3_client, key_of(driver, path)) == [5 * MIB] * 7
+    writer = driver.writer(path, append=True)
+    assert writer.size == len(data)
+    writer.commit()
+    assert driver.get_content(path) == data
+
+
+def test_append_to_committed_content(make_driver: MakeDriver, s3_client: Any) -> None:
+    driver = make_driver(chunksize=5 * MIB)
+    path, data = "/committed", _data(5, 17 * MIB)
+    driver.put_content(path, data[: 12 * MIB + 9])  # two whole parts and a remainder
+    writer = driver.writer(path, append=True)
+    assert writer.size == 12 * MIB + 9
+    writer.close()  # the copied parts and the remainder survive close
+    assert driver.get_content(path) == data[: 12 * MIB + 9]  # unchanged until commit
+    got = child_write(driver, path, seed=5, total=17 * MIB, count=5 * MIB - 9, append=True,
+                      finish="close")
+    assert got["start"] == 12 * MIB + 9
+    writer = driver.writer(path, append=True)
+    writer.commit()
+    assert driver.get_content(path) == data
+    assert uploads_at(s3_client, key_of(driver, path)) == []
+
+
+def test_zero_bytes_then_append(make_driver: MakeDriver) -> None:
+    driver = make_driver()
+    writer = driver.writer("/z")
+    writer.commit()
+    assert driver.get_content("/z") == b""
+    writer = driver.writer("/z", append=True)
+    assert writer.size == 0
+    writer.write(b"abc")
+    writer.commit()
+    assert driver.get_content("/z") == b"abc"
+
+
+def test_cancel_leaves_no_upload_or_tail(make_driver: MakeDriver, s3_client: Any) -> None:
+    driver = make_driver()
+    path = "/cancelled"
+    writer = driver.writer(path)
+    writer.write(_data(1, 12 * MIB))
+    writer.close()
+    key = key_of(driver, path)
+    assert len(uploads_at(s3_client, key)) == 1
+    driver.writer(path, append=True).cancel()
+    assert uploads_at(s3_client, key) == []
+    root = key[: -len(path)]
+    keys = s3_client.list_objects_v2(Bucket=BUCKET, Prefix=root).get("Contents", [])
+    assert keys == []  # no tail object either
+
+
+def test_fresh_writer_discards_unfinished_write(make_driver: MakeDriver, s3_client: Any) -> None:
+    driver = make_driver()
+    writer = driver.writer("/again")
+    writer.write(b"old" * 1000)
+    writer.close()
+    writer = driver.writer("/again")
+    assert uploads_at(s3_client, key_of(driver, "/again")) == []
+    writer.write(b"new")
+    writer.commit()
+    assert driver.get_content("/again") == b"new"
+
+
+def test_foreign_upload_with_uneven_parts_is_refused(make_driver: MakeDriver,
+                                                     s3_client: Any) -> None:
+    driver = make_driver()
+    key = key_of(driver, "/foreign")
+    upload = s3_client.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    s3_client.upload_part(Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=1,
+                          Body=b"a" * (6 * MIB))
+    s3_client.upload_part(Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=2,
+                          Body=b"b" * (5 * MIB))
+    with pytest.raises(StorageDriverError, match="uneven"):
+        driver.writer("/foreign", append=True)
+    driver.writer("/foreign").cancel()  # a fresh writer clears it away
+    assert uploads_at(s3_client, key) == []
