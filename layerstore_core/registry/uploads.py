@@ -9,9 +9,12 @@ shows nothing before commit, hashed once at commit).
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
+import functools
 import hashlib
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from typing import IO
@@ -32,6 +35,8 @@ from .names import split_digest, validate_upload_id
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
+#: Writes at least this large hash in parallel with the driver's write.
+PARALLEL_HASH_MIN = 256 * 1024
 STARTED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -47,6 +52,13 @@ def parse_started_at(raw: bytes) -> dt.datetime:
     except (UnicodeDecodeError, ValueError) as exc:
         raise BlobUploadInvalidError(f"damaged startedat {raw[:40]!r}") from exc
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+@functools.cache
+def _hash_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads that hash upload data while the caller's thread writes it."""
+    workers = min(8, os.cpu_count() or 2)
+    return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="layerstore-hash")
 
 
 def hash_stream(stream: IO[bytes], hasher: Callable[[bytes], None], limit: int | None) -> int:
@@ -119,13 +131,27 @@ class BlobUpload:
         return self._writer.size
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Append ``data`` to the upload; returns its length."""
+        """Append ``data`` to the upload; returns its length.
+
+        Large writes hash in a worker thread while the driver writes (both release the GIL);
+        the call returns only when both are done, so ``data`` may be reused afterwards.
+        """
         self._check_usable("write")
         if self._writer.state is not WriterState.OPEN:
             raise BlobUploadInvalidError(f"upload {self.id} is closed; resume it to write")
-        taken = self._writer.write(data)
-        if self._hasher is not None:
-            self._hasher.update(data)
+        hasher, self._hasher = self._hasher, None  # unknown until both halves succeed
+        if hasher is None:
+            return self._writer.write(data)
+        if memoryview(data).nbytes < PARALLEL_HASH_MIN:
+            taken = self._writer.write(data)
+            hasher.update(data)
+        else:
+            hashed = _hash_pool().submit(hasher.update, data)
+            try:
+                taken = self._writer.write(data)
+            finally:
+                hashed.result()
+        self._hasher = hasher
         return taken
 
     def close(self) -> None:
