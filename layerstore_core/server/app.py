@@ -189,9 +189,11 @@ class RegistryApp:
 
 
 def _chunk_min_length(driver: Any, default: int) -> int:
-    for attr in ("preferred_part_size", "min_part_size", "part_size"):
-        value = getattr(driver, attr, None)
-        if isinstance(value, int) and value > 0:
+    """Pick the driver's preferred part size (its ``chunksize`` parameter, as S3's)."""
+    for owner, attr in ((driver, "preferred_part_size"), (getattr(driver, "params", None),
+                                                          "chunksize")):
+        value = getattr(owner, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return default
 
