@@ -13,10 +13,13 @@ import datetime as dt
 import io
 import threading
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, join_path, walk_order_key
 from ..errors import InvalidOffsetError, PathNotFoundError, StorageDriverError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +76,7 @@ class InMemoryDriver(StorageDriver):
             raise PathNotFoundError(path=path)
         if offset > len(entry.data):
             raise InvalidOffsetError(path=path, offset=offset)
-        return io.BytesIO(memoryview(entry.data)[offset:])
+        return io.BufferedReader(_ViewReader(memoryview(entry.data)[offset:]))
 
     def _writer(self, path: str, append: bool) -> FileWriter:
         with self._lock:
@@ -151,6 +154,28 @@ class InMemoryDriver(StorageDriver):
         for p in [p for p in self._pending if p == path or p.startswith(prefix)]:
             del self._pending[p]
         return bool(doomed)
+
+
+class _ViewReader(io.RawIOBase):
+    """A stream over committed content without copying it (committed data is never mutated)."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        target = memoryview(buffer).cast("B")
+        n = min(target.nbytes, self._view.nbytes - self._pos)
+        target[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._view = memoryview(b"")
+        super().close()
 
 
 class _InMemoryWriter(FileWriter):

@@ -16,3 +16,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=DEFAULT_LARGE_STREAM_MIB,
         help=f"size of the large-stream case in MiB (default {DEFAULT_LARGE_STREAM_MIB})",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here too: driver packages run the suite under --strict-markers with no setup.
+    config.addinivalue_line("markers", "slow: large-stream cases (still run in CI)")

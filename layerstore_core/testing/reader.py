@@ -40,6 +40,7 @@ class ReaderCases(SuiteBase):
         driver.put_content(path, data)
         assert read_stream(driver, path) == data
 
+    @pytest.mark.slow
     def test_large_stream(self, driver: StorageDriver, root: str, large_stream_bytes: int) -> None:
         """The big case (``--large-stream-mib``): produced and checked chunk by chunk."""
         path = under(root, "large")
