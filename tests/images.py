@@ -175,14 +175,14 @@ class RegistryProcess:
     """A registry server subprocess (``layerstore serve`` or ``docker-registry serve``)."""
 
     def __init__(self, argv: Sequence[str], port: int, log: Path,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(list(argv), stdout=self._log_file, stderr=subprocess.STDOUT,
                                      env=dict(env) if env is not None else None,
-                                     start_new_session=True)
+                                     cwd=cwd, start_new_session=True)
 
     @classmethod
     def layerstore(cls, config: Path, port: int, log: Path,
