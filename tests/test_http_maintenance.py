@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from layerstore_core.drivers.inmemory import InMemoryDriver
 from layerstore_core.server import Config
 from layerstore_core.server.config import PurgeConfig
 from layerstore_core.server.threaded import ThreadedServer
-from tests.images import RegistryProcess, free_port
+from tests.images import RegistryProcess, free_port, write_config
 
 
 def test_server_purges_stale_uploads_periodically() -> None:
@@ -40,3 +41,29 @@ def test_serve_without_config_uses_defaults(tmp_path: Path) -> None:
     assert (tmp_path / "registry-data" / "docker" / "registry" / "v2" / "blobs").is_dir()
     log = (tmp_path / "server.log").read_text()
     assert "http.secret is not set" in log and "will not" in log
+
+
+def test_serve_with_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    port = free_port()
+    config = write_config(tmp_path / "config.yml", "filesystem",
+                          {"rootdirectory": str(tmp_path / "root")}, port,
+                          {"http": {"tls": {"certificate": str(cert), "key": str(key)}}})
+    proc = RegistryProcess.layerstore(config, port, tmp_path / "server.log")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(f"https://127.0.0.1:{port}/v2/", verify=str(cert), timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.proc.poll() is None, \
+                    (tmp_path / "server.log").read_text()
+                time.sleep(0.2)
+        assert r.status_code == 200
+    finally:
+        proc.stop()

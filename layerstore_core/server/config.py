@@ -139,6 +139,8 @@ def _check_keys(section: Mapping[str, Any], prefix: str, known: set[str]) -> Non
         key = f"{prefix}.{k}" if prefix else k
         if k in known:
             continue
+        if key == "version":  # every Distribution config carries it; nothing to say
+            continue
         if _is_ignored(key):
             log.warning("config key %s is accepted for compatibility and ignored", key)
             continue
