@@ -182,8 +182,11 @@ class FilesystemDriver(StorageDriver):
     def _walk(self, path: str) -> Iterator[FileInfo]:
         for name, entry in self._entries(path):
             child = join_path(path, name)
-            with _translated(child):
-                info = _info(child, entry.stat())
+            try:
+                with _translated(child):
+                    info = _info(child, entry.stat())
+            except PathNotFoundError:
+                continue  # deleted while we walked (or a dangling symlink)
             yield info
             if info.is_dir:
                 try:
