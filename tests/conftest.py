@@ -18,7 +18,10 @@ import pytest
 from layerstore_core.testing import Backend
 
 _BACKEND_DIR = Path(__file__).parent / "backends"
-_MODULES = sorted(m.name for m in pkgutil.iter_modules([str(_BACKEND_DIR)]) if not m.name.startswith("_"))
+_MODULES = sorted(
+    m.name for m in pkgutil.iter_modules([str(_BACKEND_DIR)]) if not m.name.startswith("_")
+)
+pytest.register_assert_rewrite("tests.backends")
 pytest_plugins = [f"tests.backends.{name}" for name in _MODULES]
 
 ALL_BACKENDS: list[str] = []

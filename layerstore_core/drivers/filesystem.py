@@ -13,7 +13,7 @@ can create them there is trusted as much as the operator who chose the root.
   directory removes it.
 * ``writer`` writes in place at the path, as Distribution's does, so an upload file that another
   process left behind (ours or Distribution's) is continued by ``writer(path, append=True)``
-  at the file's size. ``close`` and ``commit`` flush and fsync; ``cancel`` removes the file.
+  at the file's size. ``close`` flushes, ``commit`` flushes and fsyncs; ``cancel`` removes the file.
 * Directories are real; they are created on demand (the root too) and are left behind, empty,
   when their last file goes (Distribution does the same; ``delete`` of a parent removes them).
 
@@ -227,19 +227,22 @@ class _FilesystemWriter(FileWriter):
         with _translated(self.path):
             self._file.write(data)
 
-    def _sync_and_close(self) -> None:
+    def _close(self) -> None:
+        """Flush to the page cache: any process (and, over NFS, any host) sees it from now on.
+
+        No fsync: an unfinished upload is the client's to re-send after a machine crash, and an
+        fsync per chunk quartered upload throughput (bench/blob_upload.py). Commit syncs.
+        """
+        with _translated(self.path):
+            self._file.close()
+
+    def _commit(self) -> None:
         with _translated(self.path):
             try:
                 self._file.flush()
                 os.fsync(self._file.fileno())
             finally:
                 self._file.close()
-
-    def _close(self) -> None:
-        self._sync_and_close()
-
-    def _commit(self) -> None:
-        self._sync_and_close()
 
     def _cancel(self) -> None:
         self._file.close()
