@@ -29,6 +29,7 @@ def make_config(backend: Backend, **overrides: object) -> Config:
     values: dict[str, object] = {
         "driver": backend.driver, "driver_params": backend.params, "delete_enabled": True,
         "secret": "test-secret", "purge": PurgeConfig(enabled=False),
+        "redirect_disabled": True,  # serve bytes here; 307s are tested in test_http_auth/skopeo
     }
     values.update(overrides)
     return Config(**values)  # type: ignore[arg-type]
@@ -73,6 +74,8 @@ def test_version_check(client: httpx.Client) -> None:
     r = client.get("/v2/")
     assert r.status_code == 200
     assert r.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+    r = client.post("/v2/noslash/blobs/uploads")
+    assert r.status_code == 202 and r.headers["Location"].startswith("/v2/noslash/blobs/uploads/")
 
 
 def test_monolithic_post_stores_body(client: httpx.Client) -> None:

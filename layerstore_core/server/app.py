@@ -84,6 +84,8 @@ def route(method: str, path: str) -> tuple[Handler, dict[str, str]]:
         if method != "GET":
             raise _not_allowed(method)
         return manifests.catalog, {}
+    if path.endswith("/blobs/uploads"):  # some clients drop the trailing slash
+        path += "/"
     m = _ROUTE.match(path)
     if m is None:
         raise HTTPError("NAME_UNKNOWN", "no such route", detail={"path": path}, status=404)
