@@ -28,6 +28,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 import requests
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SIDE_PREFIX = "~layerstore-uploads/"
+#: Custom-metadata key naming the session that wrote an object.
+TOKEN_KEY = "layerstore-upload"
 MAGIC = b"layerstore-gcs-upload/1\n"
 #: GCS drops resumable sessions a week after they start.
 SESSION_LIFETIME = dt.timedelta(days=7)
@@ -60,6 +63,8 @@ class UploadState:
     offset: int
     created: dt.datetime
     tail: bytes
+    #: Also stored as object metadata by the session: tells our finished object from another.
+    token: str = ""
 
     @property
     def size(self) -> int:
@@ -70,6 +75,7 @@ class UploadState:
             "session": self.session,
             "offset": self.offset,
             "created": self.created.isoformat(),
+            "token": self.token,
         }
         return MAGIC + json.dumps(meta).encode() + b"\n" + self.tail
 
@@ -85,6 +91,7 @@ class UploadState:
                 offset=int(meta["offset"]),
                 created=dt.datetime.fromisoformat(meta["created"]),
                 tail=tail,
+                token=str(meta.get("token", "")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageDriverError(f"unreadable upload state: {exc}", path=path) from exc
@@ -114,6 +121,7 @@ class GCSWriter(FileWriter):
         self._session = state.session if state else None
         self._offset = state.offset if state else 0
         self._created = state.created if state else _now()
+        self._token = state.token if state else ""
         self._buffer = bytearray(state.tail if state else b"")
         self._saved = state is not None
 
@@ -134,7 +142,9 @@ class GCSWriter(FileWriter):
             head = self._buffer
             self._buffer = bytearray(memoryview(head)[whole:])
             self._send(memoryview(head)[:whole], total=None)
-        state = UploadState(self._session, self._offset, self._created, bytes(self._buffer))
+        state = UploadState(
+            self._session, self._offset, self._created, bytes(self._buffer), self._token
+        )
         self._driver.upload_bytes(self._driver.state_key(self._key), state.encode(), self.path)
         self._saved = True
 
@@ -171,12 +181,23 @@ class GCSWriter(FileWriter):
 
     def _start_session(self) -> str:
         d = self._driver
+        blob = d.bucket.blob(self._key)
+        self._token = uuid.uuid4().hex
+        blob.metadata = {TOKEN_KEY: self._token}
         with gcs_errors(self.path):
-            uri: str = d.bucket.blob(self._key).create_resumable_upload_session(
+            uri: str = blob.create_resumable_upload_session(
                 content_type="application/octet-stream", timeout=d.timeout, retry=d.retry
             )
         self._created = _now()
         return uri
+
+    def _finished(self, total: int) -> bool:
+        """Whether the object at the key is this session's finished upload of ``total`` bytes."""
+        d = self._driver
+        with gcs_errors(self.path):
+            blob = d.bucket.get_blob(self._key, timeout=d.timeout, retry=d.retry)
+        meta = (blob.metadata or {}) if blob is not None else {}
+        return blob is not None and blob.size == total and meta.get(TOKEN_KEY) == self._token
 
     def _send(self, data: bytearray | memoryview, total: int | None) -> None:
         """Send ``data`` at the session's offset; ``total`` set makes it the final request."""
@@ -192,7 +213,10 @@ class GCSWriter(FileWriter):
             persisted = self._persisted(response)
             if persisted is None:
                 failures += 1
-                persisted = self._recover(response, failures)
+                persisted = self._recover(response, failures, total)
+                if persisted is None:  # our final request had arrived after all
+                    self._offset = total or 0
+                    return
             if not self._offset <= persisted <= self._offset + len(view):
                 raise StorageDriverError(
                     f"upload session holds {persisted} bytes but this write is at "
@@ -233,8 +257,13 @@ class GCSWriter(FileWriter):
         match = _RANGE.match(response.headers.get("Range", ""))
         return int(match.group(1)) + 1 if match else 0
 
-    def _recover(self, response: requests.Response | None, failures: int) -> int:
-        """After a failed chunk: give up, or wait if transient and ask the session its offset."""
+    def _recover(
+        self, response: requests.Response | None, failures: int, total: int | None
+    ) -> int | None:
+        """After a failed chunk: give up, or wait if transient and ask the session its offset.
+
+        None means the session already holds the finished object of ``total`` bytes.
+        """
         status = None if response is None else response.status_code
         retryable = status is None or status in _TRANSIENT or 400 <= status < 500
         if failures > self._driver.params.chunkretries or not retryable:
@@ -251,8 +280,14 @@ class GCSWriter(FileWriter):
             query: requests.Response = d.client._http.put(
                 self._session, data=b"", headers={"Content-Range": "bytes */*"}, timeout=d.timeout
             )
+        # GCS answers a finished session with the object; emulators forget it (404).
+        if query.status_code == 404 and total is not None and self._finished(total):
+            return None
+        with gcs_errors(self.path, session=True):
             raise_for_response(query)
         persisted = self._persisted(query)
+        if persisted is None and total is not None and _finished_size(query) == total:
+            return None
         if persisted is None:
             raise StorageDriverError(
                 f"upload session already finalized (HTTP {query.status_code})", path=self.path
@@ -260,3 +295,13 @@ class GCSWriter(FileWriter):
         if persisted != self._offset:
             log.info("gcs: session holds %d, saved state said %d", persisted, self._offset)
         return persisted
+
+
+def _finished_size(response: requests.Response) -> int | None:
+    """Return the object size in a finalized session's answer, if it has one."""
+    if response.status_code not in (200, 201):
+        return None
+    try:
+        return int(response.json()["size"])
+    except (ValueError, KeyError, TypeError):
+        return None
