@@ -8,21 +8,11 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import httpx
-import pytest
 
 from layerstore_core.testing import Backend
-from tests.conftest import ALL_BACKENDS, backend_fixture_name
 from tests.images import RegistryProcess, free_port, write_config
 
 CHUNK = 256 * 1024
-
-
-@pytest.fixture(params=ALL_BACKENDS)
-def shared_backend(request: pytest.FixtureRequest) -> Backend:
-    backend: Backend = request.getfixturevalue(backend_fixture_name(request.param))
-    if not backend.cross_process:
-        pytest.skip(f"{backend.id} cannot be shared with a server subprocess")  # by design
-    return backend
 
 
 def test_alternate_chunks_across_processes(shared_backend: Backend, tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from layerstore_core.testing import Backend
-from tests.conftest import ALL_BACKENDS, backend_fixture_name
 from tests.images import (
     ImageLayout,
     MiB,
@@ -34,14 +33,6 @@ LAYER_SIZES = (4096, 1 * MiB, 3 * MiB, 40 * MiB)
 def test_image(tmp_path_factory: pytest.TempPathFactory) -> ImageLayout:
     assert shutil.which("skopeo"), "skopeo is required (apt-get install skopeo)"
     return build_oci_layout(tmp_path_factory.mktemp("image") / "layout", LAYER_SIZES, tag="v1")
-
-
-@pytest.fixture(params=ALL_BACKENDS)
-def shared_backend(request: pytest.FixtureRequest) -> Backend:
-    backend: Backend = request.getfixturevalue(backend_fixture_name(request.param))
-    if not backend.cross_process:
-        pytest.skip(f"{backend.id} cannot be shared with a server subprocess")  # by design
-    return backend
 
 
 def test_skopeo_push_pull_roundtrip(

@@ -10,6 +10,7 @@ from layerstore_core.drivers.inmemory import InMemoryDriver
 from layerstore_core.testing import Backend
 
 BACKENDS = ["filesystem", "inmemory"]
+PROCESS_LOCAL = ["inmemory"]
 
 
 @pytest.fixture
