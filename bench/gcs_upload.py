@@ -7,7 +7,7 @@ same SIZE bytes (generated, never held whole) in child processes, alternating:
 Both use the same chunk size. Prints each run's time, the best of each, the ratio
 writer/baseline (target <= 1.0) and each child's peak RSS over its RSS before uploading.
 
-    python bench/gcs_upload.py [--emulator fake|emulator] [--mib 128] [--chunk-mib 16] [--runs 2]
+    python bench/gcs_upload.py [--emulator fake|emulator] [--mib 128] [--chunk-mib 16] [--runs 3]
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def main() -> None:
     ap.add_argument("--emulator", choices=["fake", "emulator"], default="fake")
     ap.add_argument("--mib", type=int, default=128)
     ap.add_argument("--chunk-mib", type=int, default=16)
-    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--child", nargs=2, metavar=("KIND", "ENDPOINT"))
     args = ap.parse_args()
     size, chunk = args.mib * 2**20, args.chunk_mib * 2**20

@@ -128,13 +128,18 @@ class GCSWriter(FileWriter):
     # -- hooks ----------------------------------------------------------------------------------
 
     def _write(self, data: memoryview) -> None:
+        """Buffer up to one chunk; a full chunk goes out once more data shows it is not the last.
+
+        Holding the full chunk back lets ``commit()`` send it as the final request, instead of
+        finishing with an extra empty one.
+        """
         while data:
-            room = self._chunk - len(self._buffer)
-            self._buffer += data[:room]
-            data = data[room:]
             if len(self._buffer) == self._chunk:
                 full, self._buffer = self._buffer, bytearray()
                 self._send(full, total=None)
+            room = self._chunk - len(self._buffer)
+            self._buffer += data[:room]
+            data = data[room:]
 
     def _close(self) -> None:
         whole = len(self._buffer) // CHUNK_MULTIPLE * CHUNK_MULTIPLE
