@@ -58,7 +58,7 @@ class S3Params:
     forcepathstyle: bool = False
     #: Size of every non-final part of a writer's multipart upload.
     chunksize: int = 10 * MiB
-    #: Parts of one writer uploading at once; also the writer's memory in parts.
+    #: Parts of one writer uploading at once (1: inline, one part of memory; N: N + 1 parts).
     maxconcurrency: int = 1
     multipartcopychunksize: int = 32 * MiB
     multipartcopymaxconcurrency: int = 100

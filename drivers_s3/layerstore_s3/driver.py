@@ -41,6 +41,7 @@ from .writer import S3Writer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +322,7 @@ class S3Driver(StorageDriver):
                 **self._object_args(),
             )["UploadId"]
 
-        def copy_part(span: tuple[int, int, int]) -> dict[str, Any]:
+        def copy_part(span: tuple[int, int, int]) -> CompletedPartTypeDef:
             number, first, last = span
             with translated(dest):
                 resp = self._client.upload_part_copy(
@@ -338,7 +339,7 @@ class S3Driver(StorageDriver):
             with translated(dest):
                 self._client.complete_multipart_upload(
                     Bucket=self._bucket, Key=key, UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                    MultipartUpload={"Parts": parts},
                 )
         except BaseException:
             self._abort(key, upload_id)
@@ -362,10 +363,12 @@ class S3Driver(StorageDriver):
 
     def _delete_keys(self, keys: list[str], path: str) -> None:
         for start in range(0, len(keys), DELETE_BATCH):
-            batch = [{"Key": k} for k in keys[start : start + DELETE_BATCH]]
+            batch: list[ObjectIdentifierTypeDef] = [
+                {"Key": k} for k in keys[start : start + DELETE_BATCH]
+            ]
             with translated(path):
                 resp = self._client.delete_objects(
-                    Bucket=self._bucket, Delete={"Objects": batch, "Quiet": True}  # type: ignore[typeddict-item]
+                    Bucket=self._bucket, Delete={"Objects": batch, "Quiet": True}
                 )
             errors = resp.get("Errors", [])
             if errors:

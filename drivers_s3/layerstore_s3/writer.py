@@ -1,9 +1,10 @@
 """The S3 writer: one multipart upload with uniform parts, resumable from any process.
 
 Every non-final part is exactly the part size (``chunksize``; R2 and others reject uneven parts).
-Bytes short of a full part stay in one preallocated part-sized buffer, so a writer holds about one
-part of memory; with ``maxconcurrency`` N > 1, up to N - 1 full parts upload in background
-threads while the buffer fills again (N parts of memory at most).
+Bytes short of a full part stay in one preallocated part-sized buffer. With ``maxconcurrency``
+1 (the default) a full part uploads inside ``write()`` and the buffer is reused: a writer holds
+one part of memory. With N > 1, up to N full parts upload in background threads while a fresh
+buffer fills (``write()`` waits when N are in flight): N + 1 parts of memory at most.
 
 **The tail.** S3 rejects non-final parts under 5 MiB, so ``close()`` cannot upload the bytes
 short of a part as a part. Distribution completes the upload there and, on resume, starts a new
@@ -49,6 +50,8 @@ from .config import MAX_PARTS, MIN_PART_SIZE
 from .errors import ERROR_TABLE, error_code, raise_translated, translated
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
     from .driver import S3Driver
 
 #: Metadata keys on a tail object (S3 lowercases user metadata names).
@@ -84,9 +87,10 @@ class S3Writer(FileWriter):
         self._buffer = bytearray(part_size)
         self._fill = len(tail)
         self._buffer[: self._fill] = tail
-        self._background = threading.Semaphore(driver.params.maxconcurrency - 1)
+        self._background = threading.Semaphore(driver.params.maxconcurrency)
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: set[Future[None]] = set()
+        self._sealed = False
 
     # -- construction ------------------------------------------------------------------------
 
@@ -152,7 +156,8 @@ class S3Writer(FileWriter):
                 )
                 writer._take_tail(resp2["Body"].read())
             if whole:  # the upload exists now: make it resumable as it stands
-                writer._store_tail(writer._ensure_upload())
+                tail = bytes(memoryview(writer._buffer)[: writer._fill])
+                writer._store_tail(writer._ensure_upload(), tail)
         writer._size = size
         return writer
 
@@ -163,6 +168,8 @@ class S3Writer(FileWriter):
     # -- hooks -------------------------------------------------------------------------------
 
     def _write(self, data: memoryview) -> None:
+        if self._sealed:
+            raise StorageDriverError("write after a failed commit", path=self.path)
         self._reap()
         pos = 0
         while pos < len(data):
@@ -178,40 +185,41 @@ class S3Writer(FileWriter):
             self._drain()
             upload_id = self._ensure_upload()
             if self._fill:
-                self._store_tail(upload_id)
+                self._store_tail(upload_id, self._pending())
             else:
                 self._delete_tail()
         finally:
             self._release()
 
-    def _store_tail(self, upload_id: str) -> None:
+    def _store_tail(self, upload_id: str, tail: Any) -> None:
         """Save the bytes short of a part beside the upload, tagged with where they start."""
         offset = (self._next_part - 1) * self._part_size
         with translated(self.path):
             self._client.put_object(
-                Bucket=self._bucket, Key=self._tail_key, Body=self._pending(),
+                Bucket=self._bucket, Key=self._tail_key, Body=tail,
                 Metadata={META_UPLOAD: upload_id, META_OFFSET: str(offset)},
                 ContentType=CONTENT_TYPE, **self._driver._object_args(storage_class=False),
             )
 
     def _commit(self) -> None:
-        try:
+        """Finish the upload; on failure the writer stays open and commit() may be retried."""
+        if self._upload_id is None:
+            self._put_whole()
+        elif self._next_part == 1 and not self._fill:
+            self._put_whole()  # empty: a crash before the abort leaves an equal empty write
+            self._driver._abort(self._key, self._upload_id)
+        else:
+            if not self._sealed:
+                last = self._next_part  # goes up while background parts finish
+                self._etags[last] = self._upload_part(last, self._pending())
+                self._next_part += 1
+                self._fill = 0
+                self._sealed = True  # the short final part is up: no more writes
             self._drain()
-            if self._upload_id is None:
-                self._put_whole()
-            elif self._next_part == 1 and not self._fill:
-                self._put_whole()  # empty: a crash before the abort leaves an equal empty write
-                self._driver._abort(self._key, self._upload_id)
-            else:
-                if self._fill or self._next_part == 1:
-                    last = self._next_part
-                    self._etags[last] = self._upload_part(last, self._pending())
-                    self._next_part += 1
-                self._complete()
-            if self._upload_id is not None:
-                self._delete_tail()
-        finally:
-            self._release()
+            self._complete()
+        if self._upload_id is not None:
+            self._delete_tail()
+        self._release()
 
     def _cancel(self) -> None:
         try:
@@ -225,9 +233,13 @@ class S3Writer(FileWriter):
 
     # -- parts -------------------------------------------------------------------------------
 
-    def _pending(self) -> bytes:
-        """Copy out the buffered bytes short of a part (at most one part, made at the end)."""
-        return bytes(memoryview(self._buffer)[: self._fill])
+    def _pending(self) -> Any:
+        """The buffered bytes short of a part, without a copy: the buffer is trimmed to them.
+
+        Typed Any: botocore takes a bytearray body, its stubs only list bytes.
+        """
+        del self._buffer[self._fill :]
+        return self._buffer
 
     def _ensure_upload(self) -> str:
         if self._upload_id is None:
@@ -247,11 +259,13 @@ class S3Writer(FileWriter):
             )
         self._next_part += 1
         self._ensure_upload()
-        if self._background.acquire(blocking=False):
+        if self._driver.params.maxconcurrency == 1:
+            self._etags[number] = self._upload_part(number, self._buffer)
+        else:
+            self._background.acquire()  # at most maxconcurrency parts in flight
+            self._reap()
             full, self._buffer = self._buffer, bytearray(self._part_size)
             self._inflight.add(self._executor().submit(self._upload_in_background, number, full))
-        else:
-            self._etags[number] = self._upload_part(number, self._buffer)
         self._fill = 0
 
     def _upload_in_background(self, number: int, data: bytearray) -> None:
@@ -260,20 +274,23 @@ class S3Writer(FileWriter):
         finally:
             self._background.release()
 
-    def _upload_part(self, number: int, data: bytes | bytearray) -> str:
+    def _upload_part(self, number: int, data: Any) -> str:
+        """Upload one part (``data``: bytes or a bytearray, sent without a copy)."""
         with translated(self.path):
             resp = self._client.upload_part(
                 Bucket=self._bucket, Key=self._key, UploadId=self._ensure_upload(),
-                PartNumber=number, Body=data, ContentLength=len(data),  # type: ignore[arg-type]
+                PartNumber=number, Body=data, ContentLength=len(data),
             )
         return resp["ETag"]
 
     def _complete(self) -> None:
-        parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in range(1, self._next_part)]
+        parts: list[CompletedPartTypeDef] = [
+            {"PartNumber": n, "ETag": self._etags[n]} for n in range(1, self._next_part)
+        ]
         with translated(self.path):
             self._client.complete_multipart_upload(
                 Bucket=self._bucket, Key=self._key, UploadId=self._ensure_upload(),
-                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                MultipartUpload={"Parts": parts},
             )
 
     def _put_whole(self) -> None:
@@ -291,7 +308,7 @@ class S3Writer(FileWriter):
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            workers = self._driver.params.maxconcurrency - 1
+            workers = self._driver.params.maxconcurrency
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="s3-part")
         return self._pool
 

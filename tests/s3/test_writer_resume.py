@@ -166,3 +166,25 @@ def test_foreign_upload_with_uneven_parts_is_refused(make_driver: MakeDriver,
         driver.writer("/foreign", append=True)
     driver.writer("/foreign").cancel()  # a fresh writer clears it away
     assert uploads_at(s3_client, key) == []
+
+
+def test_failed_commit_can_be_retried(make_driver: MakeDriver) -> None:
+    driver = make_driver(maxconcurrency=2, chunksize=5 * MIB)
+    data = _data(9, 13 * MIB)
+    failures = []
+
+    def fail_once(**_: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise ConnectionError("injected: complete lost")
+
+    driver._client.meta.events.register(  # type: ignore[attr-defined]
+        "before-call.s3.CompleteMultipartUpload", fail_once)
+    writer = driver.writer("/retry")
+    writer.write(data)
+    with pytest.raises(StorageDriverError, match="injected"):
+        writer.commit()
+    with pytest.raises(StorageDriverError, match="after a failed commit"):
+        writer.write(b"more")  # the short final part is already up
+    writer.commit()
+    assert driver.get_content("/retry") == data
