@@ -1,0 +1,131 @@
+"""Parameters of the ``azure`` driver: Distribution's azure keys plus ours. No I/O here.
+
+Distribution's keys: ``accountname``, ``accountkey``, ``container``, ``realm`` (the endpoint
+suffix, ``core.windows.net`` by default), ``rootdirectory``. Ours: ``connectionstring``,
+``endpoint`` (Azurite, private endpoints, sovereign clouds), ``credential: default``
+(DefaultAzureCredential, needs the ``identity`` extra), ``chunksize`` (the base block size),
+``maxconcurrency`` (blocks staged at once per writer) and ``sasexpiry`` (seconds a redirect URL
+stays valid).
+
+Exactly one way to authenticate must be configured: a connection string, an account key, or
+``credential: default``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from layerstore_core.params import ParameterError
+
+MiB = 2**20
+#: Azure's largest staged block (service version 2019-12-12 and later).
+MAX_BLOCK_SIZE = 4000 * MiB
+#: Smallest base block size we accept; tiny blocks burn the 50,000-block budget.
+MIN_CHUNK_SIZE = 64 * 1024
+DEFAULT_CHUNK_SIZE = 4 * MiB
+DEFAULT_MAX_CONCURRENCY = 4
+MAX_CONCURRENCY = 64
+#: Distribution's azure driver signs redirect URLs for 20 minutes.
+DEFAULT_SAS_EXPIRY = 20 * 60
+MAX_SAS_EXPIRY = 7 * 24 * 3600
+
+_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+CREDENTIAL_CHOICES = ("default",)
+
+
+@dataclasses.dataclass(frozen=True)
+class AzureParams:
+    """Configuration of one Azure Blob container used as a registry's storage."""
+
+    container: str = ""
+    accountname: str | None = None
+    accountkey: str | None = None
+    realm: str = "core.windows.net"
+    rootdirectory: str = ""
+    connectionstring: str | None = None
+    endpoint: str | None = None
+    credential: str | None = None
+    chunksize: int = DEFAULT_CHUNK_SIZE
+    maxconcurrency: int = DEFAULT_MAX_CONCURRENCY
+    sasexpiry: int = DEFAULT_SAS_EXPIRY
+
+    def __repr__(self) -> str:
+        """Keep secrets out of logs and tracebacks."""
+        shown = {
+            f.name: ("***" if f.name in ("accountkey", "connectionstring") and v else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+        return "AzureParams(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    @property
+    def prefix(self) -> str:
+        """The blob-name prefix for the root directory: ``""`` or ``"a/b"`` (no slashes around)."""
+        return self.rootdirectory.strip("/")
+
+    @property
+    def account_url(self) -> str:
+        """The blob service URL when no connection string is given."""
+        if self.endpoint:
+            return self.endpoint.rstrip("/")
+        return f"https://{self.accountname}.blob.{self.realm}"
+
+    def validate(self) -> None:
+        """Reject configurations that cannot work, before any request is made."""
+        if not _CONTAINER.match(self.container):
+            raise ParameterError(
+                f"driver 'azure': container {self.container!r} is not a valid container name "
+                "(3-63 of a-z, 0-9 and single '-', starting and ending alphanumeric)"
+            )
+        self._validate_auth()
+        if not MIN_CHUNK_SIZE <= self.chunksize <= MAX_BLOCK_SIZE:
+            raise ParameterError(
+                f"driver 'azure': chunksize must be between {MIN_CHUNK_SIZE} and "
+                f"{MAX_BLOCK_SIZE} bytes, got {self.chunksize}"
+            )
+        if not 1 <= self.maxconcurrency <= MAX_CONCURRENCY:
+            raise ParameterError(
+                f"driver 'azure': maxconcurrency must be 1..{MAX_CONCURRENCY}, "
+                f"got {self.maxconcurrency}"
+            )
+        if not 1 <= self.sasexpiry <= MAX_SAS_EXPIRY:
+            raise ParameterError(
+                f"driver 'azure': sasexpiry must be 1..{MAX_SAS_EXPIRY} seconds, "
+                f"got {self.sasexpiry}"
+            )
+        if any(part in (".", "..") for part in self.prefix.split("/")):
+            raise ParameterError("driver 'azure': rootdirectory must not contain '.' or '..'")
+
+    def _validate_auth(self) -> None:
+        sources = [
+            name
+            for name, given in (
+                ("connectionstring", self.connectionstring),
+                ("accountkey", self.accountkey),
+                ("credential", self.credential),
+            )
+            if given
+        ]
+        if len(sources) != 1:
+            raise ParameterError(
+                "driver 'azure': configure exactly one of connectionstring, accountkey or "
+                f"credential: default (got {', '.join(sources) or 'none'})"
+            )
+        if self.credential and self.credential not in CREDENTIAL_CHOICES:
+            raise ParameterError(
+                f"driver 'azure': credential must be one of {CREDENTIAL_CHOICES}, "
+                f"got {self.credential!r}"
+            )
+        if self.connectionstring:
+            if self.accountname or self.endpoint:
+                raise ParameterError(
+                    "driver 'azure': a connectionstring already names the account and endpoint; "
+                    "drop accountname/endpoint"
+                )
+            return
+        if not self.accountname or not _ACCOUNT.match(self.accountname):
+            raise ParameterError(
+                f"driver 'azure': accountname {self.accountname!r} must be 3-24 of a-z and 0-9"
+            )

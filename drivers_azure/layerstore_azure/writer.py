@@ -1,0 +1,303 @@
+"""The ``azure`` writer: a block blob built from staged blocks that any process can resume.
+
+How a write is laid out in Azure
+    Each block's id is the base64 of 12 ASCII digits: the block's index in the blob (6) and the
+    writer *session* that staged it (6). Every id therefore has the same length, as Azure
+    requires within one blob. ``close()`` stages what is buffered and leaves the blocks
+    uncommitted; ``writer(path, append=True)`` — in any process — reads the block list (Get Block
+    List, ``all``) and rebuilds the write from the ids alone: the committed blocks, then for
+    each next index the staged block of the newest session that is not older than its
+    predecessor's. A block staged in parallel past a failed one is thus never picked up: the
+    session that resumes restages the failed index with a newer session number, which cuts the
+    chain at the orphan (see :func:`resume_chain`). ``commit()`` commits that list (Put Block
+    List), which also drops every other uncommitted block.
+
+Fresh writes, cancel and discarding blocks
+    Azure cannot delete single uncommitted blocks; committing a block list discards all the
+    others. So ``writer(path, append=False)`` starts by committing an empty list — the path
+    becomes an empty blob (as Distribution's azure driver and the filesystem driver truncate on
+    open) and stale blocks of an abandoned write are gone. ``cancel()`` commits an empty list and
+    deletes the blob, as Distribution's azure driver deletes it. Appending to committed content
+    reuses its committed block list; content without our block ids (a single-shot ``put_content``
+    upload, another tool's blocks) is first restaged as our blocks, one block of memory at a
+    time, and committed unchanged.
+
+Block sizes and the 50,000-block limit
+    A committed blob holds at most 50,000 blocks; a block may hold up to 4000 MiB and blocks may
+    differ in size. Block ``i`` holds up to ``chunksize << (i // 10_000)`` bytes (capped at
+    4000 MiB): with the default 4 MiB, blocks 0-9,999 are 4 MiB (39 GiB in all), then 8, 16, 32
+    and 64 MiB per tier — 1.2 TiB in 50,000 blocks, and a 300 GiB blob ends in 32 MiB blocks.
+    Each ``close()`` may add one short block, which only moves the tiers earlier. Past the
+    limit, writing raises a clear error instead of failing at commit.
+
+Memory
+    One block buffers the incoming bytes; up to ``maxconcurrency`` full blocks are staged in
+    parallel while the next fills, so a writer holds at most ``maxconcurrency + 1`` blocks
+    (``maxconcurrency: 1`` keeps it to one block plus the one in flight).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import dataclasses
+import logging
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import cast
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobBlock, BlobClient
+
+from layerstore_core.driver import FileWriter
+from layerstore_core.errors import StorageDriverError
+
+from .config import MAX_BLOCK_SIZE
+from .errors import azure_errors
+
+log = logging.getLogger(__name__)
+
+#: Azure's limit on committed blocks in one blob.
+MAX_BLOCKS = 50_000
+#: Blocks per size tier: block ``i`` may hold ``chunksize << (i // TIER_BLOCKS)`` bytes.
+TIER_BLOCKS = 10_000
+_INDEX_DIGITS = 6
+_SESSION_DIGITS = 6
+MAX_SESSION = 10**_SESSION_DIGITS - 1
+#: Length of every block id we stage (base64 of 12 ASCII digits).
+BLOCK_ID_LENGTH = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One block of a write: its place in the blob, the session that staged it, its size."""
+
+    index: int
+    session: int
+    size: int
+
+    @property
+    def id(self) -> str:
+        """The block id as Azure sees it (base64, fixed length)."""
+        raw = f"{self.index:0{_INDEX_DIGITS}d}{self.session:0{_SESSION_DIGITS}d}"
+        return base64.b64encode(raw.encode("ascii")).decode("ascii")
+
+
+def block_size(index: int, chunksize: int) -> int:
+    """The size block ``index`` fills up to before it is staged (see the module docstring)."""
+    return min(chunksize << (index // TIER_BLOCKS), MAX_BLOCK_SIZE)
+
+
+def parse_block(block: BlobBlock) -> Block | None:
+    """Our Block for an id we staged, or None for anyone else's id."""
+    try:
+        raw = base64.b64decode(block.id, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != _INDEX_DIGITS + _SESSION_DIGITS or not raw.isdigit():
+        return None
+    return Block(int(raw[:_INDEX_DIGITS]), int(raw[_INDEX_DIGITS:]), int(block.size or 0))
+
+
+def committed_chain(committed: Sequence[BlobBlock]) -> list[Block] | None:
+    """Our blocks of committed content in order, or None if the list is not ours (0, 1, ...)."""
+    chain = [parse_block(b) for b in committed]
+    if any(b is None or b.index != i for i, b in enumerate(chain)):
+        return None
+    return [b for b in chain if b is not None]
+
+
+def resume_chain(base: list[Block], uncommitted: Iterable[BlobBlock]) -> list[Block]:
+    """The blocks of the unfinished write: ``base`` then the staged blocks that continue it.
+
+    For each next index, take the staged block of the newest session, if that session is not
+    older than the previous block's. Sessions only grow, and a session restages from the end of
+    the chain it found, so an orphan (staged after a block that failed) is always older than
+    the block that later fills the gap before it.
+    """
+    staged: dict[int, Block] = {}
+    for b in filter(None, map(parse_block, uncommitted)):
+        if b.index not in staged or b.session > staged[b.index].session:
+            staged[b.index] = b
+    chain = list(base)
+    while True:
+        nxt = staged.get(len(chain))
+        if nxt is None or (chain and nxt.session < chain[-1].session):
+            return chain
+        chain.append(nxt)
+
+
+def next_session(blocks: Iterable[BlobBlock]) -> int:
+    """A session number newer than every block of ours at the path."""
+    sessions = [b.session for b in filter(None, map(parse_block, blocks))]
+    session = max(sessions, default=0) + 1
+    if session > MAX_SESSION:
+        raise StorageDriverError("too many resumed sessions on this blob; start the write afresh")
+    return session
+
+
+def open_writer(
+    blob: BlobClient, driver: str, path: str, append: bool, chunksize: int, maxconcurrency: int
+) -> AzureWriter:
+    """A fresh writer (truncating the path), or the continuation of what is at the path."""
+
+    def make(chain: list[Block], session: int) -> AzureWriter:
+        return AzureWriter(blob, driver, path, chain, session, chunksize, maxconcurrency)
+
+    with azure_errors(path):
+        if not append:
+            blob.commit_block_list([])  # truncate and drop stale staged blocks (module docstring)
+            return make([], 1)
+        committed, uncommitted = blob.get_block_list("all")
+        base = committed_chain(committed)
+        if not committed or base is None:
+            size = blob.get_blob_properties().size
+            if size:  # content from a single-shot upload or another tool: make it ours
+                base = _restage(blob, size, chunksize)
+                committed = [BlobBlock(b.id) for b in base]
+        chain = resume_chain(base or [], uncommitted)
+        return make(chain, next_session([*committed, *uncommitted]))
+
+
+def _restage(blob: BlobClient, size: int, chunksize: int) -> list[Block]:
+    """Rewrite content lacking our block ids as our blocks (session 0), unchanged, committed."""
+    log.info("restaging %d bytes of %s as blocks to append to it", size, blob.blob_name)
+    props = blob.get_blob_properties()
+    chain: list[Block] = []
+    offset = 0
+    while offset < size:
+        length = min(block_size(len(chain), chunksize), size - offset)
+        data = blob.download_blob(offset=offset, length=length).readall()
+        block = Block(len(chain), 0, len(data))
+        blob.stage_block(block.id, data, length=len(data))
+        chain.append(block)
+        offset += len(data)
+    blob.commit_block_list(  # fails rather than clobber content that changed meanwhile
+        [BlobBlock(b.id) for b in chain],
+        content_settings=props.content_settings,
+        etag=props.etag,
+        match_condition=MatchConditions.IfNotModified,
+    )
+    return chain
+
+
+class AzureWriter(FileWriter):
+    """Streams into staged blocks; see the module docstring for the layout and the limits."""
+
+    def __init__(
+        self,
+        blob: BlobClient,
+        driver: str,
+        path: str,
+        chain: list[Block],
+        session: int,
+        chunksize: int,
+        maxconcurrency: int,
+    ) -> None:
+        super().__init__(driver, path, sum(b.size for b in chain))
+        self._blob = blob
+        self._chain = chain
+        self._session = session
+        self._chunksize = chunksize
+        self._maxconcurrency = maxconcurrency
+        self._buffer = bytearray()
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: collections.deque[Future[None]] = collections.deque()
+        self._failure: BaseException | None = None
+
+    @property
+    def block_ids(self) -> list[str]:
+        """Ids of the blocks written so far, in blob order (for tests and diagnostics)."""
+        return [b.id for b in self._chain]
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def _write(self, data: memoryview) -> None:
+        self._check_failure()
+        pos = 0
+        while pos < data.nbytes:
+            room = block_size(len(self._chain), self._chunksize) - len(self._buffer)
+            self._buffer += data[pos : pos + room]
+            pos += room
+            if len(self._buffer) >= block_size(len(self._chain), self._chunksize):
+                self._stage_buffer()
+
+    def _close(self) -> None:
+        try:
+            self._flush()
+        finally:
+            self._shutdown()
+
+    def _commit(self) -> None:
+        try:
+            self._flush()
+            with azure_errors(self.path):
+                self._blob.commit_block_list([BlobBlock(b.id) for b in self._chain])
+        finally:
+            self._shutdown()
+
+    def _cancel(self) -> None:
+        """Drop the staged blocks (commit an empty list), then delete the blob."""
+        self._buffer = bytearray()
+        for future in self._inflight:
+            future.cancel()
+        self._shutdown()
+        with azure_errors(self.path):
+            self._blob.commit_block_list([])
+            try:
+                self._blob.delete_blob()
+            except ResourceNotFoundError:
+                pass
+
+    # -- staging ------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._check_failure()
+        if self._buffer:
+            self._stage_buffer()
+        self._drain(0)
+
+    def _stage_buffer(self) -> None:
+        if len(self._chain) >= MAX_BLOCKS:
+            raise StorageDriverError(
+                f"write exceeds Azure's {MAX_BLOCKS}-block limit; raise chunksize", path=self.path
+            )
+        block = Block(len(self._chain), self._session, len(self._buffer))
+        data, self._buffer = self._buffer, bytearray()
+        self._chain.append(block)
+        if self._maxconcurrency == 1:
+            self._stage(block, data)
+            return
+        self._drain(self._maxconcurrency - 1)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._maxconcurrency, thread_name_prefix="azure-stage")
+        self._inflight.append(self._pool.submit(self._stage, block, data))
+
+    def _stage(self, block: Block, data: bytearray) -> None:
+        with azure_errors(self.path):
+            # The SDK sends any buffer; bytes() would copy a whole block for the type checker.
+            self._blob.stage_block(block.id, cast(bytes, data), length=len(data))
+
+    def _drain(self, keep: int) -> None:
+        """Wait until at most ``keep`` stages are in flight; the first failure sticks."""
+        while len(self._inflight) > keep:
+            try:
+                self._inflight.popleft().result()
+            except BaseException as exc:
+                self._failure = exc
+                raise
+
+    def _check_failure(self) -> None:
+        if self._failure is not None:
+            raise StorageDriverError(
+                "an earlier block failed to stage; resume with writer(path, append=True)",
+                path=self.path,
+            ) from self._failure
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._inflight.clear()
