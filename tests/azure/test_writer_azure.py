@@ -1,0 +1,296 @@
+"""The azure writer: staged blocks, resume from any process, the block-id scheme, restarts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobBlock, ContainerClient
+from layerstore_azure.config import MAX_BLOCK_SIZE, MiB
+from layerstore_azure.writer import (
+    BLOCK_ID_LENGTH,
+    MAX_BLOCKS,
+    TIER_BLOCKS,
+    AzureWriter,
+    Block,
+    block_size,
+    resume_chain,
+)
+
+from layerstore_core.discovery import load_driver
+from layerstore_core.driver import StorageDriver
+from layerstore_core.errors import PathNotFoundError
+from layerstore_core.testing import Backend
+from tests.backends.azure import CONTAINER, Azurite
+
+CHUNK = 256 * 1024
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def driver(backend_azure: Backend) -> Iterator[StorageDriver]:
+    d = backend_azure.make()
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def container(azurite: Azurite) -> Iterator[ContainerClient]:
+    with ContainerClient.from_connection_string(azurite.connection_string, CONTAINER) as c:
+        yield c
+
+
+def blob_name(backend: Backend, path: str) -> str:
+    return backend.params["rootdirectory"] + path
+
+
+def block_lists(container: ContainerClient, name: str) -> tuple[list[str], list[str]]:
+    committed, uncommitted = container.get_blob_client(name).get_block_list("all")
+    return [b.id for b in committed], [b.id for b in uncommitted]
+
+
+def run_child(backend: Backend, script: str, **args: Any) -> None:
+    """Run ``script`` in a fresh interpreter with ``driver`` built from the backend's params."""
+    prelude = (
+        "import json, sys\n"
+        "from layerstore_core.discovery import load_driver\n"
+        "args = json.loads(sys.stdin.read())\n"
+        "driver = load_driver('azure', **args['params'])\n"
+    )
+    payload = json.dumps({"params": backend.params, **args})
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + script],
+        input=payload, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+# -- the block-id scheme and sizes ------------------------------------------------------------
+
+
+def test_block_ids_have_one_length() -> None:
+    ids = {Block(i, s, 1).id for i in (0, 7, 49_999, 999_999) for s in (0, 1, 999_999)}
+    assert {len(i) for i in ids} == {BLOCK_ID_LENGTH}
+    assert all(base64.b64decode(i).isdigit() for i in ids)
+
+
+def test_block_sizes_fit_several_hundred_gib() -> None:
+    chunk = 4 * MiB
+    total = sum(block_size(i, chunk) for i in range(MAX_BLOCKS))
+    assert total >= 1024 * 2**30  # a TiB with the defaults
+    assert block_size(0, chunk) == chunk and block_size(TIER_BLOCKS, chunk) == 2 * chunk
+    assert max(block_size(i, chunk) for i in range(MAX_BLOCKS)) == 64 * MiB
+    assert block_size(MAX_BLOCKS - 1, 1000 * MiB) == MAX_BLOCK_SIZE
+
+
+def test_resume_chain_drops_orphans() -> None:
+    def staged(index: int, session: int, size: int = 1) -> BlobBlock:
+        b = BlobBlock(Block(index, session, size).id)
+        b.size = size
+        return b
+
+    # Session 1 staged 0, 1 and 3 (2 failed); session 2 restaged 2; 3 of session 1 is an orphan.
+    blocks = [staged(0, 1), staged(1, 1), staged(3, 1), staged(2, 2, 5)]
+    chain = resume_chain([], blocks)
+    assert [(b.index, b.session, b.size) for b in chain] == [(0, 1, 1), (1, 1, 1), (2, 2, 5)]
+    # Foreign ids are ignored; a newer session wins at one index.
+    assert resume_chain([], [staged(0, 1), staged(0, 3, 9), BlobBlock("Zm9v")])[0].size == 9
+
+
+# -- against Azurite ------------------------------------------------------------------------
+
+
+def test_staged_and_committed_ids_are_uniform(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    name = blob_name(backend_azure, "/u/data")
+    w = driver.writer("/u/data")
+    w.write(os.urandom(3 * CHUNK + 100))
+    w.close()
+    committed, uncommitted = block_lists(container, name)
+    assert committed == [] and len(uncommitted) == 4
+    w = driver.writer("/u/data", append=True)
+    w.write(os.urandom(CHUNK))
+    w.commit()
+    committed, uncommitted = block_lists(container, name)
+    assert len(committed) == 5 and uncommitted == []
+    assert {len(i) for i in committed} == {BLOCK_ID_LENGTH}
+
+
+def test_resume_in_another_process(driver: StorageDriver, backend_azure: Backend) -> None:
+    first, second, third = os.urandom(CHUNK + 17), os.urandom(2 * CHUNK), os.urandom(999)
+    run_child(
+        backend_azure,
+        "w = driver.writer('/x/data'); w.write(bytes.fromhex(args['data'])); w.close()\n"
+        "assert w.size == len(args['data']) // 2\n",
+        data=first.hex(),
+    )
+    w = driver.writer("/x/data", append=True)
+    assert w.size == len(first)
+    w.write(second)
+    w.close()
+    run_child(
+        backend_azure,
+        "w = driver.writer('/x/data', append=True)\n"
+        "assert w.size == args['size'], w.size\n"
+        "w.write(bytes.fromhex(args['data'])); w.commit()\n",
+        data=third.hex(),
+        size=len(first) + len(second),
+    )
+    assert driver.get_content("/x/data") == first + second + third
+
+
+def test_append_to_committed_reuses_its_blocks(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    a, b = os.urandom(2 * CHUNK), os.urandom(CHUNK // 3)
+    w = driver.writer("/c")
+    w.write(a)
+    w.commit()
+    before, _ = block_lists(container, blob_name(backend_azure, "/c"))
+    w = driver.writer("/c", append=True)
+    assert w.size == len(a)
+    w.write(b)
+    w.close()
+    assert driver.get_content("/c") == a  # still the committed content until commit
+    w = driver.writer("/c", append=True)
+    assert w.size == len(a) + len(b)
+    w.commit()
+    after, _ = block_lists(container, blob_name(backend_azure, "/c"))
+    assert after[: len(before)] == before and len(after) == len(before) + 1
+    assert driver.get_content("/c") == a + b
+
+
+def test_append_to_single_shot_content(driver: StorageDriver) -> None:
+    """put_content's one-request upload has no blocks: it is restaged, then continued."""
+    a, b = os.urandom(CHUNK + 5), os.urandom(10)
+    driver.put_content("/p", a)
+    w = driver.writer("/p", append=True)
+    assert isinstance(w, AzureWriter) and w.size == len(a)
+    w.write(b)
+    w.commit()
+    assert driver.get_content("/p") == a + b
+
+
+def test_resume_committed_empty_blob(driver: StorageDriver) -> None:
+    driver.put_content("/e", b"")
+    w = driver.writer("/e", append=True)
+    assert w.size == 0
+    w.write(b"abc")
+    w.commit()
+    assert driver.get_content("/e") == b"abc"
+
+
+def test_fresh_writer_discards_stale_blocks(driver: StorageDriver) -> None:
+    w = driver.writer("/s")
+    w.write(os.urandom(3 * CHUNK))
+    w.close()
+    w = driver.writer("/s")
+    w.write(b"short")
+    w.close()
+    w = driver.writer("/s", append=True)
+    assert w.size == 5
+    w.commit()
+    assert driver.get_content("/s") == b"short"
+
+
+def test_orphan_block_after_gap_is_not_resumed(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    """A block staged past a failed one (parallel staging) must not join the write later."""
+    blob = container.get_blob_client(blob_name(backend_azure, "/g"))
+    blob.commit_block_list([])
+    parts = [os.urandom(100) for _ in range(4)]
+    for index in (0, 1, 3):  # session 1; index 2 "failed"
+        blob.stage_block(Block(index, 1, 100).id, parts[index])
+    w = driver.writer("/g", append=True)
+    assert w.size == 200
+    w.write(b"x" * 100)  # becomes block 2 of session 2 at close
+    w.close()
+    w = driver.writer("/g", append=True)
+    assert w.size == 300, "the orphan block 3 of session 1 was picked up"
+    w.commit()
+    assert driver.get_content("/g") == parts[0] + parts[1] + b"x" * 100
+
+
+def test_parallel_staging_keeps_order(azurite: Azurite, backend_azure: Backend) -> None:
+    params = {**backend_azure.params, "chunksize": 64 * 1024, "maxconcurrency": 8}
+    d = load_driver("azure", **params)
+    data = os.urandom(64 * 1024 * 40 + 3)
+    w = d.writer("/par")
+    for start in range(0, len(data), 100_000):
+        w.write(data[start : start + 100_000])
+    w.commit()
+    assert d.get_content("/par") == data
+    with d.reader("/par", 64 * 1024 * 7 + 1) as r:
+        assert r.read() == data[64 * 1024 * 7 + 1 :]
+    d.close()
+
+
+def test_cancel_removes_blob_and_staged_blocks(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    w = driver.writer("/k")
+    w.write(os.urandom(2 * CHUNK))
+    w.close()
+    driver.writer("/k", append=True).cancel()
+    names = [b.name for b in container.list_blobs(
+        name_starts_with=blob_name(backend_azure, "/k"), include=["uncommittedblobs"]
+    )]  # fmt: skip
+    assert names == []
+    with pytest.raises(PathNotFoundError):
+        driver.writer("/k", append=True)
+
+
+def test_unfinished_write_is_not_listed(driver: StorageDriver, container: ContainerClient,
+                                        backend_azure: Backend) -> None:  # fmt: skip
+    """Staged-only blobs (e.g. another tool's) are invisible; ours show as an empty file."""
+    container.get_blob_client(blob_name(backend_azure, "/d/staged")).stage_block(
+        Block(0, 1, 3).id, b"abc"
+    )
+    driver.put_content("/d/file", b"1")
+    assert driver.list("/d") == ["/d/file"]
+    assert [i.path for i in driver.walk("/")] == ["/d", "/d/file"]
+    with pytest.raises(PathNotFoundError):
+        driver.stat("/d/staged")
+    driver.delete("/d")
+    leftovers = container.list_blobs(
+        name_starts_with=blob_name(backend_azure, "/d"), include=["uncommittedblobs"]
+    )
+    assert [b.name for b in leftovers] == []
+
+
+def test_staged_blocks_survive_an_azurite_restart(tmp_path: Path) -> None:
+    """Uncommitted blocks are in Azurite's --location: a restarted server still resumes them."""
+    first = Azurite(tmp_path / "loc")
+    try:
+        first.create_container()
+        params = first.params(rootdirectory=f"r-{uuid.uuid4().hex[:8]}", chunksize=64 * 1024)
+        d = load_driver("azure", **params)
+        a = os.urandom(3 * 64 * 1024 + 11)
+        w = d.writer("/up/data")
+        w.write(a)
+        w.close()
+        d.close()
+    finally:
+        first.stop()
+    second = Azurite(tmp_path / "loc")
+    try:
+        params["endpoint"] = second.endpoint  # a new port, the same data
+        d = load_driver("azure", **params)
+        w = d.writer("/up/data", append=True)
+        assert w.size == len(a)
+        w.write(b"tail")
+        w.commit()
+        assert d.get_content("/up/data") == a + b"tail"
+        d.close()
+    finally:
+        second.stop()
