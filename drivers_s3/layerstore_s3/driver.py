@@ -83,7 +83,7 @@ def make_client(params: S3Params) -> S3Client:
         "s3",
         region_name=session.region_name or DEFAULT_REGION,
         endpoint_url=params.endpoint_url,
-        use_ssl=params.secure if params.endpoint_url is None else None,
+        use_ssl=params.secure,  # only for AWS's own endpoints; a regionendpoint has a scheme
         verify=False if params.skipverify else None,
         config=config,
     )

@@ -356,10 +356,16 @@ def _read_tail(driver: S3Driver, path: str, upload_id: str, offset: int, part_si
     body = resp["Body"]
     meta = resp.get("Metadata", {})
     length = resp["ContentLength"]
-    if meta.get(META_UPLOAD) != upload_id or meta.get(META_OFFSET) != str(offset) \
-            or length >= part_size:
+    if meta.get(META_UPLOAD) != upload_id or meta.get(META_OFFSET) != str(offset):
         body.close()
         return b""  # stale: its bytes are already inside a part, or it belongs to another write
+    if length >= part_size:
+        body.close()
+        raise StorageDriverError(
+            f"the saved tail ({length} bytes) does not fit a part of {part_size} bytes; "
+            "was chunksize lowered while this upload was unfinished?",
+            path=path,
+        )
     with translated(path):
         data: bytes = body.read()
     if len(data) != length:

@@ -188,3 +188,36 @@ def test_failed_commit_can_be_retried(make_driver: MakeDriver) -> None:
         writer.write(b"more")  # the short final part is already up
     writer.commit()
     assert driver.get_content("/retry") == data
+
+
+def test_tail_hidden_at_bucket_root(moto_endpoint: str, s3_client: Any) -> None:
+    """With no rootdirectory the side objects sit at the bucket's top level, still unseen."""
+    from layerstore_core import load_driver
+    from tests.backends.s3 import s3_params
+
+    bucket = "layerstore-noroot"
+    s3_client.create_bucket(Bucket=bucket)
+    driver = load_driver("s3", **s3_params(moto_endpoint, bucket=bucket, rootdirectory=""))
+    writer = driver.writer("/x")
+    writer.write(b"tail bytes")
+    writer.close()
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["~layerstore-s3/tails/x"]
+    assert driver.list("/") == []
+    assert list(driver.walk("/")) == []
+    assert driver.stat("/").is_dir
+    writer = driver.writer("/x", append=True)
+    writer.commit()
+    assert [info.path for info in driver.walk("/")] == ["/x"]
+    driver.delete("/x")
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    s3_client.delete_bucket(Bucket=bucket)
+
+
+def test_lowered_chunksize_with_a_big_tail_is_an_error(make_driver: MakeDriver) -> None:
+    writer = make_driver(chunksize=8 * MIB).writer("/lowered")
+    writer.write(b"t" * (6 * MIB))
+    writer.close()
+    with pytest.raises(StorageDriverError, match="chunksize lowered"):
+        make_driver(chunksize=5 * MIB).writer("/lowered", append=True)
+    make_driver().writer("/lowered").cancel()
