@@ -24,7 +24,8 @@ MAX_BLOCK_SIZE = 4000 * MiB
 #: Smallest base block size we accept; tiny blocks burn the 50,000-block budget.
 MIN_CHUNK_SIZE = 64 * 1024
 DEFAULT_CHUNK_SIZE = 4 * MiB
-DEFAULT_MAX_CONCURRENCY = 4
+#: One block staged at a time keeps a writer to one block of memory; raise it for throughput.
+DEFAULT_MAX_CONCURRENCY = 1
 MAX_CONCURRENCY = 64
 #: Distribution's azure driver signs redirect URLs for 20 minutes.
 DEFAULT_SAS_EXPIRY = 20 * 60

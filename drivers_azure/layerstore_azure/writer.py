@@ -31,9 +31,9 @@ Block sizes and the 50,000-block limit
     limit, writing raises a clear error instead of failing at commit.
 
 Memory
-    One block buffers the incoming bytes; up to ``maxconcurrency`` full blocks are staged in
-    parallel while the next fills, so a writer holds at most ``maxconcurrency + 1`` blocks
-    (``maxconcurrency: 1`` keeps it to one block plus the one in flight).
+    With ``maxconcurrency: 1`` (the default) a full block is staged inline before the next
+    one fills, so a writer holds one block. With N > 1, up to N full blocks are staged in
+    parallel while the next fills: at most N + 1 blocks.
 """
 
 from __future__ import annotations
