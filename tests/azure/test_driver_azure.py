@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -204,6 +205,19 @@ def test_entry_point_and_connection_string(azurite: Azurite, backend_azure: Back
 def test_bad_parameters_are_clear(params: dict[str, Any], message: str) -> None:
     with pytest.raises(ParameterError, match=message):
         load_driver("azure", **params)
+
+
+def test_default_credential_builds_without_io() -> None:
+    d = load_driver("azure", container="ok-name", accountname=ACCOUNT, credential="default")
+    assert isinstance(d, AzureDriver)
+    assert hasattr(d._service.credential, "get_token")
+    d.close()
+
+
+def test_default_credential_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "azure.identity", None)  # makes the import fail
+    with pytest.raises(ParameterError, match=r"layerstore-azure\[identity\]"):
+        load_driver("azure", container="ok-name", accountname=ACCOUNT, credential="default")
 
 
 def test_params_repr_hides_secrets() -> None:
