@@ -209,7 +209,7 @@ class S3Writer(FileWriter):
             self._put_whole()  # empty: a crash before the abort leaves an equal empty write
             self._driver._abort(self._key, self._upload_id)
         else:
-            if not self._sealed:
+            if self._fill and not self._sealed:
                 last = self._next_part  # goes up while background parts finish
                 self._etags[last] = self._upload_part(last, self._pending())
                 self._next_part += 1

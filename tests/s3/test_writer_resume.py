@@ -221,3 +221,16 @@ def test_lowered_chunksize_with_a_big_tail_is_an_error(make_driver: MakeDriver) 
     with pytest.raises(StorageDriverError, match="chunksize lowered"):
         make_driver(chunksize=5 * MIB).writer("/lowered", append=True)
     make_driver().writer("/lowered").cancel()
+
+
+@pytest.mark.parametrize("maxconcurrency", [1, 3])
+def test_exact_parts_send_no_empty_final_part(make_driver: MakeDriver, s3_client: Any,
+                                              maxconcurrency: int) -> None:
+    driver = make_driver(chunksize=5 * MIB, maxconcurrency=maxconcurrency)
+    data = _data(4, 10 * MIB)
+    writer = driver.writer("/exact")
+    writer.write(data)
+    writer.commit()
+    head = s3_client.head_object(Bucket=BUCKET, Key=key_of(driver, "/exact"))
+    assert head["ETag"].endswith('-2"')
+    assert driver.get_content("/exact") == data
