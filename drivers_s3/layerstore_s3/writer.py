@@ -37,6 +37,7 @@ UploadPartCopy and reads only the remainder (under one part) into the buffer.
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
     from .driver import S3Driver
+
+log = logging.getLogger(__name__)
 
 #: Metadata keys on a tail object (S3 lowercases user metadata names).
 META_UPLOAD = "layerstore-upload-id"
@@ -218,7 +221,10 @@ class S3Writer(FileWriter):
             self._drain()
             self._complete()
         if self._upload_id is not None:
-            self._delete_tail()
+            try:
+                self._delete_tail()
+            except StorageDriverError as exc:  # committed already; a stale tail is harmless
+                log.warning("s3: could not remove the tail of %s after commit: %s", self.path, exc)
         self._release()
 
     def _cancel(self) -> None:
