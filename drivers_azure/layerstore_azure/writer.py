@@ -1,16 +1,17 @@
 """The ``azure`` writer: a block blob built from staged blocks that any process can resume.
 
 How a write is laid out in Azure
-    Each block's id is the base64 of 12 ASCII digits: the block's index in the blob (6) and the
-    writer *session* that staged it (6). Every id therefore has the same length, as Azure
-    requires within one blob. ``close()`` stages what is buffered and leaves the blocks
-    uncommitted; ``writer(path, append=True)`` — in any process — reads the block list (Get Block
-    List, ``all``) and rebuilds the write from the ids alone: the committed blocks, then for
-    each next index the staged block of the newest session that is not older than its
-    predecessor's. A block staged in parallel past a failed one is thus never picked up: the
-    session that resumes restages the failed index with a newer session number, which cuts the
-    chain at the orphan (see :func:`resume_chain`). ``commit()`` commits that list (Put Block
-    List), which also drops every other uncommitted block.
+    Each block's id is 12 ASCII digits: the block's index in the blob (6) and the writer
+    *session* that staged it (6); the SDK base64-encodes it on the wire (16 characters). Every
+    id therefore has the same length, as Azure requires within one blob. ``close()`` stages
+    what is buffered and leaves the blocks uncommitted. ``writer(path, append=True)``, in any
+    process, reads the block list (Get Block List, ``all``) and rebuilds the write from the
+    ids alone: the committed blocks, then for each next index the staged block of the newest
+    session that is not older than its predecessor's. A block staged in parallel past a
+    failed one is thus never picked up: the session that resumes restages the failed index
+    with a newer session number, which cuts the chain at the orphan (see
+    :func:`resume_chain`). ``commit()`` commits that list (Put Block List), which also drops
+    every other uncommitted block.
 
 Fresh writes, cancel and discarding blocks
     Azure cannot delete single uncommitted blocks; committing a block list discards all the
@@ -38,8 +39,6 @@ Memory
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
 import dataclasses
 import logging
@@ -49,7 +48,7 @@ from typing import cast
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobBlock, BlobClient
+from azure.storage.blob import BlobBlock, BlobClient, BlobProperties
 
 from layerstore_core.driver import FileWriter
 from layerstore_core.errors import StorageDriverError
@@ -66,8 +65,8 @@ TIER_BLOCKS = 10_000
 _INDEX_DIGITS = 6
 _SESSION_DIGITS = 6
 MAX_SESSION = 10**_SESSION_DIGITS - 1
-#: Length of every block id we stage (base64 of 12 ASCII digits).
-BLOCK_ID_LENGTH = 16
+#: Length of every block id we stage, as the SDK takes it (it sends the base64 of it).
+BLOCK_ID_LENGTH = _INDEX_DIGITS + _SESSION_DIGITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +79,8 @@ class Block:
 
     @property
     def id(self) -> str:
-        """The block id as Azure sees it (base64, fixed length)."""
-        raw = f"{self.index:0{_INDEX_DIGITS}d}{self.session:0{_SESSION_DIGITS}d}"
-        return base64.b64encode(raw.encode("ascii")).decode("ascii")
+        """The block id as the SDK takes it (fixed length; base64-encoded on the wire)."""
+        return f"{self.index:0{_INDEX_DIGITS}d}{self.session:0{_SESSION_DIGITS}d}"
 
 
 def block_size(index: int, chunksize: int) -> int:
@@ -92,11 +90,8 @@ def block_size(index: int, chunksize: int) -> int:
 
 def parse_block(block: BlobBlock) -> Block | None:
     """Our Block for an id we staged, or None for anyone else's id."""
-    try:
-        raw = base64.b64decode(block.id, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if len(raw) != _INDEX_DIGITS + _SESSION_DIGITS or not raw.isdigit():
+    raw = str(block.id)
+    if len(raw) != BLOCK_ID_LENGTH or not (raw.isascii() and raw.isdigit()):
         return None
     return Block(int(raw[:_INDEX_DIGITS]), int(raw[_INDEX_DIGITS:]), int(block.size or 0))
 
@@ -153,22 +148,21 @@ def open_writer(
         committed, uncommitted = blob.get_block_list("all")
         base = committed_chain(committed)
         if not committed or base is None:
-            size = blob.get_blob_properties().size
-            if size:  # content from a single-shot upload or another tool: make it ours
-                base = _restage(blob, size, chunksize)
+            props = blob.get_blob_properties()
+            if props.size:  # content from a single-shot upload or another tool: make it ours
+                base = _restage(blob, props, chunksize)
                 committed = [BlobBlock(b.id) for b in base]
         chain = resume_chain(base or [], uncommitted)
         return make(chain, next_session([*committed, *uncommitted]))
 
 
-def _restage(blob: BlobClient, size: int, chunksize: int) -> list[Block]:
+def _restage(blob: BlobClient, props: BlobProperties, chunksize: int) -> list[Block]:
     """Rewrite content lacking our block ids as our blocks (session 0), unchanged, committed."""
-    log.info("restaging %d bytes of %s as blocks to append to it", size, blob.blob_name)
-    props = blob.get_blob_properties()
+    log.info("restaging %d bytes of %s as blocks to append to it", props.size, blob.blob_name)
     chain: list[Block] = []
     offset = 0
-    while offset < size:
-        length = min(block_size(len(chain), chunksize), size - offset)
+    while offset < props.size:
+        length = min(block_size(len(chain), chunksize), props.size - offset)
         data = blob.download_blob(offset=offset, length=length).readall()
         block = Block(len(chain), 0, len(data))
         blob.stage_block(block.id, data, length=len(data))
