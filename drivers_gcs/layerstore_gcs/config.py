@@ -32,7 +32,7 @@ class GCSParams:
     bucket: str
     keyfile: str | None = None
     rootdirectory: str = ""
-    #: Bytes per resumable-upload chunk; also the writer's memory bound and the read-ahead size.
+    #: Bytes per resumable-upload chunk: the writer's memory bound (readers use at least 4 MiB).
     chunksize: int = DEFAULT_CHUNK_SIZE
     endpoint: str | None = None
     project: str | None = None

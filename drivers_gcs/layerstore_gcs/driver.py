@@ -38,6 +38,8 @@ _CHILD_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 #: The JSON batch endpoint takes at most this many requests.
 _BATCH_LIMIT = 100
 _PAGE_SIZE = 1000
+#: Bytes per ranged request of a reader, at least: fewer round trips than tiny chunks would give.
+MIN_READ_SIZE = 4 * 2**20
 
 
 def _credentials(params: GCSParams) -> tuple[Credentials, str | None]:
@@ -131,7 +133,7 @@ class GCSDriver(StorageDriver):
         if offset > size:
             raise InvalidOffsetError(path=path, offset=offset)
         raw = _RangeReader(self, path, blob.generation, offset, size)
-        return io.BufferedReader(raw, buffer_size=self.params.chunksize)
+        return io.BufferedReader(raw, buffer_size=max(self.params.chunksize, MIN_READ_SIZE))
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -346,7 +348,8 @@ class _RangeReader(io.RawIOBase):
     def readall(self) -> bytes:
         pieces = []
         while self._pos < self._size:
-            data = self._fetch(min(self._driver.params.chunksize, self._size - self._pos))
+            step = max(self._driver.params.chunksize, MIN_READ_SIZE)
+            data = self._fetch(min(step, self._size - self._pos))
             pieces.append(data)
             self._pos += len(data)
         return b"".join(pieces)

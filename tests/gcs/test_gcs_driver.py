@@ -48,9 +48,11 @@ print(writer.size)
 
 @pytest.fixture(params=["gcs-emulator", "gcs-fake"])
 def backend(request: pytest.FixtureRequest) -> Backend:
-    fixture = "backend_" + str(request.param).replace("-", "_")
-    b: Backend = request.getfixturevalue(fixture)
-    return b
+    """A backend with 256 KiB chunks, so that every test here crosses chunk boundaries."""
+    backend_id = str(request.param)
+    endpoint = request.getfixturevalue(backend_id.replace("-", "_") + "_endpoint")
+    extra = {"batchdelete": False} if backend_id == "gcs-fake" else {}
+    return gcs_backend(backend_id, endpoint, chunksize=UNIT, **extra)
 
 
 @pytest.fixture
