@@ -21,7 +21,9 @@ Fresh writes, cancel and discarding blocks
     deletes the blob, as Distribution's azure driver deletes it. Appending to committed content
     reuses its committed block list; content without our block ids (a single-shot ``put_content``
     upload, another tool's blocks) is first restaged as our blocks, one block of memory at a
-    time, and committed unchanged.
+    time, and committed unchanged. An append blob — how Distribution's azure driver stores an
+    upload in progress — is continued with Append Block (:class:`AppendBlobWriter`), so a
+    mixed fleet can finish it; a fresh write replaces it with a block blob.
 
 Block sizes and the 50,000-block limit
     A committed blob holds at most 50,000 blocks; a block may hold up to 4000 MiB and blocks may
@@ -47,14 +49,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import cast
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobBlock, BlobClient, BlobProperties
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, BlobClient, BlobProperties, BlobType
 
 from layerstore_core.driver import FileWriter
 from layerstore_core.errors import StorageDriverError
 
 from .config import MAX_BLOCK_SIZE
-from .errors import azure_errors
+from .errors import azure_errors, error_code
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +137,7 @@ def next_session(blocks: Iterable[BlobBlock]) -> int:
 
 def open_writer(
     blob: BlobClient, driver: str, path: str, append: bool, chunksize: int, maxconcurrency: int
-) -> AzureWriter:
+) -> FileWriter:
     """A fresh writer (truncating the path), or the continuation of what is at the path."""
 
     def make(chain: list[Block], session: int) -> AzureWriter:
@@ -143,9 +145,14 @@ def open_writer(
 
     with azure_errors(path):
         if not append:
-            blob.commit_block_list([])  # truncate and drop stale staged blocks (module docstring)
+            _truncate(blob)
             return make([], 1)
-        committed, uncommitted = blob.get_block_list("all")
+        try:
+            committed, uncommitted = blob.get_block_list("all")
+        except HttpResponseError as exc:
+            if error_code(exc) != "InvalidBlobType":
+                raise
+            return _continue_append_blob(blob, driver, path, chunksize)
         base = committed_chain(committed)
         if not committed or base is None:
             props = blob.get_blob_properties()
@@ -154,6 +161,17 @@ def open_writer(
                 committed = [BlobBlock(b.id) for b in base]
         chain = resume_chain(base or [], uncommitted)
         return make(chain, next_session([*committed, *uncommitted]))
+
+
+def _truncate(blob: BlobClient) -> None:
+    """Make the path an empty block blob, dropping staged blocks (or an append blob)."""
+    try:
+        blob.commit_block_list([])
+    except HttpResponseError as exc:
+        if error_code(exc) != "InvalidBlobType":
+            raise
+        blob.delete_blob()
+        blob.commit_block_list([])
 
 
 def _restage(blob: BlobClient, props: BlobProperties, chunksize: int) -> list[Block]:
@@ -295,3 +313,66 @@ class AzureWriter(FileWriter):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._inflight.clear()
+
+
+# -- append blobs: uploads a Distribution registry left behind ------------------------------
+
+#: Largest Append Block that every service version takes.
+MAX_APPEND_SIZE = 4 * 2**20
+
+
+def _continue_append_blob(blob: BlobClient, driver: str, path: str, chunksize: int) -> FileWriter:
+    """Continue an append blob (Distribution's azure driver writes uploads as append blobs)."""
+    props = blob.get_blob_properties()
+    if props.blob_type != BlobType.APPENDBLOB:
+        raise StorageDriverError(f"cannot append to a {props.blob_type}", path=path)
+    return AppendBlobWriter(blob, driver, path, props.size, min(chunksize, MAX_APPEND_SIZE))
+
+
+class AppendBlobWriter(FileWriter):
+    """Appends to an existing append blob at its size, so a mixed fleet can finish an upload.
+
+    Each Append Block carries the offset it expects (``appendpos``), so a retried append that
+    had already landed is recognised instead of written twice. The blob caps at 50,000
+    appends; Distribution's writer has the same limit. Memory: one append (``<= 4 MiB``).
+    """
+
+    def __init__(self, blob: BlobClient, driver: str, path: str, size: int, piece: int) -> None:
+        super().__init__(driver, path, size)
+        self._blob = blob
+        self._piece = piece
+        self._stored = size
+        self._buffer = bytearray()
+
+    def _write(self, data: memoryview) -> None:
+        self._buffer += data
+        while len(self._buffer) >= self._piece:
+            self._append(self._piece)
+
+    def _close(self) -> None:
+        while self._buffer:
+            self._append(min(len(self._buffer), self._piece))
+
+    def _commit(self) -> None:
+        """The bytes are in place once appended: committing is flushing."""
+        self._close()
+
+    def _cancel(self) -> None:
+        self._buffer = bytearray()
+        with azure_errors(self.path):
+            try:
+                self._blob.delete_blob()
+            except ResourceNotFoundError:
+                pass
+
+    def _append(self, n: int) -> None:
+        piece = bytes(self._buffer[:n])
+        with azure_errors(self.path):
+            try:
+                self._blob.append_block(piece, length=n, appendpos_condition=self._stored)
+            except HttpResponseError as exc:
+                landed = self._blob.get_blob_properties().size == self._stored + n
+                if error_code(exc) != "AppendPositionConditionNotMet" or not landed:
+                    raise
+        self._stored += n
+        del self._buffer[:n]

@@ -316,3 +316,34 @@ def test_staged_blocks_survive_an_azurite_restart(tmp_path: Path) -> None:
         d.close()
     finally:
         second.stop()
+
+
+def test_continue_a_distribution_append_blob(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    """Distribution's azure driver leaves uploads as append blobs; we finish them in place."""
+    blob = container.get_blob_client(blob_name(backend_azure, "/_uploads/u1/data"))
+    blob.create_append_blob()
+    first = os.urandom(5000)
+    blob.append_block(first)
+    w = driver.writer("/_uploads/u1/data", append=True)
+    assert w.size == len(first)
+    more = os.urandom(5 * 2**20 + 3)  # more than one 4 MiB append
+    w.write(more)
+    w.close()
+    run_child(
+        backend_azure,
+        "w = driver.writer('/_uploads/u1/data', append=True)\n"
+        "assert w.size == args['size'], w.size\n"
+        "w.write(b'end'); w.commit()\n",
+        size=len(first) + len(more),
+    )
+    assert driver.get_content("/_uploads/u1/data") == first + more + b"end"
+    w = driver.writer("/_uploads/u1/data")  # a fresh write replaces it with a block blob
+    w.write(b"fresh")
+    w.commit()
+    assert driver.get_content("/_uploads/u1/data") == b"fresh"
+    blob.create_append_blob()
+    driver.writer("/_uploads/u1/data", append=True).cancel()
+    with pytest.raises(PathNotFoundError):
+        driver.stat("/_uploads/u1/data")
