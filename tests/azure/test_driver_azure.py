@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from layerstore_core.driver import StorageDriver
 from layerstore_core.errors import InvalidOffsetError, PathNotFoundError, StorageDriverError
 from layerstore_core.params import ParameterError
 from layerstore_core.testing import Backend
+from tests.backends import azure as azure_backend
 from tests.backends.azure import ACCOUNT, ACCOUNT_KEY, CONTAINER, Azurite
 
 
@@ -253,3 +255,11 @@ def test_translate_falls_back_to_backend_error() -> None:
     other = HttpResponseError("boom")
     other.error_code = "InternalError"
     assert type(translate(other, "/p")) is StorageDriverError
+
+
+def test_azurite_fixture_fails_loudly_without_node_modules(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(azure_backend, "AZURITE_MAIN", tmp_path / "missing" / "main.js")
+    with pytest.raises(RuntimeError, match=r"npm ci --prefix tests/azurite"):
+        Azurite(tmp_path / "loc")
