@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
@@ -51,8 +51,6 @@ from .config import MAX_PARTS, MIN_PART_SIZE
 from .errors import ERROR_TABLE, error_code, raise_translated, translated
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
-
     from .driver import S3Driver
 
 log = logging.getLogger(__name__)
@@ -61,6 +59,9 @@ log = logging.getLogger(__name__)
 META_UPLOAD = "layerstore-upload-id"
 META_OFFSET = "layerstore-offset"
 CONTENT_TYPE = "application/octet-stream"
+#: Per-part checksum of our uploads, as boto3's TransferManager uses: S3 verifies each part and
+#: combines them at complete (without one, S3 — and moto — compute a full-object CRC64NVME).
+CHECKSUM_ALGORITHM: Final = "CRC32"
 
 
 class S3Writer(FileWriter):
@@ -73,11 +74,12 @@ class S3Writer(FileWriter):
         *,
         part_size: int,
         upload_id: str | None = None,
-        etags: dict[int, str] | None = None,
+        checksum: str | None = None,
+        parts: dict[int, dict[str, Any]] | None = None,
         tail: bytes = b"",
     ) -> None:
-        parts = len(etags or {})
-        super().__init__(driver.name, path, parts * part_size + len(tail))
+        count = len(parts or {})
+        super().__init__(driver.name, path, count * part_size + len(tail))
         self._driver = driver
         self._client = driver._client
         self._bucket = driver._bucket
@@ -85,8 +87,11 @@ class S3Writer(FileWriter):
         self._tail_key = driver._tail_key(path)
         self._part_size = part_size
         self._upload_id = upload_id
-        self._etags: dict[int, str] = dict(etags or {})
-        self._next_part = parts + 1
+        #: The upload's checksum algorithm (CRC32 for ours; None for uploads made without one).
+        self._checksum = checksum
+        #: Finished parts as CompleteMultipartUpload wants them (number, ETag, checksum).
+        self._parts: dict[int, dict[str, Any]] = dict(parts or {})
+        self._next_part = count + 1
         self._buffer = bytearray(part_size)
         self._fill = len(tail)
         self._buffer[: self._fill] = tail
@@ -112,12 +117,17 @@ class S3Writer(FileWriter):
         """Continue the newest unfinished upload at the path, else its committed content."""
         uploads = driver._pending_uploads(driver._key(path), exact=True)
         if uploads:
-            return cls._resume_upload(driver, path, uploads[-1]["UploadId"])
+            newest = uploads[-1]
+            return cls._resume_upload(driver, path, newest["UploadId"],
+                                      newest.get("ChecksumAlgorithm"))
         return cls._continue_committed(driver, path)
 
     @classmethod
-    def _resume_upload(cls, driver: S3Driver, path: str, upload_id: str) -> S3Writer:
-        parts = _contiguous_parts(driver, path, upload_id)
+    def _resume_upload(
+        cls, driver: S3Driver, path: str, upload_id: str, checksum: str | None
+    ) -> S3Writer:
+        parts, listed = _contiguous_parts(driver, path, upload_id)
+        checksum = checksum or listed
         part_size = parts[0]["Size"] if parts else driver.params.chunksize
         uneven = [p["PartNumber"] for p in parts if p["Size"] != part_size]
         if uneven or part_size < MIN_PART_SIZE:
@@ -126,9 +136,10 @@ class S3Writer(FileWriter):
                 "it was not written by layerstore and cannot be continued",
                 path=path,
             )
-        etags = {p["PartNumber"]: p["ETag"] for p in parts}
+        done = {p["PartNumber"]: _completed(p["PartNumber"], p, checksum) for p in parts}
         tail = _read_tail(driver, path, upload_id, len(parts) * part_size, part_size)
-        return cls(driver, path, part_size=part_size, upload_id=upload_id, etags=etags, tail=tail)
+        return cls(driver, path, part_size=part_size, upload_id=upload_id, checksum=checksum,
+                   parts=done, tail=tail)
 
     @classmethod
     def _continue_committed(cls, driver: S3Driver, path: str) -> S3Writer:
@@ -149,7 +160,8 @@ class S3Writer(FileWriter):
                     PartNumber=number, CopySource=source, CopySourceIfMatch=etag,
                     CopySourceRange=f"bytes={first}-{first + part_size - 1}",
                 )
-            writer._etags[number] = resp["CopyPartResult"]["ETag"]
+            result = dict(resp["CopyPartResult"])
+            writer._parts[number] = _completed(number, result, writer._checksum)
         writer._next_part = whole + 1
         if size > whole * part_size:
             with translated(path):
@@ -214,7 +226,7 @@ class S3Writer(FileWriter):
         else:
             if self._fill and not self._sealed:
                 last = self._next_part  # goes up while background parts finish
-                self._etags[last] = self._upload_part(last, self._pending())
+                self._parts[last] = self._upload_part(last, self._pending())
                 self._next_part += 1
                 self._fill = 0
                 self._sealed = True  # the short final part is up: no more writes
@@ -252,8 +264,9 @@ class S3Writer(FileWriter):
             with translated(self.path):
                 self._upload_id = self._client.create_multipart_upload(
                     Bucket=self._bucket, Key=self._key, ContentType=CONTENT_TYPE,
-                    **self._driver._object_args(),
+                    ChecksumAlgorithm=CHECKSUM_ALGORITHM, **self._driver._object_args(),
                 )["UploadId"]
+                self._checksum = CHECKSUM_ALGORITHM
         return self._upload_id
 
     def _flush_full_part(self) -> None:
@@ -266,7 +279,7 @@ class S3Writer(FileWriter):
         self._next_part += 1
         self._ensure_upload()
         if self._driver.params.maxconcurrency == 1:
-            self._etags[number] = self._upload_part(number, self._buffer)
+            self._parts[number] = self._upload_part(number, self._buffer)
         else:
             self._background.acquire()  # at most maxconcurrency parts in flight
             self._reap()
@@ -276,23 +289,22 @@ class S3Writer(FileWriter):
 
     def _upload_in_background(self, number: int, data: bytearray) -> None:
         try:
-            self._etags[number] = self._upload_part(number, data)
+            self._parts[number] = self._upload_part(number, data)
         finally:
             self._background.release()
 
-    def _upload_part(self, number: int, data: Any) -> str:
+    def _upload_part(self, number: int, data: Any) -> dict[str, Any]:
         """Upload one part (``data``: bytes or a bytearray, sent without a copy)."""
+        extra: dict[str, Any] = {"ChecksumAlgorithm": self._checksum} if self._checksum else {}
         with translated(self.path):
             resp = self._client.upload_part(
                 Bucket=self._bucket, Key=self._key, UploadId=self._ensure_upload(),
-                PartNumber=number, Body=data, ContentLength=len(data),
+                PartNumber=number, Body=data, ContentLength=len(data), **extra,
             )
-        return resp["ETag"]
+        return _completed(number, dict(resp), self._checksum)
 
     def _complete(self) -> None:
-        parts: list[CompletedPartTypeDef] = [
-            {"PartNumber": n, "ETag": self._etags[n]} for n in range(1, self._next_part)
-        ]
+        parts: Any = [self._parts[n] for n in range(1, self._next_part)]
         with translated(self.path):
             self._client.complete_multipart_upload(
                 Bucket=self._bucket, Key=self._key, UploadId=self._ensure_upload(),
@@ -336,19 +348,32 @@ class S3Writer(FileWriter):
         self._buffer = bytearray()
 
 
-def _contiguous_parts(driver: S3Driver, path: str, upload_id: str) -> list[dict[str, Any]]:
-    """Parts 1..k of the upload with no gap (later parts are strays of a failed session)."""
+def _contiguous_parts(
+    driver: S3Driver, path: str, upload_id: str
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Parts 1..k of the upload with no gap (later ones are strays), and its checksum algorithm."""
     parts: dict[int, dict[str, Any]] = {}
+    checksum: str | None = None
     with translated(path):
         pages = driver._client.get_paginator("list_parts")
         key = driver._key(path)
         for page in pages.paginate(Bucket=driver._bucket, Key=key, UploadId=upload_id):
+            checksum = page.get("ChecksumAlgorithm") or checksum
             for part in page.get("Parts", []):
                 parts[part["PartNumber"]] = dict(part)
     run: list[dict[str, Any]] = []
     while len(run) + 1 in parts:
         run.append(parts[len(run) + 1])
-    return run
+    return run, checksum
+
+
+def _completed(number: int, result: dict[str, Any], checksum: str | None) -> dict[str, Any]:
+    """A part entry for CompleteMultipartUpload from an UploadPart/ListParts/copy result."""
+    part: dict[str, Any] = {"PartNumber": number, "ETag": result["ETag"]}
+    field = f"Checksum{checksum}" if checksum else None
+    if field and result.get(field):
+        part[field] = result[field]
+    return part
 
 
 def _read_tail(driver: S3Driver, path: str, upload_id: str, offset: int, part_size: int) -> bytes:

@@ -234,3 +234,19 @@ def test_exact_parts_send_no_empty_final_part(make_driver: MakeDriver, s3_client
     head = s3_client.head_object(Bucket=BUCKET, Key=key_of(driver, "/exact"))
     assert head["ETag"].endswith('-2"')
     assert driver.get_content("/exact") == data
+
+
+def test_parts_carry_crc32_across_resume(make_driver: MakeDriver, s3_client: Any) -> None:
+    """Our uploads use per-part CRC32 (as TransferManager does), kept when resumed elsewhere."""
+    driver = make_driver(chunksize=5 * MIB)
+    path, total = "/crc", 12 * MIB
+    child_write(driver, path, seed=2, total=total, count=6 * MIB, append=False, finish="close")
+    key = key_of(driver, path)
+    (upload,) = uploads_at(s3_client, key)
+    assert upload.get("ChecksumAlgorithm") == "CRC32"
+    writer = driver.writer(path, append=True)
+    writer.write(_data(2, total)[6 * MIB :])
+    writer.commit()
+    head = s3_client.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    assert head.get("ChecksumCRC32")
+    assert driver.get_content(path) == _data(2, total)
