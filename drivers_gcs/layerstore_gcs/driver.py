@@ -86,6 +86,10 @@ class GCSDriver(StorageDriver):
         self.timeout = params.timeout
         self.retry: Retry = DEFAULT_RETRY.with_timeout(params.retrydeadline)
 
+    def close(self) -> None:
+        """Close the client's HTTP connections."""
+        self.client.close()
+
     # -- keys ---------------------------------------------------------------------------------
 
     def key(self, path: str) -> str:

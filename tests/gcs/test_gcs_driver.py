@@ -458,3 +458,51 @@ def test_chunk_lost_is_resent(driver: StorageDriver) -> None:
     flaky = _Flaky(driver.client._http, fail_final=False, send_first=False, skip=1)
     _flaky_write(driver, flaky, data)
     assert driver.get_content("/flaky") == data
+
+
+# -- listing, deleting, memory ----------------------------------------------------------------
+
+
+def test_listing_follows_pages(
+    backend: Backend, driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small pages force several list requests (fake-gcs-server pages; the emulator ignores it)."""
+    import layerstore_gcs.driver
+
+    monkeypatch.setattr(layerstore_gcs.driver, "_PAGE_SIZE", 2)
+    for i in range(5):
+        driver.put_content(f"/l/f{i}", b"x")
+        driver.put_content(f"/l/d{i}/x", b"y")
+    expected = [f"/l/f{i}" for i in range(5)] + [f"/l/d{i}" for i in range(5)]
+    assert driver.list("/l") == sorted(expected)
+    assert len(list(driver.walk("/l"))) == 15
+    driver.delete("/l")
+    with pytest.raises(PathNotFoundError):
+        driver.list("/l")
+
+
+def test_delete_more_than_one_batch(backend: Backend, driver: StorageDriver) -> None:
+    for i in range(130):
+        driver.put_content(f"/many/{i:03d}", b"x")
+    driver.put_content("/manyx", b"keep")
+    driver.delete("/many")
+    with pytest.raises(PathNotFoundError):
+        driver.stat("/many")
+    assert driver.get_content("/manyx") == b"keep"
+
+
+def test_writer_memory_is_about_one_chunk(driver: StorageDriver) -> None:
+    import tracemalloc
+
+    piece = os.urandom(64 * KIB)
+    tracemalloc.start()
+    try:
+        w = driver.writer("/mem")
+        for _ in range(64):  # 4 MiB in 256 KiB chunks
+            w.write(piece)
+        w.commit()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * UNIT, f"peak {peak} bytes for 256 KiB chunks"
+    assert driver.stat("/mem").size == 64 * len(piece)
