@@ -37,6 +37,8 @@ from .config import AzureParams
 from .errors import azure_errors, error_code
 from .writer import open_writer
 
+#: Readers fetch ranges of at least this much (small blocks need not mean small requests).
+MIN_GET_SIZE = 4 * 2**20
 #: Reads of a whole blob that another writer keeps replacing before one read gets through.
 GET_CONTENT_ATTEMPTS = 5
 #: Azure's limit on sub-requests in one Blob Batch.
@@ -51,10 +53,11 @@ DELEGATION_KEY_LIFETIME = dt.timedelta(hours=6)
 
 def make_service(params: AzureParams) -> BlobServiceClient:
     """The SDK client, with download sizes bounded so a reader holds about one chunk."""
+    get_size = max(params.chunksize, MIN_GET_SIZE)
     sizes: dict[str, Any] = {
         "max_block_size": params.chunksize,
-        "max_single_get_size": params.chunksize,
-        "max_chunk_get_size": params.chunksize,
+        "max_single_get_size": get_size,
+        "max_chunk_get_size": get_size,
     }
     if params.connectionstring:
         return BlobServiceClient.from_connection_string(params.connectionstring, **sizes)
