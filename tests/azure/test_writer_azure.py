@@ -29,7 +29,7 @@ from layerstore_azure.writer import (
 
 from layerstore_core.discovery import load_driver
 from layerstore_core.driver import StorageDriver
-from layerstore_core.errors import PathNotFoundError
+from layerstore_core.errors import PathNotFoundError, StorageDriverError
 from layerstore_core.testing import Backend
 from tests.backends.azure import ACCOUNT, ACCOUNT_KEY, CONTAINER, Azurite
 
@@ -347,3 +347,15 @@ def test_continue_a_distribution_append_blob(
     driver.writer("/_uploads/u1/data", append=True).cancel()
     with pytest.raises(PathNotFoundError):
         driver.stat("/_uploads/u1/data")
+
+
+def test_block_limit_is_a_clear_error(
+    driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from layerstore_azure import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_BLOCKS", 3)
+    w = driver.writer("/big")
+    with pytest.raises(StorageDriverError, match="block limit"):
+        w.write(os.urandom(4 * CHUNK))
+    w.cancel()
