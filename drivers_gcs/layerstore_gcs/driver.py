@@ -254,6 +254,10 @@ class GCSDriver(StorageDriver):
     # -- move and delete ------------------------------------------------------------------------
 
     def _move(self, source: str, dest: str) -> None:
+        if source == dest:  # rewrite-then-delete would delete the only copy
+            if self._stat(source).is_dir:
+                raise PathNotFoundError(path=source)
+            return
         src = self.bucket.blob(self.key(source))
         dst = self.bucket.blob(self.key(dest))
         token: str | None = None
@@ -271,11 +275,12 @@ class GCSDriver(StorageDriver):
             own = self.bucket.get_blob(key, timeout=self.timeout, retry=self.retry)
         doomed = [key] if own is not None else []
         doomed.extend(b.name for b in self._names(path, key + "/"))
-        if not doomed:
-            raise PathNotFoundError(path=path)
+        found = bool(doomed)
         # Unfinished writes at or under the path go too (their sessions expire by themselves).
         doomed.extend(b.name for b in self._names(path, f"{SIDE_PREFIX}{key}/"))
         self.delete_objects(doomed, path)
+        if not found:
+            raise PathNotFoundError(path=path)
 
     def delete_objects(self, names: Iterable[str], path: str | None) -> None:
         """Delete objects, in JSON batches where enabled; already-gone ones are fine."""

@@ -506,3 +506,20 @@ def test_writer_memory_is_about_one_chunk(driver: StorageDriver) -> None:
         tracemalloc.stop()
     assert peak < 4 * UNIT, f"peak {peak} bytes for 256 KiB chunks"
     assert driver.stat("/mem").size == 64 * len(piece)
+
+
+def test_move_onto_itself_keeps_content(driver: StorageDriver) -> None:
+    driver.put_content("/same", b"data")
+    driver.move("/same", "/same")
+    assert driver.get_content("/same") == b"data"
+    with pytest.raises(PathNotFoundError):
+        driver.move("/nothing", "/nothing")
+
+
+def test_delete_of_unfinished_write_only(backend: Backend, driver: StorageDriver) -> None:
+    w = driver.writer("/only/pending")
+    w.write(os.urandom(UNIT + 1))
+    w.close()
+    with pytest.raises(PathNotFoundError):
+        driver.delete("/only")  # nothing committed there, but the unfinished write goes
+    assert _side_objects(backend) == []
