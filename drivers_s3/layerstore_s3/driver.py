@@ -297,6 +297,8 @@ class S3Driver(StorageDriver):
         if head is None:
             raise PathNotFoundError(path=source)
         size = head["ContentLength"]
+        # The copy gets a fresh full-object CRC32: a multipart source's composite checksum
+        # does not describe a single-part copy (moto even hands the old one to the reader).
         if size > self.params.multipartcopythresholdsize:
             self._multipart_copy(source, dest, size, head["ETag"])
         else:
@@ -305,7 +307,8 @@ class S3Driver(StorageDriver):
                     Bucket=self._bucket, Key=self._key(dest),
                     CopySource={"Bucket": self._bucket, "Key": self._key(source)},
                     CopySourceIfMatch=head["ETag"], ContentType="application/octet-stream",
-                    MetadataDirective="REPLACE", **self._object_args(),
+                    MetadataDirective="REPLACE", ChecksumAlgorithm="CRC32",
+                    **self._object_args(),
                 )
         with translated(source):
             self._client.delete_object(Bucket=self._bucket, Key=self._key(source))
