@@ -15,9 +15,12 @@ path maps to it; when the root directory is the bucket root, ``list`` and ``walk
 Its content is ``MAGIC``, one JSON line (session URI, bytes the session holds, creation time)
 and then the tail — fewer than 256 KiB not yet sent.
 
-The saved offset is trusted: the session is queried only when it disagrees (a chunk rejected
-or only partly kept), to find where it stands. A write small enough never to fill a chunk
-never opens a session: commit stores it with one simple upload.
+The saved offset is trusted: the session is queried only when it disagrees (a chunk rejected,
+only partly kept, or its answer lost), to find where it stands. A session stamps its object
+with a random token (custom metadata ``layerstore-upload``), so that when the answer to the
+final request is lost and the server has forgotten the session (as both emulators do), the
+finished object is still recognized as ours. A write small enough never to fill 256 KiB by
+``close`` never opens a session: commit stores it with one simple upload.
 """
 
 from __future__ import annotations
