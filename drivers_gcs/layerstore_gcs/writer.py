@@ -19,8 +19,8 @@ The saved offset is trusted: the session is queried only when it disagrees (a ch
 only partly kept, or its answer lost), to find where it stands. A session stamps its object
 with a random token (custom metadata ``layerstore-upload``), so that when the answer to the
 final request is lost and the server has forgotten the session (as both emulators do), the
-finished object is still recognized as ours. A write small enough never to fill 256 KiB by
-``close`` never opens a session: commit stores it with one simple upload.
+finished object is still recognized as ours. A write that never outgrows one chunk and is
+never closed holding 256 KiB or more opens no session: commit stores it in one simple upload.
 """
 
 from __future__ import annotations
