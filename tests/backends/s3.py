@@ -120,7 +120,7 @@ def backend_s3(moto_endpoint: str) -> Iterator[Backend]:
 
 def raw_leftovers(client: Any, prefix: str) -> list[str]:
     """Every raw key and unfinished multipart upload under ``prefix`` (what the driver hides)."""
-    found = []
+    found: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         found.extend(obj["Key"] for obj in page.get("Contents", []))
     uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", [])

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from layerstore_s3 import S3Driver
 
 from layerstore_core import load_driver
 from layerstore_core.driver import StorageDriver
@@ -63,7 +64,8 @@ def _raw_client(url: str) -> Any:
 def child_write(driver: StorageDriver, path: str, *, seed: int, total: int, count: int,
                 append: bool, finish: str) -> dict[str, int]:
     """Run one writer session in a separate Python process; returns its start offset and size."""
-    params = dataclasses.asdict(driver.params)  # type: ignore[attr-defined]
+    assert isinstance(driver, S3Driver)
+    params = dataclasses.asdict(driver.params)
     spec = {"params": params, "path": path, "seed": seed, "total": total,
             "count": count, "append": append, "finish": finish}
     done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)],
@@ -75,7 +77,8 @@ def child_write(driver: StorageDriver, path: str, *, seed: int, total: int, coun
 
 def key_of(driver: StorageDriver, path: str) -> str:
     """The raw S3 key of a contract path."""
-    return driver._key(path)  # type: ignore[attr-defined]
+    assert isinstance(driver, S3Driver)
+    return driver._key(path)
 
 
 def uploads_at(s3_client: Any, key: str) -> list[dict[str, Any]]:

@@ -171,14 +171,14 @@ def test_foreign_upload_with_uneven_parts_is_refused(make_driver: MakeDriver,
 def test_failed_commit_can_be_retried(make_driver: MakeDriver) -> None:
     driver = make_driver(maxconcurrency=2, chunksize=5 * MIB)
     data = _data(9, 13 * MIB)
-    failures = []
+    failures: list[int] = []
 
     def fail_once(**_: Any) -> None:
         if not failures:
             failures.append(1)
             raise ConnectionError("injected: complete lost")
 
-    driver._client.meta.events.register(  # type: ignore[attr-defined]
+    driver._client.meta.events.register(  # type: ignore[attr-defined]  # S3Driver internals
         "before-call.s3.CompleteMultipartUpload", fail_once)
     writer = driver.writer("/retry")
     writer.write(data)
