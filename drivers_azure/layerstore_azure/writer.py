@@ -214,7 +214,10 @@ class AzureWriter(FileWriter):
         self._session = session
         self._chunksize = chunksize
         self._maxconcurrency = maxconcurrency
+        # The block being filled, allocated at its full size once (growing a bytearray by
+        # appends reallocates and copies); ``_filled`` bytes of it are data.
         self._buffer = bytearray()
+        self._filled = 0
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: collections.deque[Future[None]] = collections.deque()
         self._failure: BaseException | None = None
@@ -230,10 +233,13 @@ class AzureWriter(FileWriter):
         self._check_failure()
         pos = 0
         while pos < data.nbytes:
-            room = block_size(len(self._chain), self._chunksize) - len(self._buffer)
-            self._buffer += data[pos : pos + room]
-            pos += room
-            if len(self._buffer) >= block_size(len(self._chain), self._chunksize):
+            if not self._buffer:
+                self._buffer = bytearray(block_size(len(self._chain), self._chunksize))
+            n = min(len(self._buffer) - self._filled, data.nbytes - pos)
+            self._buffer[self._filled : self._filled + n] = data[pos : pos + n]
+            self._filled += n
+            pos += n
+            if self._filled == len(self._buffer):
                 self._stage_buffer()
 
     def _close(self) -> None:
@@ -252,7 +258,7 @@ class AzureWriter(FileWriter):
 
     def _cancel(self) -> None:
         """Drop the staged blocks (commit an empty list), then delete the blob."""
-        self._buffer = bytearray()
+        self._buffer, self._filled = bytearray(), 0
         for future in self._inflight:
             future.cancel()
         self._shutdown()
@@ -267,7 +273,7 @@ class AzureWriter(FileWriter):
 
     def _flush(self) -> None:
         self._check_failure()
-        if self._buffer:
+        if self._filled:
             self._stage_buffer()
         self._drain(0)
 
@@ -276,8 +282,9 @@ class AzureWriter(FileWriter):
             raise StorageDriverError(
                 f"write exceeds Azure's {MAX_BLOCKS}-block limit; raise chunksize", path=self.path
             )
-        block = Block(len(self._chain), self._session, len(self._buffer))
-        data, self._buffer = self._buffer, bytearray()
+        block = Block(len(self._chain), self._session, self._filled)
+        data = memoryview(self._buffer)[: self._filled]
+        self._buffer, self._filled = bytearray(), 0
         self._chain.append(block)
         if self._maxconcurrency == 1:
             self._stage(block, data)
@@ -287,7 +294,7 @@ class AzureWriter(FileWriter):
             self._pool = ThreadPoolExecutor(self._maxconcurrency, thread_name_prefix="azure-stage")
         self._inflight.append(self._pool.submit(self._stage, block, data))
 
-    def _stage(self, block: Block, data: bytearray) -> None:
+    def _stage(self, block: Block, data: memoryview) -> None:
         with azure_errors(self.path):
             # The SDK sends any buffer; bytes() would copy a whole block for the type checker.
             self._blob.stage_block(block.id, cast(bytes, data), length=len(data))
