@@ -4,8 +4,8 @@ Distribution's keys: ``accountname``, ``accountkey``, ``container``, ``realm`` (
 suffix, ``core.windows.net`` by default), ``rootdirectory``. Ours: ``connectionstring``,
 ``endpoint`` (Azurite, private endpoints, sovereign clouds), ``credential: default``
 (DefaultAzureCredential, needs the ``identity`` extra), ``chunksize`` (the base block size),
-``maxconcurrency`` (blocks staged at once per writer) and ``sasexpiry`` (seconds a redirect URL
-stays valid).
+``maxconcurrency`` (blocks staged at once per writer), ``sasexpiry`` (seconds a redirect URL
+stays valid) and ``maxretries`` (handed to the SDK's retry policy).
 
 Exactly one way to authenticate must be configured: a connection string, an account key, or
 ``credential: default``.
@@ -30,6 +30,7 @@ MAX_CONCURRENCY = 64
 #: Distribution's azure driver signs redirect URLs for 20 minutes.
 DEFAULT_SAS_EXPIRY = 20 * 60
 MAX_SAS_EXPIRY = 7 * 24 * 3600
+MAX_RETRIES = 20
 
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
@@ -51,6 +52,8 @@ class AzureParams:
     chunksize: int = DEFAULT_CHUNK_SIZE
     maxconcurrency: int = DEFAULT_MAX_CONCURRENCY
     sasexpiry: int = DEFAULT_SAS_EXPIRY
+    #: Retries of one request by the SDK's own exponential retry policy (its default is 3).
+    maxretries: int = 3
 
     def __repr__(self) -> str:
         """Keep secrets out of logs and tracebacks."""
@@ -95,6 +98,10 @@ class AzureParams:
             raise ParameterError(
                 f"driver 'azure': sasexpiry must be 1..{MAX_SAS_EXPIRY} seconds, "
                 f"got {self.sasexpiry}"
+            )
+        if not 0 <= self.maxretries <= MAX_RETRIES:
+            raise ParameterError(
+                f"driver 'azure': maxretries must be 0..{MAX_RETRIES}, got {self.maxretries}"
             )
         if any(part in (".", "..") for part in self.prefix.split("/")):
             raise ParameterError("driver 'azure': rootdirectory must not contain '.' or '..'")

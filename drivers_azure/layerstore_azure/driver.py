@@ -52,12 +52,13 @@ DELEGATION_KEY_LIFETIME = dt.timedelta(hours=6)
 
 
 def make_service(params: AzureParams) -> BlobServiceClient:
-    """The SDK client, with download sizes bounded so a reader holds about one chunk."""
+    """The SDK client: download sizes bounded (a reader holds one chunk), the SDK's retries."""
     get_size = max(params.chunksize, MIN_GET_SIZE)
     sizes: dict[str, Any] = {
         "max_block_size": params.chunksize,
         "max_single_get_size": get_size,
         "max_chunk_get_size": get_size,
+        "retry_total": params.maxretries,
     }
     if params.connectionstring:
         return BlobServiceClient.from_connection_string(params.connectionstring, **sizes)

@@ -200,6 +200,8 @@ def test_entry_point_and_connection_string(azurite: Azurite, backend_azure: Back
          "maxconcurrency"),
         ({"container": "ok-name", "accountname": ACCOUNT, "accountkey": "k", "sasexpiry": 0},
          "sasexpiry"),
+        ({"container": "ok-name", "accountname": ACCOUNT, "accountkey": "k", "maxretries": -1},
+         "maxretries"),
         ({"container": "ok-name", "accountname": ACCOUNT, "accountkey": "k", "region": "x"},
          "unknown parameter"),
     ],

@@ -359,3 +359,35 @@ def test_block_limit_is_a_clear_error(
     with pytest.raises(StorageDriverError, match="block limit"):
         w.write(os.urandom(4 * CHUNK))
     w.cancel()
+
+
+def test_failed_parallel_stage_resumes_at_a_clean_prefix(tmp_path: Path) -> None:
+    """Azurite stops mid-write: the writer fails, and a resume continues what really landed."""
+    server = Azurite(tmp_path / "loc")
+    data = os.urandom(64 * 1024 * 64)
+    try:
+        server.create_container()
+        params = server.params(rootdirectory="f", chunksize=64 * 1024, maxconcurrency=4,
+                               maxretries=0)  # fmt: skip
+        d = load_driver("azure", **params)
+        w = d.writer("/up")
+        w.write(data[: len(data) // 2])
+        server.stop()
+        with pytest.raises(StorageDriverError):
+            w.write(data[len(data) // 2 :])
+            w.close()
+        with pytest.raises(StorageDriverError, match="earlier block failed|Connection"):
+            w.write(b"more")
+            w.close()
+    finally:
+        server.stop()
+    server = Azurite(tmp_path / "loc")
+    try:
+        d = load_driver("azure", **{**params, "endpoint": server.endpoint})
+        w = d.writer("/up", append=True)
+        assert 0 < w.size <= len(data)
+        w.write(data[w.size :])
+        w.commit()
+        assert d.get_content("/up") == data
+    finally:
+        server.stop()
