@@ -1,9 +1,10 @@
 """The ``azure`` driver: one Azure Blob container (under an optional root directory).
 
 A contract path ``/a/b`` is the blob ``<rootdirectory>/a/b``; directories are implied by name
-prefixes, as in Distribution's azure driver. Blobs that only have staged blocks (an unfinished
-write) are invisible to ``stat``/``list``/``walk``. Retries follow the SDK's retry policy (its
-defaults: exponential back-off, 3 retries); every SDK failure is translated in ``errors.py``.
+prefixes, as in Distribution's azure driver. Blobs that only have staged blocks are invisible
+to ``stat``/``list``/``walk``; this driver's own unfinished writes show as an empty file (a fresh
+writer truncates, as the filesystem driver does). Retries are the SDK's exponential retry
+policy (``maxretries``, 3 by default); every SDK failure is translated in ``errors.py``.
 """
 
 from __future__ import annotations
