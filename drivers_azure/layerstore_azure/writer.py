@@ -155,12 +155,20 @@ def open_writer(
             return _continue_append_blob(blob, driver, path, chunksize)
         base = committed_chain(committed)
         if not committed or base is None:
-            props = blob.get_blob_properties()
-            if props.size:  # content from a single-shot upload or another tool: make it ours
+            props = _properties(blob)
+            if props is not None and props.size:  # a single-shot upload or another tool's blocks
                 base = _restage(blob, props, chunksize)
                 committed = [BlobBlock(b.id) for b in base]
         chain = resume_chain(base or [], uncommitted)
         return make(chain, next_session([*committed, *uncommitted]))
+
+
+def _properties(blob: BlobClient) -> BlobProperties | None:
+    """The blob's properties, or None while it only has staged blocks (nothing committed yet)."""
+    try:
+        return blob.get_blob_properties()
+    except ResourceNotFoundError:
+        return None
 
 
 def _truncate(blob: BlobClient) -> None:

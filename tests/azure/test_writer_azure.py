@@ -391,3 +391,16 @@ def test_failed_parallel_stage_resumes_at_a_clean_prefix(tmp_path: Path) -> None
         assert d.get_content("/up") == data
     finally:
         server.stop()
+
+
+def test_resume_staged_only_blob(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    """Blocks staged with nothing committed yet (no empty blob) are still resumed."""
+    blob = container.get_blob_client(blob_name(backend_azure, "/so"))
+    blob.stage_block(Block(0, 1, 3).id, b"abc")
+    w = driver.writer("/so", append=True)
+    assert w.size == 3
+    w.write(b"def")
+    w.commit()
+    assert driver.get_content("/so") == b"abcdef"
