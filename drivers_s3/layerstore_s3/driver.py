@@ -110,8 +110,12 @@ class _BodyStream(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        with translated(self._path):
-            chunk = self._body.read(len(view))
+        try:
+            with translated(self._path):
+                chunk = self._body.read(len(view))
+        except StorageDriverError as exc:  # raised outside the core's wrapper: name ourselves
+            exc.driver = exc.driver or S3Driver.name
+            raise
         view[: len(chunk)] = chunk
         return len(chunk)
 
