@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -49,9 +50,12 @@ class Azurite:
             )
         location.mkdir(parents=True, exist_ok=True)
         self.location = location
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("Azurite needs Node.js: `node` is not on PATH (apt install nodejs)")
         self.process = subprocess.Popen(
             [
-                "node", str(AZURITE_MAIN),
+                node, str(AZURITE_MAIN),
                 "--blobHost", "127.0.0.1", "--blobPort", "0",
                 "--location", str(location),
                 "--silent", "--skipApiVersionCheck", "--disableTelemetry",
