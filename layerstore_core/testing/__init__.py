@@ -6,8 +6,17 @@ for how a driver adopts the suite and :mod:`layerstore_core.testing.backend` for
 
 import pytest
 
-# The suite's modules use plain asserts; have pytest rewrite them for readable failures.
-pytest.register_assert_rewrite("layerstore_core.testing")
+# The suite's modules use plain asserts; have pytest rewrite them for readable failures. Named one
+# by one: this package itself is already imported here, so naming it would only warn.
+pytest.register_assert_rewrite(
+    *(
+        f"{__name__}.{module}"
+        for module in (
+            "_base", "concurrency", "content", "listing", "movedelete", "reader", "redirect",
+            "suite", "walk", "writer",
+        )
+    )
+)
 
 from .backend import Backend  # noqa: E402
 from .concurrency import ConcurrencyCases  # noqa: E402
