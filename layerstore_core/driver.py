@@ -280,6 +280,14 @@ class StorageDriver(ABC):
                 return
             yield item
 
+    @property
+    def preferred_chunk_size(self) -> int | None:
+        """The write size this driver's writer handles best (a part, block or chunk), or None.
+
+        The HTTP API advertises it as ``OCI-Chunk-Min-Length`` so clients send whole parts.
+        """
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by design
         """Release connections and threads; the default has nothing to release."""
 

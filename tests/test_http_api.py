@@ -347,3 +347,14 @@ def test_deletes_disabled(any_backend: Backend) -> None:
         assert_error(c.delete(f"/v2/keep/blobs/{digest}"), 405, "UNSUPPORTED")
         assert_error(c.delete(f"/v2/keep/manifests/{digest}"), 405, "UNSUPPORTED")
         assert c.head(f"/v2/keep/blobs/{digest}").status_code == 200
+
+
+def test_chunk_min_length_is_the_drivers_part_size(any_backend: Backend) -> None:
+    driver = any_backend.make()
+    config = make_config(any_backend)
+    with ThreadedServer(config, driver) as srv, httpx.Client(base_url=srv.url) as c:
+        r = c.post("/v2/chunks/blobs/uploads/")
+        assert r.status_code == 202, r.text
+        expected = driver.preferred_chunk_size
+        advertised = int(r.headers["OCI-Chunk-Min-Length"])
+        assert advertised == expected if expected is not None else advertised > 0

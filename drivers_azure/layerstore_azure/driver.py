@@ -137,6 +137,12 @@ class AzureDriver(StorageDriver):
         self._container = self._service.get_container_client(params.container)
         self._delegation: tuple[UserDelegationKey, dt.datetime] | None = None
 
+
+    @property
+    def preferred_chunk_size(self) -> int:
+        """One part of the writer: whole parts are what the writer sends without buffering."""
+        return self.params.chunksize
+
     def close(self) -> None:
         self._service.close()
 

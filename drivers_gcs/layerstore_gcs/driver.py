@@ -86,6 +86,12 @@ class GCSDriver(StorageDriver):
         self.timeout = params.timeout
         self.retry: Retry = DEFAULT_RETRY.with_timeout(params.retrydeadline)
 
+
+    @property
+    def preferred_chunk_size(self) -> int:
+        """One part of the writer: whole parts are what the writer sends without buffering."""
+        return self.params.chunksize
+
     def close(self) -> None:
         """Close the client's HTTP connections."""
         self.client.close()

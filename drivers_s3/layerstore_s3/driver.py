@@ -139,6 +139,12 @@ class S3Driver(StorageDriver):
 
     # -- keys --------------------------------------------------------------------------------
 
+
+    @property
+    def preferred_chunk_size(self) -> int:
+        """One part of the writer: whole parts are what the writer sends without buffering."""
+        return self.params.chunksize
+
     def _key(self, path: str) -> str:
         return self._prefix + path.lstrip("/")
 

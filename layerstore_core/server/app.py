@@ -19,7 +19,6 @@ import logging
 import random
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from .. import discovery
 from ..driver import StorageDriver
@@ -190,14 +189,9 @@ class RegistryApp:
             await asyncio.sleep(purge.interval)
 
 
-def _chunk_min_length(driver: Any, default: int) -> int:
-    """Pick the driver's preferred part size (its ``chunksize`` parameter, as S3's)."""
-    for owner, attr in ((driver, "preferred_part_size"), (getattr(driver, "params", None),
-                                                          "chunksize")):
-        value = getattr(owner, attr, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return default
+def _chunk_min_length(driver: StorageDriver, default: int) -> int:
+    """The driver's preferred chunk size, which clients are asked to send whole."""
+    return driver.preferred_chunk_size or default
 
 
 def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryApp:
