@@ -16,6 +16,7 @@ from layerstore_core import (
     Registry,
     TagInvalidError,
 )
+from layerstore_core.registry import PaginationNumberInvalidError
 from layerstore_core.registry import paths as p
 from layerstore_core.registry.manifests import (
     DOCKER_LIST,
@@ -164,3 +165,14 @@ def test_catalog(registry: Registry) -> None:
     assert registry.catalog() == ["a", "a-b", "a/b/c", "b/c", "zz"]
     assert registry.catalog(n=2) == ["a", "a-b"]
     assert registry.catalog(n=2, last="a-b") == ["a/b/c", "b/c"]
+
+
+@pytest.mark.parametrize("n", [-1, "3", True, 1.5])
+def test_bad_page_size_is_pagination_number_invalid(registry: Registry, n: object) -> None:
+    repo = registry.repository(REPO)
+    repo.manifests.put(image(registry), OCI_MANIFEST, tag="t")
+    with pytest.raises(PaginationNumberInvalidError) as caught:
+        repo.tags.list(n=n)  # type: ignore[arg-type]
+    assert caught.value.code == "PAGINATION_NUMBER_INVALID" and caught.value.status == 400
+    with pytest.raises(PaginationNumberInvalidError):
+        registry.catalog(n=n)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@
     ├── ManifestBlobUnknownError                   MANIFEST_BLOB_UNKNOWN   400
     ├── TagInvalidError (ValueError)               TAG_INVALID             400
     ├── RangeInvalidError (ValueError)             RANGE_INVALID           416
+    ├── PaginationNumberInvalidError (ValueError)  PAGINATION_NUMBER_INVALID 400
     └── UnsupportedError                           UNSUPPORTED             405
 
 ``code`` and ``status`` are class attributes, so an HTTP layer maps any of them in one place
@@ -126,6 +127,13 @@ class RangeInvalidError(RegistryError, ValueError):
     status = 416
 
 
+class PaginationNumberInvalidError(RegistryError, ValueError):
+    """The page size ``n`` of a tag list or the catalog is not a non-negative integer."""
+
+    code = "PAGINATION_NUMBER_INVALID"
+    status = 400
+
+
 class UnsupportedError(RegistryError):
     """The operation is not supported."""
 
@@ -143,6 +151,7 @@ __all__ = [
     "ManifestUnknownError",
     "NameInvalidError",
     "NameUnknownError",
+    "PaginationNumberInvalidError",
     "RangeInvalidError",
     "RegistryError",
     "SizeInvalidError",

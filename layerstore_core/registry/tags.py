@@ -6,14 +6,16 @@ from ..driver import StorageDriver
 from ..errors import PathNotFoundError
 from . import paths as p
 from .descriptor import read_link, write_link
-from .errors import ManifestUnknownError, NameUnknownError
+from .errors import ManifestUnknownError, NameUnknownError, PaginationNumberInvalidError
 from .names import validate_digest, validate_tag
 
 
 def paginate(names: list[str], n: int | None, last: str | None) -> list[str]:
     """Sorted ``names`` after ``last``, at most ``n`` of them (the OCI list pagination)."""
-    if n is not None and (not isinstance(n, int) or n < 0):
-        raise ValueError(f"page size must be a non-negative int, not {n!r}")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+        raise PaginationNumberInvalidError(
+            f"page size must be a non-negative int, not {n!r}", detail={"n": repr(n)}
+        )
     ordered = sorted(names)
     if last is not None:
         ordered = [name for name in ordered if name > last]
