@@ -4,8 +4,9 @@ Distribution's keys: ``accountname``, ``accountkey``, ``container``, ``realm`` (
 suffix, ``core.windows.net`` by default), ``rootdirectory``. Ours: ``connectionstring``,
 ``endpoint`` (Azurite, private endpoints, sovereign clouds), ``credential: default``
 (DefaultAzureCredential, needs the ``identity`` extra), ``chunksize`` (the base block size),
-``maxconcurrency`` (blocks staged at once per writer), ``sasexpiry`` (seconds a redirect URL
-stays valid) and ``maxretries`` (handed to the SDK's retry policy).
+``maxconcurrency`` (blocks staged at once per writer), ``redirectexpiry`` (seconds a SAS
+redirect URL stays valid; the same key in every layerstore driver) and ``maxretries`` (handed
+to the SDK's retry policy).
 
 Exactly one way to authenticate must be configured: a connection string, an account key, or
 ``credential: default``.
@@ -27,9 +28,9 @@ DEFAULT_CHUNK_SIZE = 4 * MiB
 #: One block staged at a time keeps a writer to one block of memory; raise it for throughput.
 DEFAULT_MAX_CONCURRENCY = 1
 MAX_CONCURRENCY = 64
-#: Distribution's azure driver signs redirect URLs for 20 minutes.
-DEFAULT_SAS_EXPIRY = 20 * 60
-MAX_SAS_EXPIRY = 7 * 24 * 3600
+#: Distribution's drivers sign redirect URLs for 20 minutes.
+DEFAULT_REDIRECT_EXPIRY = 20 * 60
+MAX_REDIRECT_EXPIRY = 7 * 24 * 3600
 MAX_RETRIES = 20
 
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -41,7 +42,7 @@ CREDENTIAL_CHOICES = ("default",)
 class AzureParams:
     """Configuration of one Azure Blob container used as a registry's storage."""
 
-    container: str = ""
+    container: str
     accountname: str | None = None
     accountkey: str | None = None
     realm: str = "core.windows.net"
@@ -51,7 +52,7 @@ class AzureParams:
     credential: str | None = None
     chunksize: int = DEFAULT_CHUNK_SIZE
     maxconcurrency: int = DEFAULT_MAX_CONCURRENCY
-    sasexpiry: int = DEFAULT_SAS_EXPIRY
+    redirectexpiry: int = DEFAULT_REDIRECT_EXPIRY
     #: Retries of one request by the SDK's own exponential retry policy (its default is 3).
     maxretries: int = 3
 
@@ -84,25 +85,10 @@ class AzureParams:
                 "(3-63 of a-z, 0-9 and single '-', starting and ending alphanumeric)"
             )
         self._validate_auth()
-        if not MIN_CHUNK_SIZE <= self.chunksize <= MAX_BLOCK_SIZE:
-            raise ParameterError(
-                f"driver 'azure': chunksize must be between {MIN_CHUNK_SIZE} and "
-                f"{MAX_BLOCK_SIZE} bytes, got {self.chunksize}"
-            )
-        if not 1 <= self.maxconcurrency <= MAX_CONCURRENCY:
-            raise ParameterError(
-                f"driver 'azure': maxconcurrency must be 1..{MAX_CONCURRENCY}, "
-                f"got {self.maxconcurrency}"
-            )
-        if not 1 <= self.sasexpiry <= MAX_SAS_EXPIRY:
-            raise ParameterError(
-                f"driver 'azure': sasexpiry must be 1..{MAX_SAS_EXPIRY} seconds, "
-                f"got {self.sasexpiry}"
-            )
-        if not 0 <= self.maxretries <= MAX_RETRIES:
-            raise ParameterError(
-                f"driver 'azure': maxretries must be 0..{MAX_RETRIES}, got {self.maxretries}"
-            )
+        _check_range("chunksize", self.chunksize, MIN_CHUNK_SIZE, MAX_BLOCK_SIZE)
+        _check_range("maxconcurrency", self.maxconcurrency, 1, MAX_CONCURRENCY)
+        _check_range("redirectexpiry", self.redirectexpiry, 1, MAX_REDIRECT_EXPIRY)
+        _check_range("maxretries", self.maxretries, 0, MAX_RETRIES)
         if any(part in (".", "..") for part in self.prefix.split("/")):
             raise ParameterError("driver 'azure': rootdirectory must not contain '.' or '..'")
 
@@ -137,3 +123,10 @@ class AzureParams:
             raise ParameterError(
                 f"driver 'azure': accountname {self.accountname!r} must be 3-24 of a-z and 0-9"
             )
+
+
+def _check_range(key: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ParameterError(
+            f"driver 'azure': parameter {key!r} must be in [{low}, {high}], got {value}"
+        )

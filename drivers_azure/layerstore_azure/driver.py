@@ -35,7 +35,7 @@ from layerstore_core.errors import InvalidOffsetError, PathNotFoundError, Storag
 from layerstore_core.params import ParameterError
 
 from .config import AzureParams
-from .errors import azure_errors, error_code
+from .errors import error_code, translated
 from .writer import open_writer
 
 #: Readers fetch ranges of at least this much (small blocks need not mean small requests).
@@ -114,7 +114,7 @@ class _BlobStream(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
-            with azure_errors(self._path):
+            with translated(self._path):
                 chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
@@ -168,7 +168,7 @@ class AzureDriver(StorageDriver):
         """Whole content; a blob replaced between its chunks (412 on the etag) is read again."""
         for attempt in range(1, GET_CONTENT_ATTEMPTS + 1):
             try:
-                with azure_errors(path):
+                with translated(path):
                     return self._blob(path).download_blob().readall()
             except StorageDriverError as exc:
                 changed = error_code(exc.__cause__) == "ConditionNotMet"
@@ -177,7 +177,7 @@ class AzureDriver(StorageDriver):
         raise AssertionError("unreachable")
 
     def _put_content(self, path: str, data: bytes) -> None:
-        with azure_errors(path):
+        with translated(path):
             self._blob(path).upload_blob(
                 data, blob_type=BlobType.BLOCKBLOB, length=len(data), overwrite=True
             )
@@ -185,7 +185,7 @@ class AzureDriver(StorageDriver):
     def _reader(self, path: str, offset: int) -> IO[bytes]:
         """Offset == size gives an empty stream (the SDK handles it); past the end → 416."""
         try:
-            with azure_errors(path):
+            with translated(path):
                 downloader = self._blob(path).download_blob(offset=offset or None)
         except InvalidOffsetError as exc:
             exc.offset = offset
@@ -201,12 +201,12 @@ class AzureDriver(StorageDriver):
     def _stat(self, path: str) -> FileInfo:
         if self._key(path) and path != "/":
             try:
-                with azure_errors(path):
+                with translated(path):
                     props = self._blob(path).get_blob_properties()
                 return FileInfo(path, props.size, props.last_modified, False)
             except PathNotFoundError:
                 pass
-        with azure_errors(path):
+        with translated(path):
             pages = self._container.list_blobs(
                 name_starts_with=self._dir_prefix(path), results_per_page=1
             ).by_page()
@@ -217,7 +217,7 @@ class AzureDriver(StorageDriver):
 
     def _list(self, path: str) -> list[str]:
         prefix = self._dir_prefix(path)
-        with azure_errors(path):
+        with translated(path):
             names = [
                 join_path(path, item.name[len(prefix) :].rstrip("/"))
                 for item in self._container.walk_blobs(name_starts_with=prefix, delimiter="/")
@@ -232,7 +232,7 @@ class AzureDriver(StorageDriver):
         base = path.rstrip("/")
         found: list[FileInfo] = []
         dirs: set[str] = set()
-        with azure_errors(path):
+        with translated(path):
             for props in self._container.list_blobs(name_starts_with=prefix):
                 parts = props.name[len(prefix) :].split("/")
                 for depth in range(1, len(parts)):
@@ -252,19 +252,19 @@ class AzureDriver(StorageDriver):
     def _move(self, source: str, dest: str) -> None:
         """Server-side copy, polled to completion (Azure may copy asynchronously), then delete."""
         src, dst = self._blob(source), self._blob(dest)
-        with azure_errors(source):
+        with translated(source):
             src.get_blob_properties()
-        with azure_errors(dest):
+        with translated(dest):
             started = dst.start_copy_from_url(src.url)
             if started.get("copy_status") != "success":
                 wait_for_copy(dst.get_blob_properties, str(started.get("copy_id") or "") or None)
-        with azure_errors(source):
+        with translated(source):
             src.delete_blob()
 
     def _delete(self, path: str) -> None:
         """Batched deletes of the blob and every blob under ``path/`` (never ``path*``)."""
         key = self._key(path)
-        with azure_errors(path):
+        with translated(path):
             names = [key] if self._exists(key) else []
             names += [
                 b.name
@@ -300,16 +300,16 @@ class AzureDriver(StorageDriver):
     # -- redirects ----------------------------------------------------------------------------
 
     def _redirect_url(self, path: str, method: str) -> str | None:
-        """A read-only SAS URL valid for ``sasexpiry`` seconds (GET and HEAD both read)."""
+        """A read-only SAS URL valid for ``redirectexpiry`` seconds (GET and HEAD both read)."""
         blob = self._blob(path)
         now = dt.datetime.now(dt.UTC)
-        expiry = now + dt.timedelta(seconds=self.params.sasexpiry)
+        expiry = now + dt.timedelta(seconds=self.params.redirectexpiry)
         credential = self._service.credential  # the SDK's shared-key policy, or a token credential
         signing: dict[str, Any]
         if getattr(credential, "account_key", None):
             signing = {"account_key": credential.account_key}
         elif hasattr(credential, "get_token"):
-            with azure_errors(path):
+            with translated(path):
                 signing = {"user_delegation_key": self._delegation_key(now, expiry)}
         else:
             return None

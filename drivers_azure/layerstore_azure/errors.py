@@ -1,10 +1,10 @@
-"""Translation of Azure SDK errors to the contract's error tree, in one place.
+"""Translation of Azure SDK errors into layerstore's error tree, in one place.
 
-Every SDK call in this package runs inside :func:`azure_errors`, which raises through
-:func:`translate`. Translation matches on the service's error code (``x-ms-error-code``), never
-on message text; codes not in :data:`ERROR_TABLE` become a plain :class:`StorageDriverError`
-with the SDK exception as ``__cause__``. Retries are the SDK's own retry policy's business and
-have happened before an exception reaches this module.
+Every SDK call in this package runs inside :func:`translated`, which looks the service's error
+code (``x-ms-error-code``) up in :data:`ERROR_TABLE` and raises :func:`translate`'s error
+``from`` the SDK exception; codes missing from the table become a plain
+:class:`StorageDriverError` (worded by :data:`CONFIG_MESSAGES` when the configuration is at
+fault). Retries are the SDK's retry policy (see ``driver.py``); no message text is ever matched.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def translate(exc: AzureError, path: str | None = None) -> StorageDriverError:
 
 
 @contextmanager
-def azure_errors(path: str | None = None) -> Iterator[None]:
+def translated(path: str | None = None) -> Iterator[None]:
     """Run SDK calls, raising every SDK failure as our error ``from`` the original."""
     try:
         yield

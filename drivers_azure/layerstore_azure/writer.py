@@ -56,7 +56,7 @@ from layerstore_core.driver import FileWriter
 from layerstore_core.errors import StorageDriverError
 
 from .config import MAX_BLOCK_SIZE
-from .errors import azure_errors, error_code
+from .errors import error_code, translated
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def open_writer(
     def make(chain: list[Block], session: int) -> AzureWriter:
         return AzureWriter(blob, driver, path, chain, session, chunksize, maxconcurrency)
 
-    with azure_errors(path):
+    with translated(path):
         if not append:
             _truncate(blob)
             return make([], 1)
@@ -259,7 +259,7 @@ class AzureWriter(FileWriter):
     def _commit(self) -> None:
         try:
             self._flush()
-            with azure_errors(self.path):
+            with translated(self.path):
                 self._blob.commit_block_list([BlobBlock(b.id) for b in self._chain])
         finally:
             self._shutdown()
@@ -270,7 +270,7 @@ class AzureWriter(FileWriter):
         for future in self._inflight:
             future.cancel()
         self._shutdown()
-        with azure_errors(self.path):
+        with translated(self.path):
             self._blob.commit_block_list([])
             try:
                 self._blob.delete_blob()
@@ -303,7 +303,7 @@ class AzureWriter(FileWriter):
         self._inflight.append(self._pool.submit(self._stage, block, data))
 
     def _stage(self, block: Block, data: memoryview) -> None:
-        with azure_errors(self.path):
+        with translated(self.path):
             # The SDK sends any buffer; bytes() would copy a whole block for the type checker.
             self._blob.stage_block(block.id, cast(bytes, data), length=len(data))
 
@@ -374,7 +374,7 @@ class AppendBlobWriter(FileWriter):
 
     def _cancel(self) -> None:
         self._buffer = bytearray()
-        with azure_errors(self.path):
+        with translated(self.path):
             try:
                 self._blob.delete_blob()
             except ResourceNotFoundError:
@@ -382,7 +382,7 @@ class AppendBlobWriter(FileWriter):
 
     def _append(self, n: int) -> None:
         piece = bytes(self._buffer[:n])
-        with azure_errors(self.path):
+        with translated(self.path):
             try:
                 self._blob.append_block(piece, length=n, appendpos_condition=self._stored)
             except HttpResponseError as exc:

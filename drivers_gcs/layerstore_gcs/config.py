@@ -5,8 +5,9 @@ application default credentials are used), ``rootdirectory`` and ``chunksize``. 
 (emulators and private endpoints — Distribution hardcodes the upload host, so its driver cannot be
 pointed at an emulator), ``project``, ``anonymous`` (send requests without credentials, as
 emulators expect; a keyfile is then used only to sign URLs), explicit ``timeout`` and a bounded
-retry policy (the client's default retry turns a dropped connection into a two-minute stall), the
-signed-URL lifetime and whether deletes use the JSON batch endpoint. No I/O happens here.
+retry policy (the client's default retry turns a dropped connection into a two-minute stall),
+``redirectexpiry`` (seconds a signed redirect URL stays valid; the same key in every layerstore
+driver) and whether deletes use the JSON batch endpoint. No I/O happens here.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ from layerstore_core.params import ParameterError
 #: Resumable-upload chunks must be multiples of this (GCS rejects other non-final chunk sizes).
 CHUNK_MULTIPLE = 256 * 2**10
 DEFAULT_CHUNK_SIZE = 16 * 2**20
+#: A writer holds one chunk in memory: keep that bounded.
+MAX_CHUNK_SIZE = 1024 * 2**20
+MAX_CHUNK_RETRIES = 20
 #: V4 signed URLs live at most a week.
-MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
+MAX_REDIRECT_EXPIRY = 7 * 24 * 3600
+#: Distribution's drivers sign redirect URLs for 20 minutes.
+DEFAULT_REDIRECT_EXPIRY = 20 * 60
 #: A key component of the root directory: the path grammar's components.
 _ROOT_COMPONENT = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -44,27 +50,26 @@ class GCSParams:
     #: Extra attempts to send one upload chunk after a transient failure.
     chunkretries: int = 3
     #: Lifetime of redirect (V4 signed) URLs, in seconds.
-    signedurlexpiry: int = 20 * 60
+    redirectexpiry: int = DEFAULT_REDIRECT_EXPIRY
     #: Delete in JSON batches of up to 100 (fake-gcs-server has no batch endpoint).
     batchdelete: bool = True
 
     def validate(self) -> None:
-        """Reject values GCS or this driver cannot work with, naming the key."""
+        """Reject values GCS or this driver cannot work with, naming the key; no I/O."""
         if not self.bucket:
             raise ParameterError("driver 'gcs': parameter 'bucket' must not be empty")
-        if self.chunksize <= 0 or self.chunksize % CHUNK_MULTIPLE:
+        _check_range("chunksize", self.chunksize, CHUNK_MULTIPLE, MAX_CHUNK_SIZE)
+        if self.chunksize % CHUNK_MULTIPLE:
             raise ParameterError(
-                f"driver 'gcs': parameter 'chunksize' must be a positive multiple of "
-                f"{CHUNK_MULTIPLE} (256 KiB), got {self.chunksize}"
+                f"driver 'gcs': parameter 'chunksize' must be a multiple of {CHUNK_MULTIPLE} "
+                f"(256 KiB), got {self.chunksize}"
             )
-        if self.timeout <= 0 or self.retrydeadline < 0 or self.chunkretries < 0:
+        if self.timeout <= 0 or self.retrydeadline < 0:
             raise ParameterError(
-                "driver 'gcs': 'timeout' must be > 0, 'retrydeadline' and 'chunkretries' >= 0"
+                "driver 'gcs': parameter 'timeout' must be > 0 and 'retrydeadline' >= 0"
             )
-        if not 1 <= self.signedurlexpiry <= MAX_SIGNED_URL_SECONDS:
-            raise ParameterError(
-                f"driver 'gcs': parameter 'signedurlexpiry' must be 1..{MAX_SIGNED_URL_SECONDS} s"
-            )
+        _check_range("chunkretries", self.chunkretries, 0, MAX_CHUNK_RETRIES)
+        _check_range("redirectexpiry", self.redirectexpiry, 1, MAX_REDIRECT_EXPIRY)
         if self.endpoint is not None and not re.match(r"^https?://[^/]+", self.endpoint):
             raise ParameterError(
                 f"driver 'gcs': parameter 'endpoint' must be an http(s) URL, got {self.endpoint!r}"
@@ -82,3 +87,10 @@ class GCSParams:
                     f"{self.rootdirectory!r}"
                 )
         return "".join(p + "/" for p in parts)
+
+
+def _check_range(key: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ParameterError(
+            f"driver 'gcs': parameter {key!r} must be in [{low}, {high}], got {value}"
+        )

@@ -3,7 +3,7 @@
 A path ``/a/b`` is the object ``<root>a/b``; directories are implied by prefixes. Unfinished
 writes keep their state in side objects outside the path namespace (see :mod:`.writer`), which
 ``list`` and ``walk`` never see. Every SDK call gets an explicit timeout and a bounded retry
-policy, and raises through :func:`.errors.gcs_errors`.
+policy, and raises through :func:`.errors.translated`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from layerstore_core.driver import EPOCH, FileInfo, FileWriter, StorageDriver, w
 from layerstore_core.errors import InvalidOffsetError, PathNotFoundError, StorageDriverError
 
 from .config import GCSParams
-from .errors import gcs_errors
+from .errors import translated
 from .writer import SIDE_PREFIX, GCSWriter, UploadState
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class GCSDriver(StorageDriver):
     def __init__(self, params: GCSParams) -> None:
         self.params = params
         self.root = params.root
-        with gcs_errors(None):
+        with translated(None):
             creds, project = _credentials(params)
             options = {"api_endpoint": params.endpoint} if params.endpoint else None
             self.client = storage.Client(
@@ -113,7 +113,7 @@ class GCSDriver(StorageDriver):
     # -- small objects --------------------------------------------------------------------------
 
     def _get_content(self, path: str) -> bytes:
-        with gcs_errors(path):
+        with translated(path):
             data: bytes = self.bucket.blob(self.key(path)).download_as_bytes(
                 timeout=self.timeout, retry=self.retry, raw_download=True
             )
@@ -124,7 +124,7 @@ class GCSDriver(StorageDriver):
 
     def upload_bytes(self, key: str, data: bytes, path: str | None) -> None:
         """One simple upload; retried, since writing the same bytes twice is harmless here."""
-        with gcs_errors(path):
+        with translated(path):
             self.bucket.blob(key).upload_from_string(
                 data,
                 content_type="application/octet-stream",
@@ -135,7 +135,7 @@ class GCSDriver(StorageDriver):
     # -- reading ------------------------------------------------------------------------------
 
     def _reader(self, path: str, offset: int) -> IO[bytes]:
-        with gcs_errors(path):
+        with translated(path):
             blob = self.bucket.get_blob(self.key(path), timeout=self.timeout, retry=self.retry)
         if blob is None:
             raise PathNotFoundError(path=path)
@@ -175,7 +175,7 @@ class GCSDriver(StorageDriver):
     def load_state(self, key: str, path: str) -> UploadState | None:
         """Load the saved state of an unfinished write to ``key``, or None."""
         try:
-            with gcs_errors(path):
+            with translated(path):
                 raw = self.bucket.blob(self.state_key(key)).download_as_bytes(
                     timeout=self.timeout, retry=self.retry, raw_download=True
                 )
@@ -187,7 +187,7 @@ class GCSDriver(StorageDriver):
 
     def _stat(self, path: str) -> FileInfo:
         if path != "/":
-            with gcs_errors(path):
+            with translated(path):
                 blob = self.bucket.get_blob(
                     self.key(path), timeout=self.timeout, retry=self.retry
                 )
@@ -205,7 +205,7 @@ class GCSDriver(StorageDriver):
     def _list(self, path: str) -> list[str]:
         prefix = self._prefix(path)
         names: set[str] = set()
-        with gcs_errors(path):
+        with translated(path):
             listing = self.client.list_blobs(
                 self.bucket,
                 prefix=prefix,
@@ -225,7 +225,7 @@ class GCSDriver(StorageDriver):
 
     def _names(self, path: str, prefix: str, limit: int | None = None) -> Iterator[Any]:
         """Every object under ``prefix`` (flat, paginated), as SDK blobs."""
-        with gcs_errors(path):
+        with translated(path):
             yield from self.client.list_blobs(
                 self.bucket,
                 prefix=prefix,
@@ -267,17 +267,17 @@ class GCSDriver(StorageDriver):
         src = self.bucket.blob(self.key(source))
         dst = self.bucket.blob(self.key(dest))
         token: str | None = None
-        with gcs_errors(source):
+        with translated(source):
             while True:  # a rewrite may need several calls for large or cross-class objects
                 token, _, _ = dst.rewrite(src, token=token, timeout=self.timeout, retry=self.retry)
                 if token is None:
                     break
-        with gcs_errors(source):
+        with translated(source):
             src.delete(timeout=self.timeout, retry=self.retry)
 
     def _delete(self, path: str) -> None:
         key = self.key(path)
-        with gcs_errors(path):
+        with translated(path):
             own = self.bucket.get_blob(key, timeout=self.timeout, retry=self.retry)
         doomed = [key] if own is not None else []
         doomed.extend(b.name for b in self._names(path, key + "/"))
@@ -296,7 +296,7 @@ class GCSDriver(StorageDriver):
                 self.delete_object(name, path)
             return
         for start in range(0, len(names), _BATCH_LIMIT):
-            with gcs_errors(path):
+            with translated(path):
                 with self.client.batch(raise_exception=False) as batch:
                     for name in names[start : start + _BATCH_LIMIT]:
                         self.bucket.blob(name).delete(timeout=self.timeout)
@@ -311,7 +311,7 @@ class GCSDriver(StorageDriver):
     def delete_object(self, name: str, path: str | None) -> None:
         """Delete one object; a missing one is fine."""
         try:
-            with gcs_errors(path):
+            with translated(path):
                 self.bucket.blob(name).delete(timeout=self.timeout, retry=self.retry)
         except PathNotFoundError:
             pass
@@ -322,10 +322,10 @@ class GCSDriver(StorageDriver):
         """Sign a V4 URL when a service-account key is configured; else None."""
         if self.signer is None:
             return None
-        with gcs_errors(path):
+        with translated(path):
             url: str = self.bucket.blob(self.key(path)).generate_signed_url(
                 version="v4",
-                expiration=dt.timedelta(seconds=self.params.signedurlexpiry),
+                expiration=dt.timedelta(seconds=self.params.redirectexpiry),
                 method=method,
                 credentials=self.signer,
                 api_access_endpoint=self.params.endpoint or None,
@@ -371,7 +371,7 @@ class _RangeReader(io.RawIOBase):
 
     def _fetch(self, want: int) -> bytes:
         d = self._driver
-        with gcs_errors(self._path):
+        with translated(self._path):
             data: bytes = self._blob.download_as_bytes(
                 start=self._pos,
                 end=self._pos + want - 1,

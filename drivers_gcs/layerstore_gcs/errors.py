@@ -1,9 +1,11 @@
-"""Translation of Google Cloud Storage failures into layerstore's error tree, in one place.
+"""Translation of Google Cloud Storage errors into layerstore's error tree, in one place.
 
-``_BY_STATUS`` maps an HTTP status to our class; on a resumable-upload session URI a 404 or 410
-means the session is gone (GCS keeps sessions a week), hence ``_SESSION_BY_STATUS``. Every SDK
-call and raw session request runs inside :func:`gcs_errors`, which raises ``translate(...) from``
-the original. Retries are not done here: they belong to the SDK's retry settings.
+Every SDK call and raw session request runs inside :func:`translated`, which looks the HTTP
+status up in :data:`ERROR_TABLE` (GCS errors carry no finer code the SDK exposes) and raises
+:func:`translate`'s error ``from`` the original; statuses missing from the table become a plain
+:class:`StorageDriverError`. On a resumable-upload session URI a 404 or 410 means the session is
+gone (GCS keeps sessions a week): :data:`SESSION_ERROR_TABLE` is the table as seen there. Retries
+are the SDK's retry settings (see ``driver.py``); no message text is ever matched.
 """
 
 from __future__ import annotations
@@ -22,24 +24,28 @@ class UploadSessionExpiredError(StorageDriverError):
     """The resumable upload session is gone (GCS expires them after a week); upload again."""
 
 
-_BY_STATUS: dict[int, type[StorageDriverError]] = {
+#: HTTP status → our error class.
+ERROR_TABLE: dict[int, type[StorageDriverError]] = {
     404: PathNotFoundError,
     416: InvalidOffsetError,
 }
-_SESSION_BY_STATUS: dict[int, type[StorageDriverError]] = {
-    **_BY_STATUS,
+#: The same, for requests on an upload session URI.
+SESSION_ERROR_TABLE: dict[int, type[StorageDriverError]] = {
+    **ERROR_TABLE,
     404: UploadSessionExpiredError,
     410: UploadSessionExpiredError,
 }
 
 
-def translate(exc: BaseException, path: str | None, *, session: bool = False) -> StorageDriverError:
+def translate(
+    exc: BaseException, path: str | None = None, *, session: bool = False
+) -> StorageDriverError:
     """Our error for ``exc``: by HTTP status where there is one, else a StorageDriverError."""
     if isinstance(exc, StorageDriverError):
         return exc
     code = getattr(exc, "code", None)
     if isinstance(exc, gexc.GoogleAPICallError) and isinstance(code, int):
-        table = _SESSION_BY_STATUS if session else _BY_STATUS
+        table = SESSION_ERROR_TABLE if session else ERROR_TABLE
         cls = table.get(code, StorageDriverError)
         return cls(f"HTTP {code}: {exc.message}", path=path)
     return StorageDriverError(f"{type(exc).__name__}: {exc}", path=path)
@@ -52,7 +58,7 @@ def raise_for_response(response: requests.Response) -> None:
 
 
 @contextmanager
-def gcs_errors(path: str | None, *, session: bool = False) -> Iterator[None]:
+def translated(path: str | None = None, *, session: bool = False) -> Iterator[None]:
     """Run a block of GCS calls, raising any failure as one of our errors."""
     try:
         yield

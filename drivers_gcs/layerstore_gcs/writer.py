@@ -40,7 +40,7 @@ from layerstore_core.driver import FileWriter
 from layerstore_core.errors import StorageDriverError
 
 from .config import CHUNK_MULTIPLE
-from .errors import UploadSessionExpiredError, gcs_errors, raise_for_response
+from .errors import UploadSessionExpiredError, raise_for_response, translated
 
 if TYPE_CHECKING:
     from .driver import GCSDriver
@@ -176,11 +176,11 @@ class GCSWriter(FileWriter):
     ) -> None:
         """Cancel the session (where the server supports it) and delete the state object."""
         if state.session is not None:
-            with gcs_errors(path, session=True):
+            with translated(path, session=True):
                 response = driver.client._http.delete(state.session, timeout=driver.timeout)
             # 499 = cancelled; 404/410 = already gone; 501 = the emulator cannot cancel.
             if response.status_code not in (204, 404, 410, 499, 501):
-                with gcs_errors(path, session=True):
+                with translated(path, session=True):
                     raise_for_response(response)
         if saved:
             driver.delete_object(driver.state_key(key), path)
@@ -192,7 +192,7 @@ class GCSWriter(FileWriter):
         blob = d.bucket.blob(self._key)
         self._token = uuid.uuid4().hex
         blob.metadata = {TOKEN_KEY: self._token}
-        with gcs_errors(self.path):
+        with translated(self.path):
             uri: str = blob.create_resumable_upload_session(
                 content_type="application/octet-stream", timeout=d.timeout, retry=d.retry
             )
@@ -202,7 +202,7 @@ class GCSWriter(FileWriter):
     def _finished(self, total: int) -> bool:
         """Whether the object at the key is this session's finished upload of ``total`` bytes."""
         d = self._driver
-        with gcs_errors(self.path):
+        with translated(self.path):
             blob = d.bucket.get_blob(self._key, timeout=d.timeout, retry=d.retry)
         meta = (blob.metadata or {}) if blob is not None else {}
         return blob is not None and blob.size == total and meta.get(TOKEN_KEY) == self._token
@@ -253,7 +253,7 @@ class GCSWriter(FileWriter):
             log.info("gcs: chunk at %d failed: %s", start, exc)
             return None
         if response.status_code in (404, 410):
-            with gcs_errors(self.path, session=True):
+            with translated(self.path, session=True):
                 raise_for_response(response)
         return response
 
@@ -277,21 +277,21 @@ class GCSWriter(FileWriter):
         if failures > self._driver.params.chunkretries or not retryable:
             if response is None:
                 raise StorageDriverError("upload chunk failed: connection lost", path=self.path)
-            with gcs_errors(self.path, session=True):
+            with translated(self.path, session=True):
                 raise_for_response(response)
             raise StorageDriverError(f"upload chunk answered HTTP {status}", path=self.path)
         if status is None or status in _TRANSIENT:
             time.sleep(min(0.25 * 2.0**failures, 4.0))
         log.info("gcs: chunk at %d answered %s; asking the session", self._offset, status)
         d = self._driver
-        with gcs_errors(self.path, session=True):
+        with translated(self.path, session=True):
             query: requests.Response = d.client._http.put(
                 self._session, data=b"", headers={"Content-Range": "bytes */*"}, timeout=d.timeout
             )
         # GCS answers a finished session with the object; emulators forget it (404).
         if query.status_code == 404 and total is not None and self._finished(total):
             return None
-        with gcs_errors(self.path, session=True):
+        with translated(self.path, session=True):
             raise_for_response(query)
         persisted = self._persisted(query)
         if persisted is None and total is not None and _finished_size(query) == total:

@@ -1,4 +1,4 @@
-"""layerstore's S3 storage driver: ``load_driver("s3", bucket=..., region=...)``."""
+"""layerstore's ``s3`` driver (boto3): ``load_driver("s3", bucket=...)``."""
 
 from .config import S3Params
 from .driver import S3Driver

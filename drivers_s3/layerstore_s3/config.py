@@ -1,7 +1,9 @@
-"""Parameters of the S3 driver: Distribution's ``storage.s3`` keys, defaults and validation.
+"""Parameters of the ``s3`` driver: Distribution's s3 keys plus ours, defaults and validation.
 
 An operator can copy the ``s3:`` section of a Distribution ``config.yml``; keys we do not know are
-errors (``parse_params`` rejects them), never silently ignored. No I/O happens here.
+errors (``parse_params`` rejects them), never silently ignored. Ours: ``maxconcurrency``
+(parts of one writer uploading at once) and ``redirectexpiry`` (seconds a presigned redirect
+URL stays valid; the same key in every layerstore driver). No I/O happens here.
 """
 
 from __future__ import annotations

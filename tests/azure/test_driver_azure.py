@@ -55,7 +55,7 @@ def test_sas_url_serves_content_and_ranges(driver: StorageDriver) -> None:
 
 
 def test_sas_url_is_read_only_and_expires(backend_azure: Backend) -> None:
-    d = load_driver("azure", **{**backend_azure.params, "sasexpiry": 3})
+    d = load_driver("azure", **{**backend_azure.params, "redirectexpiry": 3})
     d.put_content("/ro", b"abc")
     url = d.redirect_url("/ro")
     assert url is not None
@@ -199,8 +199,8 @@ def test_entry_point_and_connection_string(azurite: Azurite, backend_azure: Back
          "chunksize"),
         ({"container": "ok-name", "accountname": ACCOUNT, "accountkey": "k", "maxconcurrency": 0},
          "maxconcurrency"),
-        ({"container": "ok-name", "accountname": ACCOUNT, "accountkey": "k", "sasexpiry": 0},
-         "sasexpiry"),
+        ({"container": "ok-name", "accountname": ACCOUNT, "accountkey": "k", "redirectexpiry": 0},
+         "redirectexpiry"),
         ({"container": "ok-name", "accountname": ACCOUNT, "accountkey": "k", "maxretries": -1},
          "maxretries"),
         ({"container": "ok-name", "accountname": ACCOUNT, "accountkey": "k", "region": "x"},

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 from layerstore_gcs import GCSDriver, UploadSessionExpiredError
-from layerstore_gcs.errors import _BY_STATUS, _SESSION_BY_STATUS, translate
+from layerstore_gcs.errors import ERROR_TABLE, SESSION_ERROR_TABLE, translate
 from layerstore_gcs.writer import SIDE_PREFIX, UploadState
 
 from layerstore_core import load_driver
@@ -344,7 +344,7 @@ def test_no_key_no_redirect(driver: StorageDriver) -> None:
         {"chunksize": 0},
         {"bucket": ""},
         {"timeout": 0},
-        {"signedurlexpiry": 8 * 24 * 3600},
+        {"redirectexpiry": 8 * 24 * 3600},
         {"endpoint": "localhost:1"},
         {"rootdirectory": "/a/../b"},
         {"nosuchkey": 1},
@@ -366,13 +366,13 @@ def test_parameters_from_strings() -> None:
 
 
 def test_error_table_covers_what_the_driver_sees() -> None:
-    for code, cls in _BY_STATUS.items():
+    for code, cls in ERROR_TABLE.items():
         exc = gexc.from_http_status(code, "boom")
         assert type(translate(exc, "/p")) is cls
-    for code, cls in _SESSION_BY_STATUS.items():
+    for code, cls in SESSION_ERROR_TABLE.items():
         exc = gexc.from_http_status(code, "boom")
         assert type(translate(exc, "/p", session=True)) is cls
-    assert _SESSION_BY_STATUS[404] is UploadSessionExpiredError
+    assert SESSION_ERROR_TABLE[404] is UploadSessionExpiredError
     for code in (400, 403, 409, 412, 429, 500, 503):
         err = translate(gexc.from_http_status(code, "boom"), "/p")
         assert type(err) is StorageDriverError and f"HTTP {code}" in str(err)
