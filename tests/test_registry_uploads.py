@@ -305,6 +305,38 @@ def test_concurrent_commits_of_one_blob(any_backend: Backend) -> None:
     assert not [i for i in registry.driver.walk("/") if "/_uploads/" in i.path and not i.is_dir]
 
 
+def test_second_holder_of_a_committed_upload(registry: Registry) -> None:
+    """Two requests resume one upload; after one commits, the other's commit is not a 500."""
+    blobs = registry.repository(REPO).blobs
+    upload = blobs.create_upload()
+    upload.write(b"hello")
+    upload.close()
+    first, second = blobs.resume_upload(upload.id), blobs.resume_upload(upload.id)
+    assert first.commit(digest_of(b"hello")).size == 5
+    try:  # the blob is in place either way: success, or the upload is simply gone
+        assert second.commit(digest_of(b"hello")).size == 5
+    except BlobUploadUnknownError:
+        pass
+    assert blobs.stat(digest_of(b"hello")).size == 5
+    assert not [i for i in registry.driver.walk("/") if "/_uploads/" in i.path and not i.is_dir]
+
+
+def test_second_holder_of_a_cancelled_upload(registry: Registry) -> None:
+    blobs = registry.repository(REPO).blobs
+    upload = blobs.create_upload()
+    upload.write(b"x")
+    upload.close()
+    first, second = blobs.resume_upload(upload.id), blobs.resume_upload(upload.id)
+    first.cancel()
+    try:  # some backends cannot tell at once; the upload is unknown either way
+        second.write(b"y")
+        second.close()
+    except BlobUploadUnknownError:
+        pass
+    with pytest.raises(BlobUploadUnknownError):
+        blobs.resume_upload(upload.id)
+
+
 def _main(argv: list[str]) -> None:
     driver_name, params, upload_id, index = argv
     print(write_chunk(load_driver(driver_name, **json.loads(params)), upload_id, int(index)))

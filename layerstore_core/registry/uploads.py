@@ -10,17 +10,23 @@ shows nothing before commit, hashed once at commit).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from ..driver import FileWriter, StorageDriver, WriterState
-from ..errors import InvalidOffsetError, PathNotFoundError, WriterClosedError
+from ..errors import (
+    InvalidOffsetError,
+    PathNotFoundError,
+    StorageDriverError,
+    WriterClosedError,
+)
 from . import paths as p
 from .descriptor import Descriptor, blob_size, write_link
 from .errors import (
@@ -140,17 +146,18 @@ class BlobUpload:
         if self._writer.state is not WriterState.OPEN:
             raise BlobUploadInvalidError(f"upload {self.id} is closed; resume it to write")
         hasher, self._hasher = self._hasher, None  # unknown until both halves succeed
-        if hasher is None:
-            return self._writer.write(data)
-        if memoryview(data).nbytes < PARALLEL_HASH_MIN:
-            taken = self._writer.write(data)
-            hasher.update(data)
-        else:
-            hashed = _hash_pool().submit(hasher.update, data)
-            try:
+        with self._unless_finished_elsewhere():
+            if hasher is None:
+                return self._writer.write(data)
+            if memoryview(data).nbytes < PARALLEL_HASH_MIN:
                 taken = self._writer.write(data)
-            finally:
-                hashed.result()
+                hasher.update(data)
+            else:
+                hashed = _hash_pool().submit(hasher.update, data)
+                try:
+                    taken = self._writer.write(data)
+                finally:
+                    hashed.result()
         self._hasher = hasher
         return taken
 
@@ -158,9 +165,10 @@ class BlobUpload:
         """Persist the data and the hash state so that any process can resume; idempotent."""
         if self._done or self._writer.state is not WriterState.OPEN:
             return
-        self._writer.close()
-        if self._hasher is not None:
-            save_hash_state(self._driver, self._name, self.id, self._hasher)
+        with self._unless_finished_elsewhere():
+            self._writer.close()
+            if self._hasher is not None:
+                save_hash_state(self._driver, self._name, self.id, self._hasher)
 
     def cancel(self) -> None:
         """Discard the upload: abort the driver's write (multipart state too), remove the dir."""
@@ -179,7 +187,8 @@ class BlobUpload:
         split_digest(digest)
         if size is not None and (not isinstance(size, int) or size < 0):
             raise SizeInvalidError(f"invalid size {size!r}")
-        self._finish_write()
+        with self._unless_finished_elsewhere():
+            self._finish_write()
         try:
             length = self._verify(digest, size)
         except (DigestInvalidError, SizeInvalidError):
@@ -255,6 +264,26 @@ class BlobUpload:
     @property
     def _data_path(self) -> str:
         return p.path_for(p.UploadDataPath(self._name, self.id))
+
+    @contextlib.contextmanager
+    def _unless_finished_elsewhere(self) -> Iterator[None]:
+        """Report a driver failure as BLOB_UPLOAD_UNKNOWN when another process ended the upload.
+
+        Two processes may hold the same upload (a retried request, a fleet); once one commits or
+        cancels it, the other's writer fails in a driver-specific way. ``startedat`` being gone is
+        what tells that apart from a real storage failure, which is re-raised unchanged.
+        """
+        try:
+            yield
+        except StorageDriverError as exc:
+            try:
+                self._driver.stat(p.path_for(p.UploadStartedAtPath(self._name, self.id)))
+            except PathNotFoundError:
+                self._done = True
+                raise BlobUploadUnknownError(
+                    f"upload {self.id} was finished or cancelled by another request"
+                ) from exc
+            raise
 
     def _check_usable(self, what: str) -> None:
         if self._done:
