@@ -1,4 +1,10 @@
-"""Purge of stale uploads, for the CLI and the server: aborts backend multipart state too."""
+"""Purge of stale uploads, for the CLI and the server: aborts backend multipart state too.
+
+An upload is stale when neither its start nor its last saved chunk is within the age. The last
+chunk counts because a long push of a large blob may outlive the age (Distribution looks at the
+start only and can purge an upload still receiving data); every ``close()`` writes a hash state,
+a committed object whose modification time every backend reports.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +41,23 @@ def _started_at(driver: StorageDriver, name: str, upload_id: str) -> dt.datetime
         return driver.stat(p.path_for(p.UploadPath(name, upload_id))).modified
 
 
+def _last_activity(
+    driver: StorageDriver, name: str, upload_id: str, started: dt.datetime
+) -> dt.datetime:
+    """When the upload last saved a chunk (its newest hash state), or ``started``."""
+    latest = started
+    try:
+        states = driver.list(p.path_for(p.UploadHashStatesPath(name, upload_id, "sha256")))
+    except PathNotFoundError:
+        return latest
+    for path in states:
+        try:
+            latest = max(latest, driver.stat(path).modified)
+        except PathNotFoundError:  # pruned by a save meanwhile: a newer one exists
+            continue
+    return latest
+
+
 def purge_uploads(
     target: StorageDriver | Registry,
     older_than: dt.timedelta,
@@ -42,7 +65,7 @@ def purge_uploads(
     *,
     now: dt.datetime | None = None,
 ) -> list[PurgedUpload]:
-    """Cancel every upload started more than ``older_than`` ago; returns what was purged."""
+    """Cancel every upload idle for more than ``older_than``; returns what was purged."""
     driver = target.driver if isinstance(target, Registry) else target
     cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
     purged: list[PurgedUpload] = []
@@ -55,9 +78,9 @@ def purge_uploads(
             upload_id = path.rsplit("/", 1)[-1]
             try:
                 started = _started_at(driver, name, upload_id)
+                if _last_activity(driver, name, upload_id, started) >= cutoff:
+                    continue
             except PathNotFoundError:  # finished or purged meanwhile
-                continue
-            if started >= cutoff:
                 continue
             purged.append(PurgedUpload(name, upload_id, started))
             if not dry_run:
