@@ -13,16 +13,10 @@ Each test gets its own ``rootdirectory`` in a shared bucket.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +24,13 @@ import pytest
 
 from layerstore_core.testing import Backend
 
+from ._servers import free_port, serve
+
 BACKENDS = ["gcs-emulator", "gcs-fake"]
 BUCKET = "layerstore-test"
-_START_TIMEOUT = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+#: Emulator names: gcp-storage-emulator and fake-gcs-server.
+EMULATOR = "emulator"
+FAKE = "fake"
 
 
 def _fake_gcs_binary() -> Path:
@@ -53,66 +44,35 @@ def _fake_gcs_binary() -> Path:
     return found[0]
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: emulator exited ({proc.returncode}): {log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"{url}: emulator not ready in {_START_TIMEOUT}s: {log.read_text()}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _serve(cmd: list[str], ready_path: str, port: int) -> Iterator[str]:
-    """Run one emulator (output to a log file, never an unread pipe); yield its endpoint."""
-    endpoint = f"http://127.0.0.1:{port}"
-    with tempfile.NamedTemporaryFile(prefix="gcs-emulator-", suffix=".log", delete=False) as f:
-        log = Path(f.name)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        _wait_ready(proc, endpoint + ready_path, log)
-        _create_bucket(endpoint)
-        yield endpoint
-    finally:
-        _stop(proc)
-        log.unlink(missing_ok=True)
-
-
-def _create_bucket(endpoint: str) -> None:
-    raw_client(endpoint).create_bucket(BUCKET, timeout=10)
+@contextmanager
+def gcs_server(kind: str) -> Iterator[str]:
+    """Run one emulator (``EMULATOR`` or ``FAKE``) with the test bucket; yield its endpoint."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if kind == FAKE:
+        cmd = [str(_fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port",
+               str(port), "-backend", "memory", "-external-url", url, "-public-host",
+               f"127.0.0.1:{port}", "-log-level", "error"]
+        ready = url + "/_internal/healthcheck"
+    else:
+        cmd = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+               "--port", str(port), "--in-memory"]
+        ready = url + "/"
+    with serve(f"gcs-{kind}", cmd, ready):
+        raw_client(url).create_bucket(BUCKET, timeout=10)
+        yield url
 
 
 @pytest.fixture(scope="session")
 def gcs_emulator_endpoint() -> Iterator[str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-           "--port", str(port), "--in-memory"]
-    yield from _serve(cmd, "/", port)
+    with gcs_server(EMULATOR) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def gcs_fake_endpoint() -> Iterator[str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [str(_fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-           "-backend", "memory", "-external-url", url, "-public-host", f"127.0.0.1:{port}",
-           "-log-level", "error"]
-    yield from _serve(cmd, "/_internal/healthcheck", port)
+    with gcs_server(FAKE) as url:
+        yield url
 
 
 def gcs_params(endpoint: str, **extra: Any) -> dict[str, Any]:

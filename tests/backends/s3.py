@@ -8,76 +8,39 @@ moto's 5 MiB minimum part size stays on (``S3_UPLOAD_PART_MIN_SIZE`` is removed 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from layerstore_core.testing import Backend
 
+from ._servers import free_port, serve
+
 BACKENDS = ["s3"]
 BUCKET = "layerstore-test"
-START_TIMEOUT_S = 30
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited with {proc.returncode}: {_output(proc)}")
-        try:
-            with urllib.request.urlopen(url + "/moto-api/", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"moto server silent at {url} after {START_TIMEOUT_S}s: {_output(proc)}")
-
-
-def _output(proc: subprocess.Popen[bytes]) -> str:
-    if proc.poll() is None or proc.stdout is None:
-        return ""
-    return proc.stdout.read().decode(errors="replace")[-2000:]
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """Run ``python -m moto.server`` with the 5 MiB part minimum on; yield its endpoint."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "S3_UPLOAD_PART_MIN_SIZE"}
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with serve("moto", cmd, url + "/moto-api/", env=env):
+        yield url
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start ``python -m moto.server``; fail loudly (no skip) if it cannot start."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "S3_UPLOAD_PART_MIN_SIZE"}
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            _wait_ready(proc, url)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{log_path.read_text(errors='replace')[-2000:]}") from None
+def moto_endpoint() -> Iterator[str]:
+    """Start moto's S3 server with the test bucket; fail loudly (no skip) if it cannot start."""
+    with moto_server() as url:
         _client(url).create_bucket(Bucket=BUCKET)
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _client(url: str) -> Any:
