@@ -254,6 +254,8 @@ class AzureDriver(StorageDriver):
         src, dst = self._blob(source), self._blob(dest)
         with translated(source):
             src.get_blob_properties()
+        if source == dest:  # copy-then-delete would delete the only copy
+            return
         with translated(dest):
             started = dst.start_copy_from_url(src.url)
             if started.get("copy_status") != "success":

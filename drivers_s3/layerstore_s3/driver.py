@@ -306,6 +306,8 @@ class S3Driver(StorageDriver):
         head = self._head(source)
         if head is None:
             raise PathNotFoundError(path=source)
+        if source == dest:  # copy-then-delete would delete the only copy
+            return
         size = head["ContentLength"]
         # The copy gets a fresh full-object CRC32: a multipart source's composite checksum
         # does not describe a single-part copy (moto even hands the old one to the reader).

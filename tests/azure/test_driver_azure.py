@@ -101,6 +101,14 @@ def _poll(statuses: list[BlobProperties], **kw: Any) -> list[float]:
     return sleeps
 
 
+def test_move_onto_itself_keeps_content(driver: StorageDriver) -> None:
+    driver.put_content("/same", b"data")
+    driver.move("/same", "/same")  # copy-then-delete would delete the only copy
+    assert driver.get_content("/same") == b"data"
+    with pytest.raises(PathNotFoundError):
+        driver.move("/nothing", "/nothing")
+
+
 def test_copy_polling_waits_with_backoff_until_success() -> None:
     sleeps = _poll([_props("pending")] * 5 + [_props("success")])
     assert len(sleeps) == 5 and sleeps == sorted(sleeps) and sleeps[0] < sleeps[-1]

@@ -154,3 +154,12 @@ def test_default_parameters() -> None:
     assert params.chunksize == 10 * MIB
     assert params.key_prefix == ""
     assert S3Params(bucket="b", rootdirectory="/a/b/").key_prefix == "a/b/"
+
+
+def test_move_onto_itself_keeps_content(make_driver: MakeDriver) -> None:
+    driver = make_driver()
+    driver.put_content("/same", b"data")
+    driver.move("/same", "/same")  # copy-then-delete would delete the only copy
+    assert driver.get_content("/same") == b"data"
+    with pytest.raises(PathNotFoundError):
+        driver.move("/nothing", "/nothing")
