@@ -114,8 +114,12 @@ class _BlobStream(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
-            with translated(self._path):
-                chunk = next(self._chunks, None)
+            try:
+                with translated(self._path):
+                    chunk = next(self._chunks, None)
+            except StorageDriverError as exc:  # raised outside the core's wrapper: name ourselves
+                exc.driver = exc.driver or AzureDriver.name
+                raise
             if chunk is None:
                 return 0
             self._pending = memoryview(chunk)

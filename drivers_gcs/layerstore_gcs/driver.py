@@ -371,15 +371,19 @@ class _RangeReader(io.RawIOBase):
 
     def _fetch(self, want: int) -> bytes:
         d = self._driver
-        with translated(self._path):
-            data: bytes = self._blob.download_as_bytes(
-                start=self._pos,
-                end=self._pos + want - 1,
-                raw_download=True,
-                checksum=None,
-                timeout=d.timeout,
-                retry=d.retry,
-            )
+        try:
+            with translated(self._path):
+                data: bytes = self._blob.download_as_bytes(
+                    start=self._pos,
+                    end=self._pos + want - 1,
+                    raw_download=True,
+                    checksum=None,
+                    timeout=d.timeout,
+                    retry=d.retry,
+                )
+        except StorageDriverError as exc:  # raised outside the core's wrapper: name ourselves
+            exc.driver = exc.driver or d.name
+            raise
         if not data:
             raise StorageDriverError("object shrank while being read", path=self._path)
         return data

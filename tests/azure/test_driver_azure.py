@@ -109,6 +109,15 @@ def test_move_onto_itself_keeps_content(driver: StorageDriver) -> None:
         driver.move("/nothing", "/nothing")
 
 
+def test_reader_error_after_open_names_the_driver(driver: StorageDriver) -> None:
+    driver.put_content("/gone", os.urandom(9 * 2**20))  # the first 4 MiB come with the open
+    with driver.reader("/gone") as stream:
+        driver.delete("/gone")
+        with pytest.raises(StorageDriverError) as info:
+            stream.read()
+    assert info.value.driver == "azure" and info.value.path == "/gone"
+
+
 def test_copy_polling_waits_with_backoff_until_success() -> None:
     sleeps = _poll([_props("pending")] * 5 + [_props("success")])
     assert len(sleeps) == 5 and sleeps == sorted(sleeps) and sleeps[0] < sleeps[-1]

@@ -523,3 +523,13 @@ def test_delete_of_unfinished_write_only(backend: Backend, driver: StorageDriver
     with pytest.raises(PathNotFoundError):
         driver.delete("/only")  # nothing committed there, but the unfinished write goes
     assert _side_objects(backend) == []
+
+
+def test_reader_error_after_open_names_the_driver(driver: StorageDriver) -> None:
+    driver.put_content("/gone", b"x" * 1024)
+    stream = driver.reader("/gone")  # fetches nothing yet
+    driver.delete("/gone")
+    with pytest.raises(PathNotFoundError) as info:
+        stream.read()
+    assert info.value.driver == "gcs" and info.value.path == "/gone"
+    stream.close()
