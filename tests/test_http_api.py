@@ -340,6 +340,40 @@ def test_bad_upload_ids_and_ranges(client: httpx.Client) -> None:
     assert r.status_code in (400, 404) and r.status_code != 500
 
 
+def test_bad_digest_is_refused_before_the_body_lands(any_backend: Backend) -> None:
+    driver = any_backend.make()
+    with ThreadedServer(make_config(any_backend), driver) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as c:
+        loc = c.patch(start_upload(c, "early"), content=b"abc").headers["Location"]
+        for digest in ("md5:abc", "sha256:nothex", "sha384:" + "a" * 96):
+            r = c.put(with_query(loc, digest=digest), content=b"more")
+            assert_error(r, 400, "DIGEST_INVALID")
+            assert c.get(loc).headers["Range"] == "0-2"  # nothing appended
+            r = c.post("/v2/early/blobs/uploads/", params={"digest": digest}, content=b"x")
+            assert_error(r, 400, "DIGEST_INVALID")
+        uploads = {i.path.split("/_uploads/")[1].split("/")[0]
+                   for i in driver.walk("/") if "/_uploads/" in i.path and "/_uploads/" != i.path}
+        assert len(uploads) == 1  # the monolithic POSTs left no upload behind
+
+
+def test_manifest_put_edge_cases(client: httpx.Client) -> None:
+    doc = json.loads(image_manifest(client, "edge"))
+    del doc["mediaType"]  # optional for OCI: the structure says what it is
+    body = json.dumps(doc).encode()
+    r = client.put("/v2/edge/manifests/v1", content=body)  # no Content-Type either
+    assert r.status_code == 201, r.text
+    assert client.get("/v2/edge/manifests/v1").headers["Content-Type"] == OCI_MANIFEST
+    r = client.put("/v2/edge/manifests/sha256:xyz", content=body,
+                   headers={"Content-Type": OCI_MANIFEST})
+    assert_error(r, 400, "DIGEST_INVALID")
+    assert "invalid digest" in r.json()["errors"][0]["message"]
+    r = client.put("/v2/edge/manifests/big", content=b" " * (5 * 2**20),
+                   headers={"Content-Type": OCI_MANIFEST})
+    assert_error(r, 413, "MANIFEST_INVALID")
+    r = client.put("/v2/edge/manifests/v2", content=b"[1]", headers={"Content-Type": OCI_MANIFEST})
+    assert_error(r, 400, "MANIFEST_INVALID")
+
+
 def test_deletes_disabled(any_backend: Backend) -> None:
     config = make_config(any_backend, delete_enabled=False)
     with ThreadedServer(config, any_backend.make()) as srv, httpx.Client(base_url=srv.url) as c:

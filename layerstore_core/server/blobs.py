@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from .errors import HTTPError
 from .http import Request, Response, empty
@@ -41,11 +40,7 @@ def _unsatisfiable(size: int) -> HTTPError:
                      headers={"Content-Range": f"bytes */{size}"})
 
 
-def _size_of(info: Any) -> int:
-    return int(info if isinstance(info, int) else info.size)
-
-
-def _headers(digest: str, size: int) -> list[tuple[str, str]]:
+def _headers(digest: str) -> list[tuple[str, str]]:
     return [
         ("Content-Type", "application/octet-stream"),
         ("Docker-Content-Digest", digest),
@@ -57,14 +52,14 @@ def _headers(digest: str, size: int) -> list[tuple[str, str]]:
 
 async def head(state: ServerState, req: Request, name: str, digest: str) -> Response:
     repo = state.registry.repository(name)
-    size = _size_of(await state.run(repo.blobs.stat, digest))
-    hdrs = _headers(digest, size) + [("Content-Length", str(size))]
+    size = (await state.run(repo.blobs.stat, digest)).size
+    hdrs = _headers(digest) + [("Content-Length", str(size))]
     return Response(200, hdrs, head=True)
 
 
 async def get(state: ServerState, req: Request, name: str, digest: str) -> Response:
     repo = state.registry.repository(name)
-    size = _size_of(await state.run(repo.blobs.stat, digest))
+    size = (await state.run(repo.blobs.stat, digest)).size
     if not state.config.redirect_disabled:
         url = await state.run(repo.blobs.redirect_url, digest)
         if url:
@@ -80,7 +75,7 @@ async def get(state: ServerState, req: Request, name: str, digest: str) -> Respo
     except BaseException:
         await state.run(reader.close)
         raise
-    hdrs = _headers(digest, size) + [("Content-Length", str(length))]
+    hdrs = _headers(digest) + [("Content-Length", str(length))]
     status = 200
     if span is not None:
         status = 206

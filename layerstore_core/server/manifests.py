@@ -7,19 +7,15 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from ..registry.manifests import MAX_MANIFEST_SIZE
+from ..registry.names import is_digest_like, split_digest
 from .errors import HTTPError
 from .http import Request, Response, empty, json_response
 from .state import ServerState
 
-#: Distribution's limit on a manifest body.
-MAX_MANIFEST_BYTES = 4 * 2**20
 #: Page size for tag lists and the catalog when the client gives no ``n``.
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10000
-
-
-def _is_digest(reference: str) -> bool:
-    return ":" in reference
 
 
 def _accepts(req: Request, media_type: str) -> bool:
@@ -31,17 +27,9 @@ def _accepts(req: Request, media_type: str) -> bool:
     return bool(types & {media_type.lower(), "*/*", "application/*", ""})
 
 
-def _unpack(found: Any) -> tuple[bytes, str, str]:
-    """(content, media type, digest) from whatever the manifest service returns."""
-    if isinstance(found, tuple):
-        content, media_type, digest = found
-        return content, media_type, digest
-    return found.content, found.media_type, found.digest
-
-
 async def get(state: ServerState, req: Request, name: str, reference: str) -> Response:
     repo = state.registry.repository(name)
-    content, media_type, digest = _unpack(await state.run(repo.manifests.get, reference))
+    content, media_type, digest = await state.run(repo.manifests.get, reference)
     if not _accepts(req, media_type):
         raise HTTPError("MANIFEST_UNKNOWN", f"manifest is {media_type}, not in the Accept header",
                         detail={"mediaType": media_type})
@@ -50,38 +38,28 @@ async def get(state: ServerState, req: Request, name: str, reference: str) -> Re
     return Response(200, hdrs, content, head=req.method == "HEAD")
 
 
-def _digest_of(content: bytes, reference: str) -> str:
-    algorithm = reference.split(":", 1)[0]
-    if algorithm not in ("sha256", "sha512"):
-        raise HTTPError("DIGEST_INVALID", "unsupported digest algorithm", detail=reference)
-    return f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}"
-
-
-def _media_type(req: Request, content: bytes) -> str:
-    header = req.headers.get("content-type", "").split(";")[0].strip()
-    if header and header != "application/octet-stream":
-        return header
-    try:
-        declared = json.loads(content).get("mediaType")
-    except (ValueError, AttributeError):
-        raise HTTPError("MANIFEST_INVALID", "manifest is not a JSON object") from None
-    if not isinstance(declared, str):
-        raise HTTPError("MANIFEST_INVALID", "no Content-Type and no mediaType in the manifest")
-    return declared
+async def _read_manifest(req: Request) -> bytes:
+    """The body, refused (413) past Distribution's 4 MiB before reading when announced so."""
+    length = req.content_length
+    if length is not None and length > MAX_MANIFEST_SIZE:
+        raise HTTPError("MANIFEST_INVALID", f"manifest larger than {MAX_MANIFEST_SIZE} bytes",
+                        detail={"size": length}, status=413)
+    return await req.read(MAX_MANIFEST_SIZE, code="MANIFEST_INVALID")
 
 
 async def put(state: ServerState, req: Request, name: str, reference: str) -> Response:
+    """PUT a manifest; the service sniffs the type when ``Content-Type`` says nothing."""
     repo = state.registry.repository(name)
-    content = await req.read(MAX_MANIFEST_BYTES, code="MANIFEST_INVALID")
-    media_type = _media_type(req, content)
-    if _is_digest(reference):
-        if _digest_of(content, reference) != reference:
+    algorithm = split_digest(reference)[0] if is_digest_like(reference) else None
+    content = await _read_manifest(req)
+    media_type = req.headers.get("content-type")
+    if algorithm is None:
+        digest = await state.run(repo.manifests.put, content, media_type, tag=reference)
+    else:
+        if f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}" != reference:
             raise HTTPError("DIGEST_INVALID", "manifest content does not match the digest",
                             detail=reference)
         digest = await state.run(repo.manifests.put, content, media_type)
-    else:
-        digest = await state.run(repo.manifests.put, content, media_type, tag=reference)
-    digest = str(digest)
     return empty(201, Location=f"/v2/{name}/manifests/{digest}", Docker_Content_Digest=digest)
 
 
@@ -89,7 +67,7 @@ async def delete(state: ServerState, req: Request, name: str, reference: str) ->
     if not state.config.delete_enabled:
         raise HTTPError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
     repo = state.registry.repository(name)
-    if _is_digest(reference):
+    if is_digest_like(reference):
         await state.run(repo.manifests.delete, reference)
     else:
         await state.run(repo.tags.untag, reference)

@@ -8,9 +8,10 @@ that does not start there gets 416 with the current ``Range`` and nothing is app
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import quote
 
+from ..registry import BlobUpload, RegistryError
+from ..registry.names import validate_digest
 from .errors import HTTPError
 from .http import Request, Response, empty
 from .state import ServerState
@@ -25,20 +26,20 @@ def range_header(offset: int) -> str:
     return f"0-{max(offset - 1, 0)}"
 
 
-def _location(state: ServerState, name: str, upload: Any) -> str:
+def _location(state: ServerState, name: str, upload: BlobUpload) -> str:
     token = state.signer.sign(
-        UploadState(name=name, id=str(upload.id), offset=int(upload.offset),
+        UploadState(name=name, id=upload.id, offset=upload.offset,
                     started_at=str(upload.started_at))
     )
     return f"/v2/{name}/blobs/uploads/{upload.id}?_state={quote(token, safe='')}"
 
 
-def _progress(state: ServerState, name: str, upload: Any, status: int) -> Response:
+def _progress(state: ServerState, name: str, upload: BlobUpload, status: int) -> Response:
     return empty(
         status,
         Location=_location(state, name, upload),
-        Range=range_header(int(upload.offset)),
-        Docker_Upload_UUID=str(upload.id),
+        Range=range_header(upload.offset),
+        Docker_Upload_UUID=upload.id,
     )
 
 
@@ -61,13 +62,15 @@ async def start(state: ServerState, req: Request, name: str) -> Response:
     if mount is not None and source is not None:
         try:
             await state.run(repo.blobs.mount, mount, source)
-        except Exception as exc:  # cannot mount: fall back to a fresh session, as the spec says
-            if getattr(exc, "code", None) not in _NO_MOUNT:
+        except RegistryError as exc:  # cannot mount: fall back to a fresh session, as the spec says
+            if exc.code not in _NO_MOUNT:
                 raise
         else:
             await req.drain()
             return _created(name, mount)
     digest = req.arg("digest")
+    if digest is not None:
+        validate_digest(digest)  # before an upload exists that a bad digest would strand
     upload = await state.run(repo.blobs.create_upload)
     if digest is None:
         await req.drain()
@@ -77,35 +80,37 @@ async def start(state: ServerState, req: Request, name: str) -> Response:
     return await _finish(state, req, name, upload, digest)
 
 
-async def _write_body(state: ServerState, req: Request, upload: Any) -> None:
+async def _close_after_error(state: ServerState, upload: BlobUpload) -> None:
+    """Persist what arrived before a failure; the failure, not this, is what gets reported."""
+    try:
+        await state.run(upload.close)
+    except Exception:  # commit may already have cancelled it, or storage is what failed
+        pass
+
+
+async def _write_body(state: ServerState, req: Request, upload: BlobUpload) -> None:
     """Append the body, closing the upload (persisting what arrived) whatever happens."""
     try:
         await state.pump(req, upload.write)
     except BaseException:
-        try:
-            await state.run(upload.close)
-        except Exception:  # the first error is the one to report
-            pass
+        await _close_after_error(state, upload)
         raise
 
 
 async def _finish(
-    state: ServerState, req: Request, name: str, upload: Any, digest: str
+    state: ServerState, req: Request, name: str, upload: BlobUpload, digest: str
 ) -> Response:
     if req.has_body:
         await _write_body(state, req, upload)
     try:
         committed = await state.run(upload.commit, digest)
     except BaseException:
-        try:
-            await state.run(upload.close)
-        except Exception:  # commit may already have closed or cancelled it
-            pass
+        await _close_after_error(state, upload)
         raise
-    return _created(name, str(committed) if isinstance(committed, str) else digest)
+    return _created(name, committed.digest)
 
 
-async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -> Any:
+async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -> BlobUpload:
     repo = state.registry.repository(name)
     token = req.arg("_state")
     if token is None:
@@ -117,12 +122,14 @@ async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -
     return await state.run(repo.blobs.resume_upload, upload_id)
 
 
-async def _check_range(state: ServerState, req: Request, name: str, upload: Any) -> None:
+async def _check_range(
+    state: ServerState, req: Request, name: str, upload: BlobUpload
+) -> None:
     """Refuse (416) a ``Content-Range`` not starting at the offset or not matching the length."""
     raw = req.headers.get("content-range")
     if raw is None:
         return
-    offset = int(upload.offset)
+    offset = upload.offset
     try:
         first, last = parse_content_range(raw)
         length = req.content_length
@@ -133,7 +140,7 @@ async def _check_range(state: ServerState, req: Request, name: str, upload: Any)
         await state.run(upload.close)
         err.headers.update(
             Location=_location(state, name, upload), Range=range_header(offset),
-            **{"Docker-Upload-UUID": str(upload.id)},
+            **{"Docker-Upload-UUID": upload.id},
         )
         await req.drain()
         raise
@@ -153,6 +160,7 @@ async def put(state: ServerState, req: Request, name: str, upload_id: str) -> Re
     digest = req.arg("digest")
     if not digest:
         raise HTTPError("DIGEST_INVALID", "the digest query parameter is required")
+    validate_digest(digest)  # before any byte of the body lands in the upload
     upload = await _resume(state, req, name, upload_id)
     if req.has_body:
         await _check_range(state, req, name, upload)
