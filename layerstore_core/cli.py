@@ -43,12 +43,15 @@ def _load_config(path: str | None) -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
+    from .server.config import ConfigError
     from .server.serve import serve
 
     try:
         serve(config)
     except (discovery.DriverNotFoundError, discovery.DriverLoadError, ParameterError) as exc:
         raise CLIError(f"storage.{config.driver}: {exc}") from None
+    except ConfigError as exc:  # found only when the server starts (files it reads)
+        raise CLIError(f"configuration error: {exc}") from None
     return 0
 
 

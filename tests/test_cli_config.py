@@ -168,6 +168,26 @@ def test_serve_reports_config_errors(tmp_path: Path) -> None:
     assert run.returncode == 1 and "rootdir" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("auth:\n  htpasswd: {realm: r, path: MISSING}\n", "auth.htpasswd.path"),
+        ("http:\n  addr: 127.0.0.1:5999\n  tls: {certificate: MISSING, key: MISSING}\n",
+         "http.tls"),
+    ],
+)
+def test_serve_reports_unreadable_files(tmp_path: Path, section: str, key: str) -> None:
+    """Files read only when the server starts are still config errors, not tracebacks."""
+    cfg = tmp_path / "config.yml"
+    root = tmp_path / "data"
+    cfg.write_text(f"storage:\n  filesystem: {{rootdirectory: {root}}}\n"
+                   + section.replace("MISSING", str(tmp_path / "missing")))
+    run = subprocess.run([sys.executable, "-m", "layerstore_core.cli", "serve", "--config",
+                          str(cfg)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1, run.stderr
+    assert key in run.stderr and "Traceback" not in run.stderr
+
+
 def test_purge_uploads_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from layerstore_core import Registry, load_driver
 

@@ -24,8 +24,8 @@ from .. import discovery
 from ..driver import StorageDriver
 from ..registry import Registry
 from . import blobs, manifests, uploads
-from .auth import Htpasswd
-from .config import Config
+from .auth import Htpasswd, HtpasswdError
+from .config import Config, ConfigError
 from .errors import HTTPError, from_exception
 from .http import (
     ClientDisconnected,
@@ -195,7 +195,10 @@ def _chunk_min_length(driver: StorageDriver, default: int) -> int:
 
 
 def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryApp:
-    """Build the driver (unless given), the registry and the app from a validated config."""
+    """Build the driver (unless given), the registry and the app from a validated config.
+
+    An htpasswd file that cannot be read is a ConfigError, like any other bad setting.
+    """
     if driver is None:
         driver = discovery.load_driver(config.driver, **dict(config.driver_params))
     secret = config.secret
@@ -207,7 +210,10 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
         )
     htpasswd = None
     if config.htpasswd is not None:
-        htpasswd = Htpasswd(config.htpasswd.path, config.htpasswd.realm)
+        try:
+            htpasswd = Htpasswd(config.htpasswd.path, config.htpasswd.realm)
+        except HtpasswdError as exc:
+            raise ConfigError(str(exc)) from None
     state = ServerState(config=config, registry=Registry(driver), signer=TokenSigner(secret),
                         htpasswd=htpasswd)
     state.chunk_min_length = _chunk_min_length(driver, state.chunk_min_length)

@@ -8,11 +8,12 @@ extra installs them), and handles TLS and Unix sockets itself.
 from __future__ import annotations
 
 import logging
+import ssl
 
 import uvicorn
 
 from .app import create_app
-from .config import Config
+from .config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def configure_logging(level: str) -> None:
 
 
 def serve(config: Config) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted; an unreadable htpasswd file or TLS key pair is a ConfigError."""
     configure_logging(config.log_level)
     app = create_app(config)
     where = config.unix_socket or f"{config.host}:{config.port}"
@@ -43,4 +44,8 @@ def serve(config: Config) -> None:
         server_header=False,
         timeout_keep_alive=30,
     )
+    try:
+        server_config.load()  # builds the TLS context now, so a bad pair is a config error
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"http.tls: cannot load the certificate and key: {exc}") from None
     uvicorn.Server(server_config).run()
