@@ -199,6 +199,16 @@ def test_blob_ranges(client: httpx.Client) -> None:
     bad = client.get(url, headers={"Range": f"bytes={len(data)}-"})
     assert_error(bad, 416, "RANGE_INVALID")
     assert bad.headers["Content-Range"] == f"bytes */{len(data)}"
+    for spec in ("bytes=5-2", "bytes=-0", f"bytes={10**30}-"):
+        assert_error(client.get(url, headers={"Range": spec}), 416, "RANGE_INVALID")
+    for spec in ("bytes=0-1,5-6", "items=0-1", "bytes=x-y"):  # ignored: the whole blob
+        r = client.get(url, headers={"Range": spec})
+        assert r.status_code == 200 and r.content == data
+    r = client.get(url, headers={"Range": f"bytes=10-{10**30}"})
+    assert r.status_code == 206 and r.content == data[10:]
+    empty = push_blob(client, "ranges", b"")
+    r = client.get(f"/v2/ranges/blobs/{empty}", headers={"Range": "bytes=0-"})
+    assert r.status_code == 200 and r.content == b""
 
 
 def test_blob_delete(client: httpx.Client) -> None:

@@ -15,17 +15,18 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     """Return the inclusive byte range a ``Range`` asks for; None to serve the whole blob.
 
     Several ranges, or another unit, are ignored (RFC 9110 allows that); a single range that
-    cannot be satisfied is RANGE_INVALID.
+    cannot be satisfied is RANGE_INVALID, except on an empty blob, which is served whole as Go's
+    ``http.ServeContent`` (so Distribution) does for clients that send a Range on every GET.
     """
     m = _RANGE.match(value.strip().replace(" ", ""))
-    if not m:
+    if not m or size == 0:
         return None
     first, last = m.group(1), m.group(2)
     if not first and not last:
         return None
     if not first:  # suffix: the last N bytes
         n = int(last)
-        if n == 0 or size == 0:
+        if n == 0:
             raise _unsatisfiable(size)
         return max(size - n, 0), size - 1
     start = int(first)
