@@ -112,6 +112,7 @@ def test_error_tree_codes() -> None:
         "DIGEST_INVALID": 400, "SIZE_INVALID": 400, "NAME_INVALID": 400, "NAME_UNKNOWN": 404,
         "MANIFEST_UNKNOWN": 404, "MANIFEST_INVALID": 400, "MANIFEST_BLOB_UNKNOWN": 400,
         "TAG_INVALID": 400, "RANGE_INVALID": 416, "UNSUPPORTED": 405,
+        "PAGINATION_NUMBER_INVALID": 400,
     }  # fmt: skip
     for name in errors.__all__:
         assert getattr(layerstore_core, name) is getattr(errors, name)
