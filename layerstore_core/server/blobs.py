@@ -52,6 +52,7 @@ def _headers(digest: str) -> list[tuple[str, str]]:
 
 
 async def head(state: ServerState, req: Request, name: str, digest: str) -> Response:
+    """HEAD: served here, never redirected (clients probe existence and size with it)."""
     repo = state.registry.repository(name)
     size = (await state.run(repo.blobs.stat, digest)).size
     hdrs = _headers(digest) + [("Content-Length", str(size))]
@@ -59,6 +60,7 @@ async def head(state: ServerState, req: Request, name: str, digest: str) -> Resp
 
 
 async def get(state: ServerState, req: Request, name: str, digest: str) -> Response:
+    """GET: a 307 to the backend where it offers one, else the bytes (one Range → 206)."""
     repo = state.registry.repository(name)
     size = (await state.run(repo.blobs.stat, digest)).size
     if not state.config.redirect_disabled:
@@ -85,6 +87,7 @@ async def get(state: ServerState, req: Request, name: str, digest: str) -> Respo
 
 
 async def delete(state: ServerState, req: Request, name: str, digest: str) -> Response:
+    """DELETE: unlink from the repository (only when ``storage.delete.enabled``)."""
     if not state.config.delete_enabled:
         raise HTTPError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
     repo = state.registry.repository(name)

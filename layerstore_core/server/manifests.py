@@ -28,6 +28,7 @@ def _accepts(req: Request, media_type: str) -> bool:
 
 
 async def get(state: ServerState, req: Request, name: str, reference: str) -> Response:
+    """GET/HEAD by tag or digest; a type the client's ``Accept`` excludes is MANIFEST_UNKNOWN."""
     repo = state.registry.repository(name)
     content, media_type, digest = await state.run(repo.manifests.get, reference)
     if not _accepts(req, media_type):
@@ -64,6 +65,7 @@ async def put(state: ServerState, req: Request, name: str, reference: str) -> Re
 
 
 async def delete(state: ServerState, req: Request, name: str, reference: str) -> Response:
+    """DELETE a digest (and the tags naming it) or, as OCI 1.1 allows, just a tag."""
     if not state.config.delete_enabled:
         raise HTTPError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
     repo = state.registry.repository(name)
@@ -98,6 +100,7 @@ def _paged(path: str, key: str, name: str | None, items: list[str], n: int) -> R
 
 
 async def tags(state: ServerState, req: Request, name: str) -> Response:
+    """GET tags/list; one extra name is fetched to know whether a ``Link`` is due."""
     n, last = _page_args(req)
     repo = state.registry.repository(name)
     items = [] if n == 0 else list(await state.run(repo.tags.list, n + 1, last))
@@ -105,6 +108,7 @@ async def tags(state: ServerState, req: Request, name: str) -> Response:
 
 
 async def catalog(state: ServerState, req: Request) -> Response:
+    """GET _catalog: repositories with manifests, paginated like tags."""
     n, last = _page_args(req)
     items = [] if n == 0 else list(await state.run(state.registry.catalog, n + 1, last))
     return _paged("/v2/_catalog", "repositories", None, items, n)
