@@ -2,7 +2,8 @@
 
 An operator can copy the ``s3:`` section of a Distribution ``config.yml``; keys we do not know are
 errors (``parse_params`` rejects them), never silently ignored. Ours: ``maxconcurrency``
-(parts of one writer uploading at once) and ``redirectexpiry`` (seconds a presigned redirect
+(parts of one writer uploading at once), ``maxretries`` (handed to botocore's retry mode, as
+the azure driver hands it to its SDK) and ``redirectexpiry`` (seconds a presigned redirect
 URL stays valid; the same key in every layerstore driver). No I/O happens here.
 """
 
@@ -24,6 +25,7 @@ MAX_PARTS = 10_000
 MAX_COPY_OBJECT_SIZE = 5 * GiB
 #: Presigned URLs live at most a week under SigV4.
 MAX_REDIRECT_EXPIRY = 7 * 24 * 3600
+MAX_RETRIES = 20
 #: Storage class value meaning "send no storage class" (Distribution's spelling).
 NO_STORAGE_CLASS = "NONE"
 STORAGE_CLASSES = frozenset(
@@ -71,6 +73,8 @@ class S3Params:
     objectacl: str | None = None
     #: Lifetime of presigned redirect URLs, in seconds.
     redirectexpiry: int = 20 * 60
+    #: Retries of one request by botocore's ``standard`` retry mode (attempts = 1 + retries).
+    maxretries: int = 5
 
     def validate(self) -> None:
         """Reject values S3 would refuse later, with the key's name in the message."""
@@ -84,6 +88,7 @@ class S3Params:
         _check_range("maxconcurrency", self.maxconcurrency, 1, 64)
         _check_range("multipartcopymaxconcurrency", self.multipartcopymaxconcurrency, 1, 1000)
         _check_range("redirectexpiry", self.redirectexpiry, 1, MAX_REDIRECT_EXPIRY)
+        _check_range("maxretries", self.maxretries, 0, MAX_RETRIES)
         if not self.v4auth:
             raise ParameterError("driver 's3': v4auth=false (SigV2) is not supported")
         if self.storageclass not in STORAGE_CLASSES:

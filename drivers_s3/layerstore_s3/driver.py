@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from layerstore_core.driver import (
     EPOCH,
@@ -50,7 +50,6 @@ SIDE_DIR = "~layerstore-s3"
 #: DeleteObjects takes at most this many keys per request.
 DELETE_BATCH = 1000
 DEFAULT_REGION = "us-east-1"
-RETRY_ATTEMPTS = 5
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
 #: Reads from the GET stream are buffered in blocks of this size.
@@ -71,7 +70,7 @@ def make_client(params: S3Params) -> S3Client:
     )
     config = Config(
         signature_version="s3v4",
-        retries={"mode": "standard", "max_attempts": RETRY_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": params.maxretries + 1},
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
         max_pool_connections=max(10, params.maxconcurrency * 2,
@@ -191,6 +190,8 @@ class S3Driver(StorageDriver):
             if ERROR_TABLE.get(error_code(exc)) is PathNotFoundError:
                 return None
             raise_translated(exc, path)
+        except BotoCoreError as exc:
+            raise_translated(exc, path)
 
     # -- reader ------------------------------------------------------------------------------
 
@@ -203,6 +204,8 @@ class S3Driver(StorageDriver):
         except ClientError as exc:
             if ERROR_TABLE.get(error_code(exc)) is InvalidOffsetError:
                 return self._reader_past_end(path, offset)
+            raise_translated(exc, path)
+        except BotoCoreError as exc:
             raise_translated(exc, path)
         return io.BufferedReader(_BodyStream(resp["Body"], path), READ_BLOCK)
 
@@ -241,6 +244,8 @@ class S3Driver(StorageDriver):
         except ClientError as exc:
             if ERROR_TABLE.get(error_code(exc)) is not PathNotFoundError:
                 raise_translated(exc, key)
+        except BotoCoreError as exc:
+            raise_translated(exc, key)
 
     # -- metadata ----------------------------------------------------------------------------
 

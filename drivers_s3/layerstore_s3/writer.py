@@ -40,9 +40,10 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import closing
 from typing import TYPE_CHECKING, Any, Final
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from layerstore_core.driver import FileWriter
 from layerstore_core.errors import PathNotFoundError, StorageDriverError
@@ -384,21 +385,21 @@ def _read_tail(driver: S3Driver, path: str, upload_id: str, offset: int, part_si
         if ERROR_TABLE.get(error_code(exc)) is PathNotFoundError:
             return b""
         raise_translated(exc, path)
-    body = resp["Body"]
-    meta = resp.get("Metadata", {})
-    length = resp["ContentLength"]
-    if meta.get(META_UPLOAD) != upload_id or meta.get(META_OFFSET) != str(offset):
-        body.close()
-        return b""  # stale: its bytes are already inside a part, or it belongs to another write
-    if length >= part_size:
-        body.close()
-        raise StorageDriverError(
-            f"the saved tail ({length} bytes) does not fit a part of {part_size} bytes; "
-            "was chunksize lowered while this upload was unfinished?",
-            path=path,
-        )
-    with translated(path):
-        data: bytes = body.read()
+    except BotoCoreError as exc:
+        raise_translated(exc, path)
+    with closing(resp["Body"]) as body:
+        meta = resp.get("Metadata", {})
+        length = resp["ContentLength"]
+        if meta.get(META_UPLOAD) != upload_id or meta.get(META_OFFSET) != str(offset):
+            return b""  # stale: its bytes are already inside a part, or another write's
+        if length >= part_size:
+            raise StorageDriverError(
+                f"the saved tail ({length} bytes) does not fit a part of {part_size} bytes; "
+                "was chunksize lowered while this upload was unfinished?",
+                path=path,
+            )
+        with translated(path):
+            data: bytes = body.read()
     if len(data) != length:
         raise StorageDriverError(f"tail object truncated ({len(data)} of {length})", path=path)
     return data

@@ -140,6 +140,8 @@ def test_load_driver_and_parameters(moto_endpoint: str) -> None:
         ({"accesskey": "a"}, "accesskey"),
         ({"v4auth": False}, "v4auth"),
         ({"bucket": ""}, "bucket"),
+        ({"maxretries": -1}, "maxretries"),
+        ({"redirectexpiry": 8 * 24 * 3600}, "redirectexpiry"),
         ({"chunksizes": 1}, "unknown parameter"),
     ],
 )
@@ -152,6 +154,9 @@ def test_default_parameters() -> None:
     params = S3Params(bucket="b")
     params.validate()
     assert params.chunksize == 10 * MIB
+    assert params.redirectexpiry == 20 * 60 and params.maxretries == 5
+    retries = S3Driver(params)._client.meta.config.retries
+    assert retries["total_max_attempts"] == 6  # botocore: 1 attempt + maxretries
     assert params.key_prefix == ""
     assert S3Params(bucket="b", rootdirectory="/a/b/").key_prefix == "a/b/"
 
