@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -67,13 +68,13 @@ def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:]
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM by PID, SIGKILL if it lingers; reaps the process either way."""
+def stop(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM by PID, SIGKILL if it lingers past ``timeout``; reaps the process either way."""
     if proc.poll() is not None:
         return
     os.kill(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -8,11 +8,9 @@ last metadata writes). Each test gets its own ``rootdirectory`` in one shared co
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -25,6 +23,8 @@ import pytest
 
 from layerstore_core.testing import Backend
 
+from ._servers import stop
+
 BACKENDS = ["azure"]
 
 AZURITE_DIR = Path(__file__).resolve().parents[1] / "azurite"
@@ -36,6 +36,7 @@ ACCOUNT_KEY = (
 )
 CONTAINER = "layerstore-test"
 START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
 _LISTENING = re.compile(r"successfully listens on (http://\S+)")
 
 
@@ -120,13 +121,7 @@ class Azurite:
 
     def stop(self) -> None:
         """SIGTERM by PID, then wait; Azurite flushes its metadata on SIGTERM."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop(self.process, timeout=STOP_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
