@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -56,9 +57,10 @@ def test_serve_with_tls(tmp_path: Path) -> None:
     proc = RegistryProcess.layerstore(config, port, tmp_path / "server.log")
     try:
         deadline = time.monotonic() + 30
+        trust = ssl.create_default_context(cafile=str(cert))
         while True:
             try:
-                r = httpx.get(f"https://127.0.0.1:{port}/v2/", verify=str(cert), timeout=2)
+                r = httpx.get(f"https://127.0.0.1:{port}/v2/", verify=trust, timeout=2)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline and proc.proc.poll() is None, \
