@@ -27,12 +27,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.backends._servers import free_port  # noqa: E402
 from tests.images import (  # noqa: E402 - the repository root goes on sys.path first
     ImageLayout,
     MiB,
     RegistryProcess,
     build_oci_layout,
-    free_port,
     read_oci_layout,
     skopeo,
     write_config,

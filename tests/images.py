@@ -17,7 +17,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import time
@@ -148,12 +147,6 @@ def read_oci_layout(path: Path, tag: str) -> tuple[str, tuple[str, ...]]:
 # -- registry processes ---------------------------------------------------------------------
 
 POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(path: Path, driver: str, params: Mapping[str, Any], port: int,

@@ -10,7 +10,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from layerstore_core.testing import Backend
-from tests.images import RegistryProcess, free_port, write_config
+from tests.backends._servers import free_port
+from tests.images import RegistryProcess, write_config
 
 CHUNK = 256 * 1024
 

@@ -15,7 +15,8 @@ from layerstore_core.drivers.inmemory import InMemoryDriver
 from layerstore_core.server import Config
 from layerstore_core.server.config import PurgeConfig
 from layerstore_core.server.threaded import ThreadedServer
-from tests.images import RegistryProcess, free_port, write_config
+from tests.backends._servers import free_port
+from tests.images import RegistryProcess, write_config
 
 
 def test_server_purges_stale_uploads_periodically() -> None:

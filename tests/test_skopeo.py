@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from layerstore_core.testing import Backend
+from tests.backends._servers import free_port  # noqa: E402
 from tests.images import (
     ImageLayout,
     MiB,
     RegistryProcess,
     build_oci_layout,
-    free_port,
     read_oci_layout,
     skopeo,
     write_config,
