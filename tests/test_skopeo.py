@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from layerstore_core.testing import Backend
-from tests.backends._servers import free_port  # noqa: E402
+from tests.backends._servers import free_port
 from tests.images import (
     ImageLayout,
     MiB,
