@@ -60,7 +60,7 @@ def _convert(value: Any, kind: Any, key: str, owner: str) -> Any:
 def parse_params(cls: type[_P], params: Mapping[str, Any], *, owner: str) -> _P:
     """Build dataclass ``cls`` from ``params`` (keys case-insensitive, as in Distribution)."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name.lower(): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name.lower(): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # a TypeVar, not a DataclassInstance
     values: dict[str, Any] = {}
     for key, value in params.items():
         field = fields.get(str(key).lower())

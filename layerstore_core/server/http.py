@@ -139,7 +139,7 @@ async def send_response(send: Send, resp: Response) -> None:
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     if resp.head:
         if not isinstance(resp.body, bytes):
-            await resp.body.aclose()  # type: ignore[attr-defined]
+            await resp.body.aclose()  # type: ignore[attr-defined]  # bodies are async generators
         await send({"type": "http.response.body", "body": b""})
         return
     if isinstance(resp.body, bytes):
@@ -150,7 +150,7 @@ async def send_response(send: Send, resp: Response) -> None:
         async for chunk in body:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     finally:
-        await body.aclose()  # type: ignore[attr-defined]
+        await body.aclose()  # type: ignore[attr-defined]  # bodies are async generators
     await send({"type": "http.response.body", "body": b""})
 
 
