@@ -16,6 +16,7 @@ import builtins
 import dataclasses
 import datetime as dt
 import enum
+import io
 import logging
 import re
 import time
@@ -85,13 +86,72 @@ def _guarded(driver: str, path: str | None, call: Callable[[], _T]) -> _T:
         raise StorageDriverError(f"{type(exc).__name__}: {exc}", driver=driver, path=path) from exc
 
 
+class GuardedReader(io.BufferedIOBase):
+    """The stream ``reader()`` hands out: errors raised while reading are typed and stamped.
+
+    Every driver's stream goes through it, so an I/O error in the middle of a pull names the
+    driver and the path like any other call (a bare ``OSError`` from a file names neither).
+    """
+
+    def __init__(self, inner: IO[bytes], driver: str, path: str) -> None:
+        super().__init__()
+        self._inner = inner
+        self._driver = driver
+        self._path = path
+
+    def _guard(self, call: Callable[[], _T]) -> _T:
+        if self.closed:
+            raise ValueError("I/O operation on closed stream")
+        return _guarded(self._driver, self._path, call)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._guard(self._inner.seekable)
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        return self._guard(lambda: self._inner.read(-1 if size is None else size))
+
+    def read1(self, size: int = -1, /) -> bytes:
+        read1 = getattr(self._inner, "read1", self._inner.read)
+        return self._guard(lambda: bytes(read1(size)))
+
+    def readinto(self, buffer: Any, /) -> int:
+        return self._guard(lambda: _readinto(self._inner, buffer))
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        return self._guard(lambda: self._inner.seek(offset, whence))
+
+    def tell(self) -> int:
+        return self._guard(self._inner.tell)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                _guarded(self._driver, self._path, self._inner.close)
+            finally:
+                super().close()
+
+
+def _readinto(stream: IO[bytes], buffer: Any) -> int:
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return int(readinto(buffer))
+    view = memoryview(buffer).cast("B")
+    data = stream.read(view.nbytes)
+    view[: len(data)] = data
+    return len(data)
+
+
 class WriterState(enum.Enum):
-    """Where a FileWriter is in its life: open → closed | committed | cancelled."""
+    """Where a FileWriter is in its life: open → closed | committed | cancelled | released."""
 
     OPEN = "open"
     CLOSED = "closed"
     COMMITTED = "committed"
     CANCELLED = "cancelled"
+    RELEASED = "released"
 
 
 class FileWriter(ABC):
@@ -100,16 +160,20 @@ class FileWriter(ABC):
     ``size`` counts every byte written, earlier sessions included. ``close()`` persists the
     write so that ``driver.writer(path, append=True)`` — in this or any other process —
     continues at ``size``. ``commit()`` finalizes: the content is readable once it returns.
-    ``cancel()`` discards everything, earlier sessions included. Any call after
-    close/commit/cancel raises :class:`WriterClosedError`, except ``close()`` after
-    commit/cancel, which does nothing (so ``with`` blocks are safe).
-    Drivers implement ``_write``, ``_close``, ``_commit`` and ``_cancel``.
+    ``cancel()`` discards everything, earlier sessions included. ``release()`` ends a writer
+    that was only opened to learn ``size``: with nothing written it makes no backend request at
+    all (a resumed write stays exactly as it was saved); after writes it is ``close()``, so
+    nothing written is lost and no half-saved state is left. Any call after
+    close/commit/cancel/release raises :class:`WriterClosedError`, except ``close()`` after
+    commit/cancel/release, which does nothing (so ``with`` blocks are safe).
+    Drivers implement ``_write``, ``_close``, ``_commit``, ``_cancel`` and ``_release``.
     """
 
     def __init__(self, driver: str, path: str, size: int = 0) -> None:
         self.driver = driver
         self.path = path
         self._size = size
+        self._opened_at = size
         self.state = WriterState.OPEN
 
     @property
@@ -130,7 +194,7 @@ class FileWriter(ABC):
     @final
     def close(self) -> None:
         """Persist what was written so that a later ``writer(path, append=True)`` continues it."""
-        if self.state in (WriterState.COMMITTED, WriterState.CANCELLED):
+        if self.state in (WriterState.COMMITTED, WriterState.CANCELLED, WriterState.RELEASED):
             return
         self._check_open("close")
         self.state = WriterState.CLOSED
@@ -149,6 +213,17 @@ class FileWriter(ABC):
         self._check_open("cancel")
         self.state = WriterState.CANCELLED
         _guarded(self.driver, self.path, self._cancel)
+
+    @final
+    def release(self) -> None:
+        """End the writer; with nothing written since it opened, without any backend request."""
+        self._check_open("release")
+        if self._size != self._opened_at:
+            self.close()
+            self.state = WriterState.RELEASED
+            return
+        self.state = WriterState.RELEASED
+        _guarded(self.driver, self.path, self._release)
 
     def __enter__(self) -> FileWriter:
         return self
@@ -177,6 +252,10 @@ class FileWriter(ABC):
     @abstractmethod
     def _cancel(self) -> None:
         """Remove everything this write (and earlier sessions of it) left in the backend."""
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Free local resources (nothing was written): make no backend request."""
 
 
 _D = TypeVar("_D", bound="StorageDriver")
@@ -223,7 +302,8 @@ class StorageDriver(ABC):
         self._valid(path)
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise InvalidOffsetError(driver=self.name, path=path, offset=offset)
-        return self._call("reader", path, lambda: self._reader(path, offset))
+        stream = self._call("reader", path, lambda: self._reader(path, offset))
+        return cast(IO[bytes], GuardedReader(stream, self.name, path))
 
     @final
     def writer(self, path: str, append: bool = False) -> FileWriter:

@@ -1,6 +1,10 @@
 """The core wrapper: validation, error stamping and wrapping, the writer state machine."""
 
+import errno
+import io
+import pathlib
 from collections.abc import Iterator
+from typing import IO
 
 import pytest
 
@@ -12,6 +16,7 @@ from layerstore_core import (
     WriterClosedError,
 )
 from layerstore_core.driver import EPOCH, join_path, validate_path, walk_order_key
+from layerstore_core.drivers.filesystem import FilesystemDriver, FilesystemParams
 from layerstore_core.drivers.inmemory import InMemoryDriver
 
 
@@ -105,3 +110,38 @@ def test_helpers() -> None:
     assert join_path("/", "a") == "/a" and join_path("/a", "b") == "/a/b"
     paths = ["/a-b", "/a/x", "/a", "/B", "/a/x/y"]
     assert sorted(paths, key=walk_order_key) == ["/B", "/a", "/a/x", "/a/x/y", "/a-b"]
+
+
+class _FailingStream(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: object) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+class BadDisk(InMemoryDriver):
+    name = "baddisk"
+
+    def _reader(self, path: str, offset: int) -> IO[bytes]:
+        return io.BufferedReader(_FailingStream())
+
+
+def test_errors_while_streaming_are_typed_and_stamped() -> None:
+    with BadDisk().reader("/blob") as stream, pytest.raises(StorageDriverError) as info:
+        stream.read(10)
+    assert (info.value.driver, info.value.path) == ("baddisk", "/blob")
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_filesystem_reader_is_wrapped(tmp_path: pathlib.Path) -> None:
+    """The filesystem reader is the wrapped stream too: seekable, and closed errors typed."""
+    driver = FilesystemDriver(FilesystemParams(rootdirectory=str(tmp_path)))
+    driver.put_content("/f", b"0123456789")
+    with driver.reader("/f", 2) as stream:
+        assert stream.read(3) == b"234"
+        assert stream.seekable() and stream.seek(0) == 0 and stream.tell() == 0
+        buf = bytearray(4)
+        assert stream.readinto(buf) == 4 and buf == b"0123"
+    with pytest.raises(ValueError, match="closed"):
+        stream.read()

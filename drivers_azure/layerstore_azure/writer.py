@@ -277,6 +277,11 @@ class AzureWriter(FileWriter):
             except ResourceNotFoundError:
                 pass
 
+    def _release(self) -> None:
+        """Drop the buffer and wait out blocks in flight (they are staged, harmless)."""
+        self._buffer, self._filled = bytearray(), 0
+        self._shutdown()
+
     # -- staging ------------------------------------------------------------------------------
 
     def _flush(self) -> None:
@@ -379,6 +384,9 @@ class AppendBlobWriter(FileWriter):
                 self._blob.delete_blob()
             except ResourceNotFoundError:
                 pass
+
+    def _release(self) -> None:
+        self._buffer = bytearray()
 
     def _append(self, n: int) -> None:
         piece = bytes(self._buffer[:n])

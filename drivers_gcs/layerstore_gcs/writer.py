@@ -170,6 +170,10 @@ class GCSWriter(FileWriter):
         state = UploadState(self._session, self._offset, self._created, b"")
         self.discard(self._driver, self._key, state, self.path, saved=self._saved)
 
+    def _release(self) -> None:
+        """Drop the buffered tail; the saved state object still describes the session."""
+        self._buffer = bytearray()
+
     @staticmethod
     def discard(
         driver: GCSDriver, key: str, state: UploadState, path: str, *, saved: bool = True

@@ -248,3 +248,8 @@ class _FilesystemWriter(FileWriter):
         self._file.close()
         with _translated(self.path), contextlib.suppress(FileNotFoundError):
             os.unlink(self._full)
+
+    def _release(self) -> None:
+        """Close the file: writes land in place, so what was written is kept (no sync)."""
+        with _translated(self.path):
+            self._file.close()

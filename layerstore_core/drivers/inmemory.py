@@ -206,3 +206,6 @@ class _InMemoryWriter(FileWriter):
         with self._driver._lock:
             if self._driver._pending.get(self.path) is self._buffer:
                 del self._driver._pending[self.path]
+
+    def _release(self) -> None:
+        """Nothing to free: the buffer belongs to the driver's pending table."""

@@ -152,7 +152,44 @@ class WriterCases(SuiteBase):
         with raises(driver, PathNotFoundError):
             driver.writer(path, append=True)
 
-    @pytest.mark.parametrize("finish", ["close", "commit", "cancel"])
+    @pytest.mark.parametrize("size", [100, S3_MIN_PART + 7], ids=["small", "large"])
+    def test_release_keeps_the_closed_write(
+        self, driver: StorageDriver, root: str, size: int
+    ) -> None:
+        """release() after a resume that only asked the size leaves the write as it was."""
+        path = under(root, "upload")
+        data = payload(size)
+        writer = driver.writer(path)
+        writer.write(data)
+        writer.close()
+        for _ in range(2):
+            writer = driver.writer(path, append=True)
+            assert writer.size == size
+            writer.release()
+            writer.close()  # a no-op after release, so `with` blocks are safe
+        writer = driver.writer(path, append=True)
+        assert writer.size == size
+        writer.commit()
+        assert driver.get_content(path) == data
+
+    def test_release_after_writes(self, driver: StorageDriver, root: str) -> None:
+        """release() after writes is close(): nothing written is lost."""
+        path = under(root, "upload")
+        head, more = payload(GCS_CHUNK + 5), payload(S3_MIN_PART + 11)
+        writer = driver.writer(path)
+        writer.write(head)
+        writer.close()
+        writer = driver.writer(path, append=True)
+        writer.write(more)
+        writer.release()
+        with raises(driver, WriterClosedError):
+            writer.write(b"x")
+        writer = driver.writer(path, append=True)
+        assert writer.size == len(head) + len(more)
+        writer.commit()
+        assert driver.get_content(path) == head + more
+
+    @pytest.mark.parametrize("finish", ["close", "commit", "cancel", "release"])
     def test_use_after_finish(self, driver: StorageDriver, root: str, finish: str) -> None:
         path = under(root, "upload")
         writer = driver.writer(path)
@@ -162,6 +199,7 @@ class WriterCases(SuiteBase):
             "write": lambda w: w.write(b"more"),
             "commit": lambda w: w.commit(),
             "cancel": lambda w: w.cancel(),
+            "release": lambda w: w.release(),
         }
         if finish == "close":
             calls["close"] = lambda w: w.close()
@@ -170,10 +208,10 @@ class WriterCases(SuiteBase):
                 call(writer)
             assert info.value.path == path, name
         assert writer.size == 4
-        if finish == "close":
+        if finish in ("close", "release"):
             driver.writer(path, append=True).cancel()
-        else:
-            writer.close()  # after commit/cancel a no-op, so `with` blocks are safe
+        if finish != "close":
+            writer.close()  # after commit/cancel/release a no-op, so `with` blocks are safe
 
     def test_writer_as_context_manager(self, driver: StorageDriver, root: str) -> None:
         path = under(root, "upload")
