@@ -53,6 +53,18 @@ def validate_path(path: object, *, allow_root: bool = False) -> str:
     return path
 
 
+_COMPONENT = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def is_component(name: str) -> bool:
+    """Whether ``name`` can be one component of a contract path (the one child-name rule).
+
+    Listings report only such names: side objects (``~…``), directory markers (``a/``) and
+    ``.``/``..`` entries another tool made are never children.
+    """
+    return name not in (".", "..") and _COMPONENT.match(name) is not None
+
+
 def join_path(parent: str, name: str) -> str:
     """Join a directory path and a child name (``/`` + ``a`` → ``/a``)."""
     return f"{parent.rstrip('/')}/{name}"
@@ -436,5 +448,6 @@ def not_found(path: str) -> PathNotFoundError:
     return PathNotFoundError(path=path)
 
 
-#: The modification time reported for implied directories that have none.
+#: The modification time of every implied directory (object stores have no directories: one
+#: rule for stat and walk alike, and stat need not list a whole subtree to find a newest child).
 EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)

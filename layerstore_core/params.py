@@ -92,3 +92,9 @@ def describe_params(cls: type[Any]) -> list[tuple[str, str, str]]:
         kind = hints[f.name]
         rows.append((f.name, getattr(kind, "__name__", str(kind)), default))
     return rows
+
+
+def check_range(owner: str, key: str, value: int, low: int, high: int) -> None:
+    """Raise a ParameterError naming ``owner`` and ``key`` unless ``low <= value <= high``."""
+    if not low <= value <= high:
+        raise ParameterError(f"{owner}: parameter {key!r} must be in [{low}, {high}], got {value}")

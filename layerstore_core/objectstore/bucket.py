@@ -1,0 +1,170 @@
+"""The primitives a flat-namespace object store supplies: what a cloud driver implements.
+
+A :class:`Bucket` speaks in object *keys* (full names in the bucket, root prefix included) and
+knows nothing of contract paths, directories, readers or writers: the object-store driver in
+:mod:`.driver` and the part writer in :mod:`.partwriter` derive all of those from these
+primitives, once for every cloud. A bucket translates its SDK's errors into the contract's
+(``PathNotFoundError`` for a missing key, ``InvalidOffsetError`` for a range past the end,
+``StorageDriverError`` for the rest); the core stamps the driver name and path on them.
+
+Writes larger than one request go through a *multipart upload*: ``start_upload`` →
+``upload_part`` (parts numbered from 1, sized by :meth:`Bucket.part_size`) →
+``complete_upload`` (which also takes the final, possibly short, part) or ``abort_upload``.
+S3 maps this onto its multipart API, GCS onto one resumable-upload session (parts sent in
+order), Azure onto staged blocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar, Protocol
+
+MiB = 2**20
+#: Longest lifetime of a redirect URL any driver signs (S3 and GCS V4 signatures cap at 7 days).
+MAX_REDIRECT_EXPIRY = 7 * 24 * 3600
+#: Distribution's drivers sign redirect URLs for 20 minutes.
+DEFAULT_REDIRECT_EXPIRY = 20 * 60
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One stored object: its key, size, modification time and version tag (ETag or the like)."""
+
+    key: str
+    size: int
+    modified: dt.datetime
+    #: A tag that changes when the content does; copies and reads may be made conditional on it.
+    etag: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a listing: objects, child prefixes (with a delimiter) and the next token."""
+
+    objects: Sequence[ObjectInfo]
+    #: With ``delimiter=True``: the prefixes (ending in ``/``) of the next level down.
+    prefixes: Sequence[str] = ()
+    #: Pass it back for the next page; None on the last one.
+    token: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Part:
+    """One uploaded part of a multipart upload, as the store needs it to complete the upload."""
+
+    number: int
+    size: int
+    #: The store's receipt for the part (S3's ETag, Azure's block id; empty where none).
+    etag: str = ""
+    #: A checksum the store returned and wants back at completion (S3's CRC32), or empty.
+    checksum: str = ""
+
+
+class ByteStream(Protocol):
+    """What :meth:`Bucket.get` returns: a response body read front to back, then closed."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Bucket(ABC):
+    """A flat-namespace object store: the primitives the core builds a driver from.
+
+    Every method may be called from several threads at once. Retries are the SDK's, set up
+    where the bucket builds its client; no method sleeps or loops on its own.
+    """
+
+    #: Most keys one :meth:`delete_many` call takes.
+    delete_batch: ClassVar[int] = 1000
+    #: Parts may differ in size (Azure blocks): ``close()`` then uploads its tail as a short
+    #: part and resume finds the parts with :meth:`find_parts` instead of saved state.
+    uneven_parts: ClassVar[bool] = False
+    #: Largest part number a store takes (S3: 10,000; Azure: 50,000 blocks).
+    max_parts: ClassVar[int] = 10_000
+
+    #: Parts uploaded at once by one writer (1: each part is sent before the next fills).
+    max_concurrency: int = 1
+
+    @abstractmethod
+    def part_size(self, number: int) -> int:
+        """How many bytes part ``number`` (from 1) holds when it is full."""
+
+    # -- objects ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object at ``key``, or None when there is none (a missing key is not an error)."""
+
+    @abstractmethod
+    def get(self, key: str, start: int = 0) -> ByteStream:
+        """Stream the object from byte ``start`` to its end.
+
+        Missing → PathNotFoundError. A ``start`` at or past the end may raise
+        InvalidOffsetError (as S3's 416 does); the core then tells "at the end" from "past it".
+        """
+
+    @abstractmethod
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` as the whole object at ``key``, replacing it; retried by the SDK."""
+
+    @abstractmethod
+    def list_page(self, prefix: str, *, delimiter: bool, token: str | None) -> ListPage:
+        """One page of the objects whose keys start with ``prefix``, in key order.
+
+        ``delimiter=True`` groups keys by the next ``/`` after the prefix into ``prefixes``.
+        """
+
+    @abstractmethod
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete up to :attr:`delete_batch` objects; keys already gone are fine."""
+
+    @abstractmethod
+    def copy(self, source: ObjectInfo, dest: str) -> None:
+        """Copy ``source`` to key ``dest`` inside the store (server side), replacing ``dest``."""
+
+    # -- multipart uploads -------------------------------------------------------------------
+
+    @abstractmethod
+    def start_upload(self, key: str) -> str:
+        """Begin a multipart upload to ``key``; returns its id."""
+
+    @abstractmethod
+    def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> Part:
+        """Upload part ``number``: ``data`` starts at ``(number - 1) * part_size`` bytes.
+
+        A part uploaded again replaces the earlier one (a resume after a crash does that).
+        """
+
+    @abstractmethod
+    def complete_upload(
+        self, key: str, upload_id: str, parts: Sequence[Part], last: memoryview
+    ) -> None:
+        """Finish the upload: ``parts`` in order, then ``last`` (may be empty) as the final part.
+
+        The object is readable at ``key`` once this returns.
+        """
+
+    @abstractmethod
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Discard an unfinished upload and its parts; one already gone is fine."""
+
+    def find_parts(self, key: str) -> tuple[str, list[Part]] | None:
+        """An unfinished upload at ``key`` found in the store itself, and its parts, or None.
+
+        Only stores with :attr:`uneven_parts` need it (their ``close()`` saves no state); the
+        returned id is what the continuing writer uploads further parts under.
+        """
+        return None
+
+    # -- the rest ----------------------------------------------------------------------------
+
+    def signed_url(self, key: str, method: str) -> str | None:
+        """A URL that lets a client ``method`` the object directly, or None where unsupported."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook: most buckets hold nothing to free
+        """Release connections (not those of a client the user handed in)."""

@@ -1,0 +1,201 @@
+"""The storage contract derived, once, from a :class:`~.bucket.Bucket`'s primitives.
+
+A contract path ``/a/b`` is the key ``<prefix>a/b``; directories are implied by keys below
+them (:mod:`.tree`). An unfinished write to ``/a/b`` that must remember something between
+sessions keeps it in the *state object* ``<prefix>a/b~state`` (:func:`state_key`): ``~`` is
+outside the path grammar, so no contract path names it and listings skip it, and it lies below
+every directory above its path, so deleting a directory removes it without another listing.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+from collections.abc import Iterator, Sequence
+from typing import IO, Any, Generic, TypeVar
+
+from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, is_component
+from ..errors import InvalidOffsetError, PathNotFoundError
+from .bucket import Bucket, ListPage, ObjectInfo
+from .partwriter import STATE_SUFFIX, PartWriter, discard, load_state, state_key
+from .tree import children, walk_entries
+
+_B = TypeVar("_B", bound=Bucket)
+
+#: Bytes a reader asks its stream for at a time (the stream itself may fetch more).
+READ_BLOCK = 1 << 20
+
+
+class ObjectStoreDriver(StorageDriver, Generic[_B]):
+    """A StorageDriver over a flat object store; subclasses build :attr:`bucket` and set names.
+
+    Subclasses set ``name`` and ``Params`` and call ``super().__init__(bucket, prefix)``; they
+    implement nothing of the contract themselves.
+    """
+
+    def __init__(self, bucket: _B, prefix: str) -> None:
+        self.bucket = bucket
+        #: The root directory as a key prefix: ``""`` or ``"a/b/"``.
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    @property
+    def preferred_chunk_size(self) -> int:
+        """One full part: what the writer sends on without buffering."""
+        return self.bucket.part_size(1)
+
+    def close(self) -> None:
+        self.bucket.close()
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def key(self, path: str) -> str:
+        """The object key of a contract path."""
+        return self.prefix + path[1:]
+
+    def _dir_prefix(self, path: str) -> str:
+        return self.prefix if path == "/" else self.key(path) + "/"
+
+    # -- whole objects -----------------------------------------------------------------------
+
+    def _get_content(self, path: str) -> bytes:
+        stream = self.bucket.get(self.key(path))
+        try:
+            return stream.read()
+        finally:
+            stream.close()
+
+    def _put_content(self, path: str, data: bytes) -> None:
+        self.bucket.put(self.key(path), data)
+
+    def _reader(self, path: str, offset: int) -> IO[bytes]:
+        key = self.key(path)
+        try:
+            stream = self.bucket.get(key, offset)
+        except InvalidOffsetError:
+            info = self.bucket.head(key)  # a range at the end is empty; past it is bad
+            if info is None:
+                raise PathNotFoundError(path=path) from None
+            if offset != info.size:
+                raise InvalidOffsetError(path=path, offset=offset) from None
+            return io.BytesIO(b"")
+        return io.BufferedReader(_Raw(stream), READ_BLOCK)
+
+    def _writer(self, path: str, append: bool) -> FileWriter:
+        return PartWriter.open(self.bucket, self.name, path, self.key(path), append)
+
+    def _redirect_url(self, path: str, method: str) -> str | None:
+        return self.bucket.signed_url(self.key(path), method)
+
+    # -- listings ----------------------------------------------------------------------------
+
+    def _pages(self, prefix: str, *, delimiter: bool) -> Iterator[ListPage]:
+        token: str | None = None
+        while True:
+            page = self.bucket.list_page(prefix, delimiter=delimiter, token=token)
+            yield page
+            token = page.token
+            if token is None:
+                return
+
+    def _stat(self, path: str) -> FileInfo:
+        if path != "/":
+            info = self.bucket.head(self.key(path))
+            if info is not None:
+                return FileInfo(path, info.size, info.modified, False)
+        if path == "/" or self._has_children(path):
+            return FileInfo(path, 0, EPOCH, True)
+        raise PathNotFoundError(path=path)
+
+    def _has_children(self, path: str) -> bool:
+        prefix = self._dir_prefix(path)
+        for page in self._pages(prefix, delimiter=True):
+            if children(path, _names(page, prefix)):
+                return True
+        return False
+
+    def _list(self, path: str) -> builtins.list[str]:
+        prefix = self._dir_prefix(path)
+        names: builtins.list[str] = []
+        for page in self._pages(prefix, delimiter=True):
+            names.extend(_names(page, prefix))
+        found = children(path, names)
+        if not found and path != "/":
+            raise PathNotFoundError(path=path)
+        return found
+
+    def _objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        for page in self._pages(prefix, delimiter=False):
+            yield from page.objects
+
+    def _walk(self, path: str) -> Iterator[FileInfo]:
+        """One flat listing for the whole tree (not a listing per directory)."""
+        prefix = self._dir_prefix(path)
+        files = ((o.key[len(prefix) :], o.size, o.modified) for o in self._objects(prefix))
+        entries = walk_entries(path, files)
+        if not entries and path != "/":
+            raise PathNotFoundError(path=path)
+        return iter(entries)
+
+    # -- move, delete ------------------------------------------------------------------------
+
+    def _move(self, source: str, dest: str) -> None:
+        info = self.bucket.head(self.key(source))
+        if info is None:
+            raise PathNotFoundError(path=source)
+        if source == dest:  # copy-then-delete would delete the only copy
+            return
+        self.bucket.copy(info, self.key(dest))
+        self.bucket.delete_many([info.key])
+
+    def _delete(self, path: str) -> None:
+        """The object, everything below it and their unfinished writes, in batches.
+
+        Unfinished writes found below are aborted first (their parts cost storage); the one at
+        ``path`` itself only loses its state object, as finding it would cost a request.
+        """
+        key = self.key(path)
+        own = self.bucket.head(key)
+        below = [o.key for o in self._objects(key + "/")]
+        rel = len(key) + 1
+        if own is None and not any(is_component(k[rel:].split("/", 1)[0]) for k in below):
+            raise PathNotFoundError(path=path)
+        for doomed in below:
+            if doomed.endswith(STATE_SUFFIX):
+                target = doomed[: -len(STATE_SUFFIX)]
+                state = load_state(self.bucket, target, path)
+                if state is not None:
+                    discard(self.bucket, target, state)
+        self._delete_keys([key, state_key(key), *below])
+
+    def _delete_keys(self, keys: Sequence[str]) -> None:
+        batch = self.bucket.delete_batch
+        for start in range(0, len(keys), batch):
+            self.bucket.delete_many(keys[start : start + batch])
+
+
+def _names(page: ListPage, prefix: str) -> Iterator[str]:
+    for obj in page.objects:
+        yield obj.key[len(prefix) :]
+    for sub in page.prefixes:
+        yield sub[len(prefix) :]
+
+
+class _Raw(io.RawIOBase):
+    """A bucket's response stream as a raw stream, so the reader never holds the whole object."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        chunk = self._stream.read(view.nbytes)
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+        super().close()

@@ -1,0 +1,319 @@
+"""The one part writer: buffering, part sizing, bounded background uploads, resumable close.
+
+Every object-store driver writes through :class:`PartWriter`; the bucket supplies only the
+multipart primitives (:mod:`.bucket`). How a write proceeds:
+
+* Bytes fill a buffer of one part (allocated once per part, never grown). A full part is sent
+  when more data arrives, so that ``commit()`` can hand the last full part to
+  ``complete_upload`` as the final request. No multipart upload is started until a part is
+  sent: a write that fits one part is stored by one ``put`` at commit.
+* With ``bucket.max_concurrency`` N > 1, up to N parts upload in the background while the next
+  fills (at most N + 1 parts of memory); with 1, each part is sent before the next fills. The
+  first failure sticks: later calls raise it, and the write is continued by a new
+  ``writer(path, append=True)``.
+* ``close()`` waits for every part, then makes the write resumable anywhere. Stores whose parts
+  must be uniform (S3, GCS) save a *state object* (upload id, part size, parts, and the tail of
+  fewer bytes than a part) at ``state_key(key)``; stores that take a short part (Azure) upload
+  the tail as one and find the parts again with ``bucket.find_parts``. ``release()`` with
+  nothing written makes no request at all.
+* A resume loads the state (one GET), or finds the parts, or — when only committed content is
+  there — streams that content into a fresh upload (a registry never appends to a committed
+  blob, the contract allows it).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from ..driver import FileWriter
+from ..errors import PathNotFoundError, StorageDriverError
+
+if TYPE_CHECKING:
+    from .bucket import Bucket, Part
+
+MAGIC = b"layerstore-upload/1\n"
+#: Suffix of an unfinished write's state object: ``<key>~state`` (see :mod:`.driver`).
+STATE_SUFFIX = "~state"
+#: Bytes copied from committed content per write() when an append continues it.
+COPY_BLOCK = 4 * 2**20
+
+
+def state_key(key: str) -> str:
+    """The state object of an unfinished write to ``key`` (see :mod:`.driver`)."""
+    return key + STATE_SUFFIX
+
+
+@dataclasses.dataclass
+class UploadState:
+    """What a resume needs: the upload, its part size, its parts and the unsent tail."""
+
+    upload_id: str | None
+    part_size: int
+    parts: list[Part]
+    tail: bytes
+    created: dt.datetime
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts) + len(self.tail)
+
+    def encode(self) -> bytes:
+        meta = {
+            "upload": self.upload_id,
+            "part_size": self.part_size,
+            "parts": [[p.number, p.size, p.etag, p.checksum] for p in self.parts],
+            "created": self.created.isoformat(),
+        }
+        return MAGIC + json.dumps(meta, separators=(",", ":")).encode() + b"\n" + self.tail
+
+    @classmethod
+    def decode(cls, raw: bytes, path: str) -> UploadState:
+        from .bucket import Part
+
+        try:
+            if not raw.startswith(MAGIC):
+                raise ValueError("not a layerstore upload state")
+            line, _, tail = raw[len(MAGIC) :].partition(b"\n")
+            meta = json.loads(line)
+            parts = [Part(int(n), int(s), str(e), str(c)) for n, s, e, c in meta["parts"]]
+            upload = meta["upload"]
+            return cls(
+                upload_id=None if upload is None else str(upload),
+                part_size=int(meta["part_size"]),
+                parts=parts,
+                tail=tail,
+                created=dt.datetime.fromisoformat(meta["created"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StorageDriverError(f"unreadable upload state: {exc}", path=path) from exc
+
+
+def load_state(bucket: Bucket, key: str, path: str) -> UploadState | None:
+    """The saved state of an unfinished write to ``key``, or None."""
+    try:
+        stream = bucket.get(state_key(key))
+    except PathNotFoundError:
+        return None
+    try:
+        raw = stream.read()
+    finally:
+        stream.close()
+    return UploadState.decode(raw, path)
+
+
+def discard(bucket: Bucket, key: str, state: UploadState) -> None:
+    """Abort the upload a state describes and delete the state object."""
+    if state.upload_id is not None:
+        bucket.abort_upload(key, state.upload_id)
+    bucket.delete_many([state_key(key)])
+
+
+class PartWriter(FileWriter):
+    """A resumable multipart write; build it with :meth:`open` (see the module docstring)."""
+
+    def __init__(
+        self,
+        bucket: Bucket,
+        driver: str,
+        path: str,
+        key: str,
+        state: UploadState | None = None,
+    ) -> None:
+        super().__init__(driver, path, state.size if state else 0)
+        self._bucket = bucket
+        self._key = key
+        self._upload_id = state.upload_id if state else None
+        self._part_size = state.part_size if state else bucket.part_size(1)
+        self._parts: dict[int, Part] = {p.number: p for p in (state.parts if state else [])}
+        self._next = len(self._parts) + 1
+        self._created = state.created if state else dt.datetime.now(dt.UTC)
+        #: Whether a state object may exist for this write (commit and cancel remove it).
+        self._saved = state is not None
+        #: Set when this write continues committed content: cancel then removes that too.
+        self._replaces_committed = False
+        self._buffer = bytearray()
+        self._fill = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: collections.deque[Future[None]] = collections.deque()
+        self._failure: BaseException | None = None
+        if state and state.tail:
+            self._take(memoryview(state.tail))
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, bucket: Bucket, driver: str, path: str, key: str, append: bool) -> FileWriter:
+        """A fresh write (discarding an unfinished one at ``key``) or the continuation of one."""
+        if not append:
+            state = None if bucket.uneven_parts else load_state(bucket, key, path)
+            if state is not None:
+                discard(bucket, key, state)
+            return cls(bucket, driver, path, key)
+        if bucket.uneven_parts:
+            found = bucket.find_parts(key)
+            if found is not None:
+                upload_id, parts = found
+                now = dt.datetime.now(dt.UTC)
+                resumed = UploadState(upload_id, bucket.part_size(1), parts, b"", now)
+                return cls(bucket, driver, path, key, resumed)
+        state = load_state(bucket, key, path)
+        if state is not None:
+            return cls(bucket, driver, path, key, state)
+        if bucket.head(key) is None:
+            raise PathNotFoundError(path=path)
+        return cls._continue_committed(bucket, driver, path, key)
+
+    @classmethod
+    def _continue_committed(cls, bucket: Bucket, driver: str, path: str, key: str) -> PartWriter:
+        """Stream committed content into a new write, which replaces it at commit."""
+        writer = cls(bucket, driver, path, key)
+        writer._replaces_committed = True
+        stream = bucket.get(key)
+        try:
+            while block := stream.read(COPY_BLOCK):
+                writer._write(memoryview(block))
+                writer._size += len(block)
+        finally:
+            stream.close()
+        return writer
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def _write(self, data: memoryview) -> None:
+        self._check_failure()
+        self._take(data)
+
+    def _close(self) -> None:
+        try:
+            self._drain(0)
+            if self._fill == len(self._buffer) and self._fill:
+                self._send_part()  # a full part: nothing to keep aside
+            if self._bucket.uneven_parts and self._upload_id is not None:
+                if self._fill:
+                    self._send_part()
+                self._drain(0)
+                return
+            self._save_state()
+        finally:
+            self._shutdown()
+
+    def _commit(self) -> None:
+        """Finish the upload; on failure the writer stays open and commit() may be retried."""
+        self._drain(0)
+        last = memoryview(self._buffer)[: self._fill]
+        if self._upload_id is None:
+            self._bucket.put(self._key, last)
+        else:
+            parts = [self._parts[n] for n in range(1, self._next)]
+            self._bucket.complete_upload(self._key, self._upload_id, parts, last)
+        if self._saved:
+            self._bucket.delete_many([state_key(self._key)])
+        self._shutdown()
+        self._buffer, self._fill = bytearray(), 0
+
+    def _cancel(self) -> None:
+        self._buffer, self._fill = bytearray(), 0
+        for future in self._inflight:
+            future.cancel()
+        self._shutdown()
+        if self._upload_id is not None:
+            self._bucket.abort_upload(self._key, self._upload_id)
+        doomed = [state_key(self._key)] if self._saved else []
+        if self._replaces_committed:
+            doomed.append(self._key)
+        if doomed:
+            self._bucket.delete_many(doomed)
+
+    def _release(self) -> None:
+        self._buffer, self._fill = bytearray(), 0
+        self._shutdown()
+
+    # -- buffering and parts -----------------------------------------------------------------
+
+    def _part_capacity(self) -> int:
+        if self._bucket.uneven_parts:
+            return self._bucket.part_size(self._next)
+        return self._part_size
+
+    def _take(self, data: memoryview) -> None:
+        pos = 0
+        while pos < data.nbytes:
+            if self._fill and self._fill == len(self._buffer):
+                self._send_part()  # more data shows the full part is not the last
+            if not self._buffer:
+                self._buffer = bytearray(self._part_capacity())
+            n = min(len(self._buffer) - self._fill, data.nbytes - pos)
+            self._buffer[self._fill : self._fill + n] = data[pos : pos + n]
+            self._fill += n
+            pos += n
+
+    def _send_part(self) -> None:
+        number = self._next
+        if number > self._bucket.max_parts:
+            raise StorageDriverError(
+                f"more than {self._bucket.max_parts} parts; raise chunksize", path=self.path
+            )
+        if self._upload_id is None:
+            self._upload_id = self._bucket.start_upload(self._key)
+        data = memoryview(self._buffer)[: self._fill]
+        self._buffer, self._fill = bytearray(), 0
+        self._next += 1
+        if self._bucket.max_concurrency <= 1:
+            self._upload(number, data)
+            return
+        self._drain(self._bucket.max_concurrency - 1)
+        if self._pool is None:
+            workers = self._bucket.max_concurrency
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="layerstore-part")
+        self._inflight.append(self._pool.submit(self._upload, number, data))
+
+    def _upload(self, number: int, data: memoryview) -> None:
+        upload_id = self._upload_id
+        assert upload_id is not None
+        self._parts[number] = self._bucket.upload_part(self._key, upload_id, number, data)
+
+    def _save_state(self) -> None:
+        parts = [self._parts[n] for n in range(1, self._next)]
+        tail = bytes(memoryview(self._buffer)[: self._fill])
+        state = UploadState(self._upload_id, self._part_size, parts, tail, self._created)
+        self._bucket.put(state_key(self._key), state.encode())
+        self._saved = True
+
+    # -- background uploads ------------------------------------------------------------------
+
+    def _drain(self, keep: int) -> None:
+        """Wait until at most ``keep`` parts are in flight; the first failure sticks."""
+        while len(self._inflight) > keep:
+            try:
+                self._inflight.popleft().result()
+            except BaseException as exc:
+                self._failure = exc
+                raise
+
+    def _check_failure(self) -> None:
+        if self._failure is not None:
+            raise StorageDriverError(
+                "an earlier part failed to upload; resume with writer(path, append=True)",
+                path=self.path,
+            ) from self._failure
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._inflight.clear()
+
+
+def parts_in_order(parts: Sequence[Part]) -> list[Part]:
+    """Parts 1..k with no gap (later ones are strays of a crashed session)."""
+    by_number = {p.number: p for p in parts}
+    run: list[Part] = []
+    while len(run) + 1 in by_number:
+        run.append(by_number[len(run) + 1])
+    return run
