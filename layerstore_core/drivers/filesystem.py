@@ -27,19 +27,16 @@ import dataclasses
 import datetime as dt
 import errno
 import os
-import re
 import secrets
 import shutil
 import stat as stat_mod
 from collections.abc import Iterator
 from typing import IO, BinaryIO
 
-from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, join_path
+from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, is_component, join_path
 from ..errors import InvalidOffsetError, PathNotFoundError, StorageDriverError
 from ..params import ParameterError
 
-#: Names ``list`` and ``walk`` report: valid contract path components (temp files are not).
-_VISIBLE = re.compile(r"^[A-Za-z0-9._-]+$")
 #: Prefix of ``put_content``'s temp files; ``~`` keeps them outside the path grammar.
 TEMP_PREFIX = "~put-"
 #: Buffer of a writer's file object: small ``write()`` calls become large syscalls.
@@ -172,7 +169,7 @@ class FilesystemDriver(StorageDriver):
         with _translated(path):
             try:
                 with os.scandir(self._full(path)) as it:
-                    found = [(e.name, e) for e in it if _VISIBLE.match(e.name)]
+                    found = [(e.name, e) for e in it if is_component(e.name)]  # not temp files
             except FileNotFoundError:
                 if path == "/":
                     return []

@@ -1,9 +1,10 @@
 """The ``inmemory`` driver: a process-local store for tests and throwaway registries.
 
-Files live in a flat dict (directories are implied by prefixes), guarded by one lock. Writers
-append to a ``bytearray`` (amortized linear; Distribution's re-copies on every write, so its
-pushes go quadratic) held apart from committed content until ``commit``. Committed content is
-never mutated in place, so readers can share it without copying under the lock.
+It is the object-store base (:mod:`layerstore_core.objectstore`) over a dict: the same listing,
+directory, reader and part-writer code the cloud drivers run, so the conformance suite checks
+that code without an emulator. Objects are immutable ``bytes`` (a reader shares them without a
+copy); a write collects its parts and joins them once, at commit (linear, where Distribution's
+inmemory driver re-copies on every write and goes quadratic).
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import itertools
 import threading
-from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING
+from collections.abc import Sequence
+from typing import ClassVar
 
-from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, join_path, walk_order_key
 from ..errors import InvalidOffsetError, PathNotFoundError, StorageDriverError
+from ..objectstore import Bucket, ByteStream, ListPage, ObjectInfo, ObjectStoreDriver, Part
 
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+#: Part size of the writer: small enough that tests cross parts, large enough to be cheap.
+PART_SIZE = 5 * 2**20
+#: Keys per listing page, as S3 pages (so pagination is exercised too).
+PAGE_SIZE = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,185 +31,120 @@ class InMemoryParams:
     """The inmemory driver takes no parameters."""
 
 
-@dataclasses.dataclass
-class _Entry:
-    data: bytes | bytearray
+@dataclasses.dataclass(frozen=True)
+class _Object:
+    data: bytes
     modified: dt.datetime
+    etag: str
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+class MemoryBucket(Bucket):
+    """The object-store primitives over a dict, guarded by one lock."""
+
+    delete_batch: ClassVar[int] = 1000
+
+    def __init__(self) -> None:
+        self._objects: dict[str, _Object] = {}
+        self._uploads: dict[str, dict[int, bytes]] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    def part_size(self, number: int) -> int:
+        return PART_SIZE
+
+    def head(self, key: str) -> ObjectInfo | None:
+        with self._lock:
+            obj = self._objects.get(key)
+        return None if obj is None else ObjectInfo(key, len(obj.data), obj.modified, obj.etag)
+
+    def get(self, key: str, start: int = 0) -> ByteStream:
+        with self._lock:
+            obj = self._objects.get(key)
+        if obj is None:
+            raise PathNotFoundError()
+        if start > len(obj.data):
+            raise InvalidOffsetError(offset=start)
+        return io.BytesIO(memoryview(obj.data)[start:])
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        self._store(key, bytes(data))
+
+    def _store(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._check_no_file_above(key)
+            self._objects[key] = _Object(data, dt.datetime.now(dt.UTC), str(next(self._ids)))
+
+    def _check_no_file_above(self, key: str) -> None:
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in self._objects:
+                raise StorageDriverError("a parent of the path is a file")
+
+    def list_page(self, prefix: str, *, delimiter: bool, token: str | None) -> ListPage:
+        with self._lock:
+            keys = sorted(k for k in self._objects if k.startswith(prefix) and k > (token or ""))
+            objects: list[ObjectInfo] = []
+            prefixes: set[str] = set()
+            last: str | None = None
+            for key in keys:
+                if len(objects) + len(prefixes) == PAGE_SIZE:
+                    return ListPage(objects, sorted(prefixes), last)
+                rest = key[len(prefix) :]
+                if delimiter and "/" in rest:
+                    prefixes.add(prefix + rest.split("/", 1)[0] + "/")
+                else:
+                    obj = self._objects[key]
+                    objects.append(ObjectInfo(key, len(obj.data), obj.modified, obj.etag))
+                last = key
+        return ListPage(objects, sorted(prefixes), None)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._objects.pop(key, None)
+
+    def copy(self, source: ObjectInfo, dest: str) -> None:
+        with self._lock:
+            obj = self._objects.get(source.key)
+        if obj is None or obj.etag != source.etag:
+            raise PathNotFoundError("the source changed or went away during the copy")
+        self._store(dest, obj.data)
+
+    def start_upload(self, key: str) -> str:
+        upload_id = f"{key}#{next(self._ids)}"
+        with self._lock:
+            self._uploads[upload_id] = {}
+        return upload_id
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> Part:
+        with self._lock:
+            parts = self._uploads.get(upload_id)
+            if parts is None:
+                raise StorageDriverError(f"no such upload {upload_id}")
+            parts[number] = bytes(data)
+        return Part(number, data.nbytes)
+
+    def complete_upload(
+        self, key: str, upload_id: str, parts: Sequence[Part], last: memoryview
+    ) -> None:
+        with self._lock:
+            stored = self._uploads.get(upload_id)
+            if stored is None or any(stored.get(p.number) is None for p in parts):
+                raise StorageDriverError(f"upload {upload_id} is gone or misses parts")
+            data = b"".join([*(stored[p.number] for p in parts), bytes(last)])
+            del self._uploads[upload_id]
+        self._store(key, data)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            self._uploads.pop(upload_id, None)
 
 
-class InMemoryDriver(StorageDriver):
+class InMemoryDriver(ObjectStoreDriver[MemoryBucket]):
     """A thread-safe in-process store; nothing survives the process."""
 
     name = "inmemory"
     Params = InMemoryParams
 
     def __init__(self, params: InMemoryParams | None = None) -> None:
-        self._files: dict[str, _Entry] = {}
-        self._pending: dict[str, bytearray] = {}
-        self._lock = threading.RLock()
-
-    def _children_prefix(self, path: str) -> str:
-        return "/" if path == "/" else path + "/"
-
-    def _get_content(self, path: str) -> bytes:
-        with self._lock:
-            entry = self._files.get(path)
-        if entry is None:
-            raise PathNotFoundError(path=path)
-        return bytes(entry.data)
-
-    def _put_content(self, path: str, data: bytes) -> None:
-        with self._lock:
-            self._check_no_file_above(path)
-            self._files[path] = _Entry(data, _now())
-
-    def _check_no_file_above(self, path: str) -> None:
-        parts = path.split("/")
-        for i in range(2, len(parts)):
-            if "/".join(parts[:i]) in self._files:
-                raise StorageDriverError("a parent of the path is a file", path=path)
-
-    def _reader(self, path: str, offset: int) -> IO[bytes]:
-        with self._lock:
-            entry = self._files.get(path)
-        if entry is None:
-            raise PathNotFoundError(path=path)
-        if offset > len(entry.data):
-            raise InvalidOffsetError(path=path, offset=offset)
-        return io.BufferedReader(_ViewReader(memoryview(entry.data)[offset:]))
-
-    def _writer(self, path: str, append: bool) -> FileWriter:
-        with self._lock:
-            if not append:
-                buffer = bytearray()
-            elif path in self._pending:
-                buffer = self._pending[path]
-            elif path in self._files:
-                buffer = bytearray(self._files[path].data)
-            else:
-                raise PathNotFoundError(path=path)
-            self._pending[path] = buffer
-        return _InMemoryWriter(self, path, buffer)
-
-    def _stat(self, path: str) -> FileInfo:
-        with self._lock:
-            entry = self._files.get(path)
-            if entry is not None:
-                return FileInfo(path, len(entry.data), entry.modified, False)
-            prefix = self._children_prefix(path)
-            times = [e.modified for p, e in self._files.items() if p.startswith(prefix)]
-        if not times and path != "/":
-            raise PathNotFoundError(path=path)
-        return FileInfo(path, 0, max(times, default=EPOCH), True)
-
-    def _list(self, path: str) -> list[str]:
-        prefix = self._children_prefix(path)
-        with self._lock:
-            if path in self._files:
-                raise PathNotFoundError("not a directory", path=path)
-            names = {p[len(prefix) :].split("/", 1)[0] for p in self._files if p.startswith(prefix)}
-        if not names and path != "/":
-            raise PathNotFoundError(path=path)
-        return [join_path(path, name) for name in names]
-
-    def _walk(self, path: str) -> Iterator[FileInfo]:
-        """Walk from one sorted snapshot: O(n log n), where list + stat per node is quadratic."""
-        prefix = self._children_prefix(path)
-        with self._lock:
-            files = {p: e for p, e in self._files.items() if p.startswith(prefix)}
-        if not files and path != "/":
-            raise PathNotFoundError(path=path)
-        infos: dict[str, FileInfo] = {}
-        base = len(prefix.split("/")) - 1
-        for p, entry in files.items():
-            infos[p] = FileInfo(p, len(entry.data), entry.modified, False)
-            parts = p.split("/")
-            for i in range(base + 1, len(parts)):
-                d = "/".join(parts[:i])
-                seen = infos.get(d)
-                if seen is None or (seen.is_dir and seen.modified < entry.modified):
-                    infos[d] = FileInfo(d, 0, entry.modified, True)
-        yield from sorted(infos.values(), key=lambda info: walk_order_key(info.path))
-
-    def _move(self, source: str, dest: str) -> None:
-        with self._lock:
-            entry = self._files.get(source)
-            if entry is None:
-                raise PathNotFoundError(path=source)
-            self._check_no_file_above(dest)
-            self._delete_locked(dest)
-            self._files[dest] = _Entry(entry.data, _now())
-            del self._files[source]
-
-    def _delete(self, path: str) -> None:
-        with self._lock:
-            if not self._delete_locked(path):
-                raise PathNotFoundError(path=path)
-
-    def _delete_locked(self, path: str) -> bool:
-        prefix = path + "/"
-        doomed = [p for p in self._files if p == path or p.startswith(prefix)]
-        for p in doomed:
-            del self._files[p]
-        for p in [p for p in self._pending if p == path or p.startswith(prefix)]:
-            del self._pending[p]
-        return bool(doomed)
-
-
-class _ViewReader(io.RawIOBase):
-    """A stream over committed content without copying it (committed data is never mutated)."""
-
-    def __init__(self, view: memoryview) -> None:
-        self._view = view
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        target = memoryview(buffer).cast("B")
-        n = min(target.nbytes, self._view.nbytes - self._pos)
-        target[:n] = self._view[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    def close(self) -> None:
-        self._view = memoryview(b"")
-        super().close()
-
-
-class _InMemoryWriter(FileWriter):
-    def __init__(self, driver: InMemoryDriver, path: str, buffer: bytearray) -> None:
-        super().__init__(driver.name, path, len(buffer))
-        self._driver = driver
-        self._buffer = buffer
-
-    def _write(self, data: memoryview) -> None:
-        with self._driver._lock:  # a buffer another writer committed is content: never touch it
-            if self._driver._pending.get(self.path) is not self._buffer:
-                raise StorageDriverError("the write was committed, cancelled or restarted")
-            self._buffer += data
-
-    def _close(self) -> None:
-        """Do nothing: the buffer already lives in the driver's pending table."""
-
-    def _commit(self) -> None:
-        with self._driver._lock:
-            self._driver._check_no_file_above(self.path)
-            if self._driver._pending.get(self.path) is not self._buffer:
-                raise StorageDriverError("the write was committed, cancelled or restarted")
-            del self._driver._pending[self.path]
-            self._driver._delete_locked(self.path)
-            self._driver._files[self.path] = _Entry(self._buffer, _now())
-
-    def _cancel(self) -> None:
-        with self._driver._lock:
-            if self._driver._pending.get(self.path) is self._buffer:
-                del self._driver._pending[self.path]
-
-    def _release(self) -> None:
-        """Nothing to free: the buffer belongs to the driver's pending table."""
+        super().__init__(MemoryBucket(), "")
