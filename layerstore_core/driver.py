@@ -306,6 +306,20 @@ class StorageDriver(ABC):
         self._call("put_content", path, lambda: self._put_content(path, payload))
 
     @final
+    def put_content_if_absent(self, path: str, data: bytes) -> bool:
+        """Store ``data`` at ``path`` only if nothing is there; True when this call stored it.
+
+        Atomic across processes and hosts sharing the storage (O_EXCL/link on a filesystem,
+        conditional writes on object stores): of concurrent callers exactly one gets True. It
+        is what leases and per-upload writer claims are built on.
+        """
+        self._valid(path)
+        payload = bytes(data)
+        return self._call(
+            "put_content_if_absent", path, lambda: self._put_content_if_absent(path, payload)
+        )
+
+    @final
     def reader(self, path: str, offset: int = 0) -> IO[bytes]:
         """Open a binary stream at ``offset``.
 
@@ -412,6 +426,10 @@ class StorageDriver(ABC):
     def _redirect_url(self, path: str, method: str) -> str | None:
         """Drivers without direct URLs keep this default."""
         return None
+
+    def _put_content_if_absent(self, path: str, data: bytes) -> bool:
+        """Drivers without an atomic create keep this default (callers must not guess one)."""
+        raise UnsupportedMethodError("put_content_if_absent", driver=self.name, path=path)
 
     def _walk(self, path: str) -> Iterator[FileInfo]:
         """Walk generically from list + stat; drivers with flat listings override it."""

@@ -30,7 +30,7 @@ import os
 import secrets
 import shutil
 import stat as stat_mod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, BinaryIO
 
 from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, is_component, join_path
@@ -106,6 +106,24 @@ class FilesystemDriver(StorageDriver):
             return f.read()
 
     def _put_content(self, path: str, data: bytes) -> None:
+        self._put_atomically(path, data, os.replace)
+
+    def _put_content_if_absent(self, path: str, data: bytes) -> bool:
+        """``link`` the complete temp file into place: it fails, atomically, if the path exists."""
+        created = True
+
+        def link(temp: str, full: str) -> None:
+            nonlocal created
+            try:
+                os.link(temp, full)
+            except FileExistsError:
+                created = False
+
+        self._put_atomically(path, data, link)
+        return created
+
+    def _put_atomically(self, path: str, data: bytes, place: Callable[[str, str], None]) -> None:
+        """Write a synced temp file beside the target, then ``place`` it there; no torn file."""
         full = self._full(path)
         with _translated(path):
             directory = os.path.dirname(full)
@@ -117,11 +135,10 @@ class FilesystemDriver(StorageDriver):
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-                os.replace(temp, full)
-            except BaseException:
+                place(temp, full)
+            finally:
                 with contextlib.suppress(OSError):
-                    os.unlink(temp)
-                raise
+                    os.unlink(temp)  # after os.replace it is gone already
 
     def _reader(self, path: str, offset: int) -> IO[bytes]:
         with _translated(path):

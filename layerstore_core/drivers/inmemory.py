@@ -69,10 +69,16 @@ class MemoryBucket(Bucket):
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         self._store(key, bytes(data))
 
-    def _store(self, key: str, data: bytes) -> None:
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        return self._store(key, bytes(data), only_new=True)
+
+    def _store(self, key: str, data: bytes, *, only_new: bool = False) -> bool:
         with self._lock:
             self._check_no_file_above(key)
+            if only_new and key in self._objects:
+                return False
             self._objects[key] = _Object(data, dt.datetime.now(dt.UTC), str(next(self._ids)))
+        return True
 
     def _check_no_file_above(self, key: str) -> None:
         parts = key.split("/")

@@ -22,6 +22,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
+from ..errors import UnsupportedMethodError
+
 MiB = 2**20
 #: Longest lifetime of a redirect URL any driver signs (S3 and GCS V4 signatures cap at 7 days).
 MAX_REDIRECT_EXPIRY = 7 * 24 * 3600
@@ -110,6 +112,13 @@ class Bucket(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """Store ``data`` as the whole object at ``key``, replacing it; retried by the SDK."""
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Store ``data`` at ``key`` only if no object is there (a conditional write).
+
+        True when this call created it; of concurrent callers exactly one gets True.
+        """
+        raise UnsupportedMethodError("put_if_absent")
 
     @abstractmethod
     def list_page(self, prefix: str, *, delimiter: bool, token: str | None) -> ListPage:

@@ -67,6 +67,9 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
     def _put_content(self, path: str, data: bytes) -> None:
         self.bucket.put(self.key(path), data)
 
+    def _put_content_if_absent(self, path: str, data: bytes) -> bool:
+        return self.bucket.put_if_absent(self.key(path), data)
+
     def _reader(self, path: str, offset: int) -> IO[bytes]:
         key = self.key(path)
         try:
