@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, cast
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.core.paging import ItemPaged
 from azure.storage.blob import (
     BlobBlock,
@@ -171,6 +171,19 @@ class AzureBucket(Bucket):
             self._blob(key).upload_blob(
                 body, blob_type=BlobType.BLOCKBLOB, length=len(body), overwrite=True
             )
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Put Blob with ``If-None-Match: *`` (the SDK's ``overwrite=False``)."""
+        try:
+            with translated():
+                self._blob(key).upload_blob(
+                    data, blob_type=BlobType.BLOCKBLOB, length=len(data), overwrite=False
+                )
+        except StorageDriverError as exc:
+            if isinstance(exc.__cause__, ResourceExistsError):
+                return False
+            raise
+        return True
 
     def list_page(self, prefix: str, *, delimiter: bool, token: str | None) -> ListPage:
         pager: ItemPaged[Any]
