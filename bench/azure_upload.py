@@ -34,7 +34,7 @@ def child(kind: str, params: dict[str, Any], size: int, concurrency: int) -> Non
     from layerstore_core import load_driver
 
     driver = load_driver("azure", **params)
-    blob = driver._container.get_blob_client(f"{ROOT}/{kind}")  # type: ignore[attr-defined]
+    blob = driver.bucket.container.get_blob_client(f"{ROOT}/{kind}")  # type: ignore[attr-defined]
     driver.put_content("/warmup", b"x")  # connections and imports out of the timing
     if kind == "writer":
         measure(lambda: write_through(driver.writer(f"/{kind}"), size))

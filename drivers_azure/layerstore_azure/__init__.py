@@ -1,7 +1,7 @@
 """layerstore's ``azure`` driver (azure-storage-blob): ``load_driver("azure", container=...)``."""
 
+from .bucket import AzureBucket
 from .config import AzureParams
 from .driver import AzureDriver
-from .writer import AzureWriter
 
-__all__ = ["AzureDriver", "AzureParams", "AzureWriter"]
+__all__ = ["AzureBucket", "AzureDriver", "AzureParams"]

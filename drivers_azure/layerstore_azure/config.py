@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from layerstore_core.params import ParameterError
+from layerstore_core.objectstore import DEFAULT_REDIRECT_EXPIRY, MAX_REDIRECT_EXPIRY
+from layerstore_core.params import ParameterError, check_range
 
 MiB = 2**20
 #: Azure's largest staged block (service version 2019-12-12 and later).
@@ -28,14 +29,12 @@ DEFAULT_CHUNK_SIZE = 4 * MiB
 #: One block staged at a time keeps a writer to one block of memory; raise it for throughput.
 DEFAULT_MAX_CONCURRENCY = 1
 MAX_CONCURRENCY = 64
-#: Distribution's drivers sign redirect URLs for 20 minutes.
-DEFAULT_REDIRECT_EXPIRY = 20 * 60
-MAX_REDIRECT_EXPIRY = 7 * 24 * 3600
 MAX_RETRIES = 20
 
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 CREDENTIAL_CHOICES = ("default",)
+OWNER = "driver 'azure'"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +84,10 @@ class AzureParams:
                 "(3-63 of a-z, 0-9 and single '-', starting and ending alphanumeric)"
             )
         self._validate_auth()
-        _check_range("chunksize", self.chunksize, MIN_CHUNK_SIZE, MAX_BLOCK_SIZE)
-        _check_range("maxconcurrency", self.maxconcurrency, 1, MAX_CONCURRENCY)
-        _check_range("redirectexpiry", self.redirectexpiry, 1, MAX_REDIRECT_EXPIRY)
-        _check_range("maxretries", self.maxretries, 0, MAX_RETRIES)
+        check_range(OWNER, "chunksize", self.chunksize, MIN_CHUNK_SIZE, MAX_BLOCK_SIZE)
+        check_range(OWNER, "maxconcurrency", self.maxconcurrency, 1, MAX_CONCURRENCY)
+        check_range(OWNER, "redirectexpiry", self.redirectexpiry, 1, MAX_REDIRECT_EXPIRY)
+        check_range(OWNER, "maxretries", self.maxretries, 0, MAX_RETRIES)
         if any(part in (".", "..") for part in self.prefix.split("/")):
             raise ParameterError("driver 'azure': rootdirectory must not contain '.' or '..'")
 
@@ -124,9 +123,3 @@ class AzureParams:
                 f"driver 'azure': accountname {self.accountname!r} must be 3-24 of a-z and 0-9"
             )
 
-
-def _check_range(key: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise ParameterError(
-            f"driver 'azure': parameter {key!r} must be in [{low}, {high}], got {value}"
-        )

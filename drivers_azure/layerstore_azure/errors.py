@@ -27,7 +27,7 @@ ERROR_TABLE: dict[str, type[StorageDriverError]] = {
     "InvalidRange": InvalidOffsetError,
 }
 
-#: Codes that mean the configuration is wrong: said loudly, never as a missing path.
+#: Codes said in words (mostly a wrong configuration): loudly, never as a missing path.
 CONFIG_MESSAGES: dict[str, str] = {
     "ContainerNotFound": "the configured container does not exist",
     "AuthenticationFailed": "authentication failed: check the account key or credential",
@@ -35,6 +35,8 @@ CONFIG_MESSAGES: dict[str, str] = {
     "AuthorizationPermissionMismatch": "the credential lacks the permission for this operation",
     "InvalidBlockList": "a staged block of this upload is gone (expired or discarded)",
     "BlockCountExceedsLimit": "the blob reached Azure's limit on blocks",
+    # A download's later chunks carry If-Match on the first one's ETag (the SDK does that).
+    "ConditionNotMet": "the blob was replaced while it was read; read it again",
 }
 
 

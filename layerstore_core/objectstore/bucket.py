@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import ClassVar, Protocol
 
 from ..errors import UnsupportedMethodError
@@ -166,6 +166,15 @@ class Bucket(ABC):
 
         Only stores with :attr:`uneven_parts` need it (their ``close()`` saves no state); the
         returned id is what the continuing writer uploads further parts under.
+        """
+        return None
+
+    def unfinished_keys(self, prefix: str) -> Iterator[str] | None:
+        """Every key below ``prefix``, keys holding only an unfinished upload's parts included.
+
+        For stores where such keys exist but listings hide them (Azure's staged-only blobs),
+        so that deleting a directory removes them; None (the default): the flat listing shows
+        every key there is to delete.
         """
         return None
 

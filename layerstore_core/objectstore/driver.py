@@ -158,7 +158,8 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         """
         key = self.key(path)
         own = self.bucket.head(key)
-        below = [o.key for o in self._objects(key + "/")]
+        hidden = self.bucket.unfinished_keys(key + "/")
+        below = list(hidden) if hidden is not None else [o.key for o in self._objects(key + "/")]
         rel = len(key) + 1
         if own is None and not any(is_component(k[rel:].split("/", 1)[0]) for k in below):
             raise PathNotFoundError(path=path)

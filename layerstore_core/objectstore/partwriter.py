@@ -14,8 +14,10 @@ multipart primitives (:mod:`.bucket`). How a write proceeds:
 * ``close()`` waits for every part, then makes the write resumable anywhere. Stores whose parts
   must be uniform (S3, GCS) save a *state object* (upload id, part size, parts, and the tail of
   fewer bytes than a part) at ``state_key(key)``; stores that take a short part (Azure) upload
-  the tail as one and find the parts again with ``bucket.find_parts``. ``release()`` with
-  nothing written makes no request at all.
+  the tail as one (starting the upload if no part was sent yet, so that a resume never finds
+  an older write's parts instead) and find the parts again with ``bucket.find_parts``; only
+  an empty close with no upload saves (empty) state there. ``release()`` with nothing
+  written makes no request at all.
 * A resume loads the state (one GET), or finds the parts, or — when only committed content is
   there — streams that content into a fresh upload (a registry never appends to a committed
   blob, the contract allows it).
@@ -194,10 +196,13 @@ class PartWriter(FileWriter):
             self._drain(0)
             if self._fill == len(self._buffer) and self._fill:
                 self._send_part()  # a full part: nothing to keep aside
-            if self._bucket.uneven_parts and self._upload_id is not None:
-                if self._fill:
+            if self._bucket.uneven_parts and (self._upload_id is not None or self._fill):
+                if self._fill:  # the tail as a short part, starting the upload if need be
                     self._send_part()
                 self._drain(0)
+                if self._saved:  # state from an empty close: the parts now say it all
+                    self._bucket.delete_many([state_key(self._key)])
+                    self._saved = False
                 return
             self._save_state()
         finally:

@@ -15,7 +15,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobProperties, ContainerClient, StorageErrorCode
 from layerstore_azure import AzureDriver
-from layerstore_azure.driver import wait_for_copy
+from layerstore_azure.bucket import wait_for_copy
 from layerstore_azure.errors import CONFIG_MESSAGES, ERROR_TABLE, translate
 
 from layerstore_core.discovery import driver_class, load_driver
@@ -152,6 +152,18 @@ def test_copy_polling_on_a_real_completed_copy(azurite: Azurite, driver: Storage
     assert driver.get_content("/cp/b") == b"payload"
 
 
+def test_get_of_a_blob_replaced_mid_read_is_a_clear_error(driver: StorageDriver) -> None:
+    """No retry loop: the SDK's If-Match on later chunks makes a replaced blob fail loudly."""
+    assert isinstance(driver, AzureDriver)
+    key = driver.key("/changing")
+    driver.put_content("/changing", os.urandom(9 * 2**20))  # more than one 4 MiB chunk
+    stream = driver.bucket.get(key)
+    driver.put_content("/changing", os.urandom(9 * 2**20))
+    with pytest.raises(StorageDriverError, match="replaced while it was read"):
+        stream.read()
+    stream.close()
+
+
 # -- delete -----------------------------------------------------------------------------------
 
 
@@ -232,7 +244,7 @@ def test_bad_parameters_are_clear(params: dict[str, Any], message: str) -> None:
 def test_default_credential_builds_without_io() -> None:
     d = load_driver("azure", container="ok-name", accountname=ACCOUNT, credential="default")
     assert isinstance(d, AzureDriver)
-    assert hasattr(d._service.credential, "get_token")
+    assert hasattr(d.bucket.container.credential, "get_token")
     d.close()
 
 

@@ -1,4 +1,9 @@
-"""The azure writer: staged blocks, resume from any process, the block-id scheme, restarts."""
+"""Azure writes: staged blocks, resume from any process, the block-id scheme, restarts.
+
+Writes go through the core's PartWriter over AzureBucket; these tests hold the properties the
+old driver-private writer had (uniform ids, resume anywhere, orphans and stale blocks never
+resumed, appends reusing committed blocks, tails surviving close, mixed fleets, limits).
+"""
 
 from __future__ import annotations
 
@@ -15,21 +20,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobBlock, BlobSasPermissions, ContainerClient, generate_blob_sas
-from layerstore_azure.config import MAX_BLOCK_SIZE, MiB
-from layerstore_azure.writer import (
+from azure.storage.blob import (
+    BlobBlock,
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerClient,
+    generate_blob_sas,
+)
+from layerstore_azure import AzureBucket, AzureDriver, AzureParams
+from layerstore_azure.blocks import (
     BLOCK_ID_LENGTH,
     MAX_BLOCKS,
     TIER_BLOCKS,
-    AzureWriter,
     Block,
     block_size,
     resume_chain,
 )
+from layerstore_azure.config import MAX_BLOCK_SIZE, MiB
 
 from layerstore_core.discovery import load_driver
 from layerstore_core.driver import StorageDriver
 from layerstore_core.errors import PathNotFoundError, StorageDriverError
+from layerstore_core.objectstore import PartWriter
 from layerstore_core.testing import Backend
 from tests.backends.azure import ACCOUNT, ACCOUNT_KEY, CONTAINER, Azurite
 
@@ -93,18 +105,27 @@ def test_block_sizes_fit_several_hundred_gib() -> None:
     assert block_size(MAX_BLOCKS - 1, 1000 * MiB) == MAX_BLOCK_SIZE
 
 
-def test_resume_chain_drops_orphans() -> None:
-    def staged(index: int, session: int, size: int = 1) -> BlobBlock:
-        b = BlobBlock(Block(index, session, size).id)
-        b.size = size
-        return b
+def _block(index: int, session: int, size: int = 1) -> BlobBlock:
+    b = BlobBlock(Block(index, session, size).id)
+    b.size = size
+    return b
 
+
+def test_resume_chain_drops_orphans() -> None:
     # Session 1 staged 0, 1 and 3 (2 failed); session 2 restaged 2; 3 of session 1 is an orphan.
-    blocks = [staged(0, 1), staged(1, 1), staged(3, 1), staged(2, 2, 5)]
-    chain = resume_chain([], blocks)
+    blocks = [_block(0, 1), _block(1, 1), _block(3, 1), _block(2, 2, 5)]
+    chain = resume_chain(blocks)
     assert [(b.index, b.session, b.size) for b in chain] == [(0, 1, 1), (1, 1, 1), (2, 2, 5)]
     # Foreign ids are ignored; a newer session wins at one index.
-    assert resume_chain([], [staged(0, 1), staged(0, 3, 9), BlobBlock("foreign")])[0].size == 9
+    assert resume_chain([_block(0, 1), _block(0, 3, 9), BlobBlock("foreign")])[0].size == 9
+
+
+def test_resume_chain_cuts_a_replaced_write() -> None:
+    """A fresh write (a newer session from index 0) hides the older write's blocks after it."""
+    committed = [_block(0, 1), _block(1, 1), _block(2, 1)]
+    assert [b.session for b in resume_chain([*committed, _block(0, 2, 7)])] == [2]
+    # Appending to committed blocks: the new session continues after them.
+    assert [b.index for b in resume_chain([*committed, _block(3, 2)])] == [0, 1, 2, 3]
 
 
 # -- against Azurite ------------------------------------------------------------------------
@@ -196,7 +217,7 @@ def test_append_to_single_shot_content(driver: StorageDriver) -> None:
     a, b = os.urandom(CHUNK + 5), os.urandom(10)
     driver.put_content("/p", a)
     w = driver.writer("/p", append=True)
-    assert isinstance(w, AzureWriter) and w.size == len(a)
+    assert isinstance(w, PartWriter) and w.size == len(a)
     w.write(b)
     w.commit()
     assert driver.get_content("/p") == a + b
@@ -222,6 +243,86 @@ def test_fresh_writer_discards_stale_blocks(driver: StorageDriver) -> None:
     assert w.size == 5
     w.commit()
     assert driver.get_content("/s") == b"short"
+
+
+def test_fresh_writer_over_committed_blocks(driver: StorageDriver) -> None:
+    """Committed blocks of ours are not resumed once a fresh write has staged from index 0."""
+    driver.put_content("/fc", b"")
+    w = driver.writer("/fc")
+    w.write(os.urandom(3 * CHUNK))
+    w.commit()
+    w = driver.writer("/fc")
+    w.write(b"new")
+    w.close()
+    w = driver.writer("/fc", append=True)
+    assert w.size == 3
+    w.commit()
+    assert driver.get_content("/fc") == b"new"
+
+
+def test_tail_survives_close_as_a_short_block(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    """close() stages the tail (no side object); the next session continues after it."""
+    w = driver.writer("/t")
+    w.write(b"abc")
+    w.close()
+    _, uncommitted = block_lists(container, blob_name(backend_azure, "/t"))
+    assert uncommitted == [Block(0, 1, 3).id]
+    assert [n for n in container.list_blob_names(name_starts_with=blob_name(backend_azure, "/"))
+            if "~" in n] == []  # fmt: skip
+    w = driver.writer("/t", append=True)
+    w.write(b"def")
+    w.commit()
+    committed, _ = block_lists(container, blob_name(backend_azure, "/t"))
+    assert committed == [Block(0, 1, 3).id, Block(1, 2, 3).id]
+    assert driver.get_content("/t") == b"abcdef"
+
+
+class _Service(BlobServiceClient):
+    """A real service client that remembers being closed."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+class _Container(ContainerClient):
+    """A real container client that remembers being closed."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+@pytest.mark.parametrize("kind", ["service", "container"])
+def test_injected_client_is_used_and_not_closed(
+    azurite: Azurite, backend_azure: Backend, kind: str
+) -> None:
+    params = AzureParams(**{**backend_azure.params, "chunksize": 64 * 1024})
+    client: _Service | _Container
+    if kind == "service":
+        client = _Service.from_connection_string(azurite.connection_string)
+    else:
+        client = _Container.from_connection_string(azurite.connection_string, CONTAINER)
+    d = AzureDriver(params, **{kind: client})
+    assert d.bucket.container.url.startswith(azurite.endpoint)
+    w = d.writer("/inj")
+    w.write(os.urandom(64 * 1024 + 9))
+    w.commit()
+    assert d.stat("/inj").size == 64 * 1024 + 9
+    assert d.redirect_url("/inj") is not None  # the account key signs either way
+    d.delete("/inj")
+    d.close()
+    assert not client.closed
+    client.close()
+    owned = AzureDriver(params)
+    owned.close()
+    assert isinstance(owned.bucket.service, BlobServiceClient)
 
 
 def test_orphan_block_after_gap_is_not_resumed(
@@ -274,7 +375,7 @@ def test_cancel_removes_blob_and_staged_blocks(
 
 def test_unfinished_write_is_not_listed(driver: StorageDriver, container: ContainerClient,
                                         backend_azure: Backend) -> None:  # fmt: skip
-    """Staged-only blobs (e.g. another tool's) are invisible; ours show as an empty file."""
+    """Blobs with only staged blocks (unfinished writes) are invisible; delete removes them."""
     container.get_blob_client(blob_name(backend_azure, "/d/staged")).stage_block(
         Block(0, 1, 3).id, b"abc"
     )
@@ -352,12 +453,11 @@ def test_continue_a_distribution_append_blob(
 def test_block_limit_is_a_clear_error(
     driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from layerstore_azure import writer as writer_module
-
-    monkeypatch.setattr(writer_module, "MAX_BLOCKS", 3)
+    assert AzureBucket.max_parts == MAX_BLOCKS
+    monkeypatch.setattr(AzureBucket, "max_parts", 3)
     w = driver.writer("/big")
-    with pytest.raises(StorageDriverError, match="block limit"):
-        w.write(os.urandom(4 * CHUNK))
+    with pytest.raises(StorageDriverError, match="more than 3 parts"):
+        w.write(os.urandom(4 * CHUNK + 1))  # part 4 is sent once more data shows it is full
     w.cancel()
 
 
@@ -376,7 +476,7 @@ def test_failed_parallel_stage_resumes_at_a_clean_prefix(tmp_path: Path) -> None
         with pytest.raises(StorageDriverError):
             w.write(data[len(data) // 2 :])
             w.close()
-        with pytest.raises(StorageDriverError, match="earlier block failed|Connection"):
+        with pytest.raises(StorageDriverError, match="earlier part failed|Connection"):
             w.write(b"more")
             w.close()
     finally:
