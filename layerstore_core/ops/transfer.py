@@ -24,8 +24,9 @@ from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-#: Read size of a streamed copy; the destination writer turns it into its own parts.
-CHUNK = 8 * 2**20
+#: Read size of a streamed copy: small, as the destination writer gathers its own parts (a
+#: job holds one chunk plus the writer's part buffer).
+CHUNK = 1 * 2**20
 #: Files up to this size go through get_content/put_content (one request each way).
 SMALL = 1 * 2**20
 #: Where copies are staged on drivers that write in place; outside blobs/ and repositories/.
