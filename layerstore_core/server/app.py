@@ -147,6 +147,9 @@ class RegistryApp:
         if self.state.htpasswd is not None:
             await self._authenticate(req)
         handler, args = route(req.method, req.path)
+        if self.state.config.readonly and req.method not in ("GET", "HEAD"):
+            await req.drain()
+            raise HTTPError("UNSUPPORTED", "the registry is in read-only mode")
         return await handler(self.state, req, **args)
 
     async def _authenticate(self, req: Request) -> None:
@@ -162,7 +165,7 @@ class RegistryApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 purge = self.state.config.purge
-                if purge.enabled and purge.interval > 0:
+                if purge.enabled and purge.interval > 0 and not self.state.config.readonly:
                     self._tasks.append(asyncio.create_task(self._purge_loop()))
                 if self.state.config.scrub.enabled:
                     self._tasks.append(asyncio.create_task(self._scrub_loop()))

@@ -34,7 +34,7 @@ _STORAGE_OPTIONS = {"delete", "redirect", "maintenance", "cache", "tag"}
 #: Distribution keys we accept but do not act on (dotted paths; a prefix covers its subtree).
 _IGNORED = {
     "version", "log.formatter", "log.fields", "log.accesslog", "log.hooks", "loglevel",
-    "storage.cache", "storage.tag", "storage.maintenance.readonly",
+    "storage.cache", "storage.tag",
     "http.prefix", "http.host", "http.relativeurls", "http.headers", "http.debug", "http.http2",
     "http.draintimeout", "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
     "http.tls.ciphersuites", "health", "notifications", "redis",
@@ -92,6 +92,8 @@ class Config:
     redirect_disabled: bool = False
     purge: PurgeConfig = PurgeConfig()
     scrub: ScrubConfig = ScrubConfig()
+    #: ``storage.maintenance.readonly.enabled``: refuse every write (405), purge nothing.
+    readonly: bool = False
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     unix_socket: str | None = None
@@ -211,7 +213,10 @@ def _parse_storage(raw: Any) -> dict[str, Any]:
     _check_keys(redirect, "storage.redirect", {"disable"})
     out["redirect_disabled"] = _bool(redirect.get("disable", False), "storage.redirect.disable")
     maintenance = _section(storage.get("maintenance"), "storage.maintenance")
-    _check_keys(maintenance, "storage.maintenance", {"uploadpurging", "scrub"})
+    _check_keys(maintenance, "storage.maintenance", {"uploadpurging", "scrub", "readonly"})
+    readonly = _section(maintenance.get("readonly"), "storage.maintenance.readonly")
+    _check_keys(readonly, "storage.maintenance.readonly", {"enabled"})
+    out["readonly"] = _bool(readonly.get("enabled", False), "storage.maintenance.readonly.enabled")
     out["purge"] = _parse_purge(maintenance.get("uploadpurging"))
     out["scrub"] = _parse_scrub(maintenance.get("scrub"))
     for k in ("cache", "tag"):
