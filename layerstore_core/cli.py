@@ -1,4 +1,4 @@
-"""The ``layerstore`` command: ``serve``, ``drivers``, ``purge-uploads``.
+"""The ``layerstore`` command: ``serve``, ``drivers``, ``purge-uploads``, ``copy``, ``verify``.
 
 Server dependencies are imported inside the subcommands, so ``layerstore drivers`` works on a
 core-only install and a missing extra is reported with the command that installs it.
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--age", help="minimum age, a Go duration such as 168h (default: config)")
     purge.add_argument("--dry-run", action="store_true", help="only list what would go")
     purge.set_defaults(func=cmd_purge_uploads)
+    from .ops.cli import register as register_copy_verify  # ops imports CLIError from here
+
+    register_copy_verify(sub)
     return parser
 
 

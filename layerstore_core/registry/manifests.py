@@ -129,12 +129,21 @@ class ManifestStore:
         self._check_references(*references(doc, kind))
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
         blob = p.path_for(p.BlobDataPath(digest))
-        if blob_size(self._driver, blob) != len(content):
+        if not self._stored(blob, content):
             self._driver.put_content(blob, content)
         write_link(self._driver, p.path_for(p.ManifestRevisionLinkPath(self.name, digest)), digest)
         if tag is not None:
             TagStore(self._driver, self.name).tag(tag, digest)
         return digest
+
+    def _stored(self, blob: str, content: bytes) -> bool:
+        """Whether ``blob`` holds exactly ``content``: a damaged stored copy is rewritten."""
+        if blob_size(self._driver, blob) != len(content):
+            return False
+        try:
+            return self._driver.get_content(blob) == content
+        except PathNotFoundError:
+            return False
 
     def _check_references(self, blobs: list[str], children: list[str]) -> None:
         missing = [d for d in blobs if not self._blob_visible(d)]

@@ -44,6 +44,8 @@ READ_CHUNK = 1 << 20
 #: Writes at least this large hash in parallel with the driver's write.
 PARALLEL_HASH_MIN = 256 * 1024
 STARTED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: Bytes compared at each end of a stored blob before an upload of the same digest is dropped.
+STORED_CHECK = 64 * 1024
 
 
 def format_started_at(when: dt.datetime) -> bytes:
@@ -231,14 +233,21 @@ class BlobUpload:
         return f"{alg}:{hasher.hexdigest()}"
 
     def _move_into_place(self, digest: str, length: int) -> None:
-        """Move the data to ``blobs/…/data``, or drop it when the blob exists.
+        """Move the data to ``blobs/…/data``, or drop it when an intact copy is stored there.
 
+        A stored blob is not trusted blindly (Distribution's is, so one corrupted copy fails
+        every pull for good): when its size differs, or its first or last
+        :data:`STORED_CHECK` bytes differ from the verified upload's, the upload replaces it.
         Twice (or racing another commit of the same blob): the blob exists, nothing moves; two
         racing moves both write the same verified bytes, so either result is right.
         """
         blob = p.path_for(p.BlobDataPath(digest))
-        if blob_size(self._driver, blob) == length:
+        stored = blob_size(self._driver, blob)
+        if stored == length and self._stored_copy_matches(blob, length):
             return
+        if stored is not None:
+            log.warning("blob %s: the stored copy (%d bytes) is damaged; replacing it with the "
+                        "verified upload", digest, stored)
         if length == 0:  # some backends keep no object for an empty write; write it outright
             self._driver.put_content(blob, b"")
             return
@@ -247,6 +256,22 @@ class BlobUpload:
         except PathNotFoundError:
             if blob_size(self._driver, blob) != length:  # not a racing commit's success
                 raise
+
+    def _stored_copy_matches(self, blob: str, length: int) -> bool:
+        """The cheap check: both ends of the stored blob equal the upload's.
+
+        A change in the middle of a large blob gets past it; finding that is verify's and the
+        scrub's job (a full re-hash on every re-push would cost what the re-push saved).
+        """
+        for offset in sorted({0, max(0, length - STORED_CHECK)}):
+            try:
+                if _read_at(self._driver, blob, offset) != _read_at(
+                    self._driver, self._data_path, offset
+                ):
+                    return False
+            except (PathNotFoundError, InvalidOffsetError):  # changed under us: re-place it
+                return False
+        return True
 
     def _link(self, digest: str) -> None:
         """Link the blob into the repository. Twice: rewrites the same 71 bytes."""
@@ -288,6 +313,12 @@ class BlobUpload:
     def _check_usable(self, what: str) -> None:
         if self._done:
             raise BlobUploadUnknownError(f"cannot {what}: upload {self.id} is finished")
+
+
+def _read_at(driver: StorageDriver, path: str, offset: int) -> bytes:
+    """Up to :data:`STORED_CHECK` bytes of ``path`` from ``offset``."""
+    with driver.reader(path, offset) as stream:
+        return stream.read(STORED_CHECK)
 
 
 def save_hash_state(

@@ -1,4 +1,4 @@
-"""The ASGI application: routing, authentication, error responses, upload purging.
+"""The ASGI application: routing, authentication, error responses, upload purging, scrub.
 
 Routes (``<name>`` may hold slashes, so the route regex anchors on the trailing keywords)::
 
@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from .. import discovery
 from ..driver import StorageDriver
+from ..ops.scrub import scrub_once
 from ..registry import Registry
 from . import blobs, manifests, uploads
 from .auth import Htpasswd, HtpasswdError
@@ -117,7 +118,7 @@ class RegistryApp:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        self._purger: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -146,6 +147,9 @@ class RegistryApp:
         if self.state.htpasswd is not None:
             await self._authenticate(req)
         handler, args = route(req.method, req.path)
+        if self.state.config.readonly and req.method not in ("GET", "HEAD"):
+            await req.drain()
+            raise HTTPError("UNSUPPORTED", "the registry is in read-only mode")
         return await handler(self.state, req, **args)
 
     async def _authenticate(self, req: Request) -> None:
@@ -161,12 +165,14 @@ class RegistryApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 purge = self.state.config.purge
-                if purge.enabled and purge.interval > 0:
-                    self._purger = asyncio.create_task(self._purge_loop())
+                if purge.enabled and purge.interval > 0 and not self.state.config.readonly:
+                    self._tasks.append(asyncio.create_task(self._purge_loop()))
+                if self.state.config.scrub.enabled:
+                    self._tasks.append(asyncio.create_task(self._scrub_loop()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._purger is not None:
-                    self._purger.cancel()
+                for task in self._tasks:
+                    task.cancel()
                 self.state.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -187,6 +193,19 @@ class RegistryApp:
             except Exception:
                 log.exception("upload purge failed")
             await asyncio.sleep(purge.interval)
+
+
+    async def _scrub_loop(self) -> None:
+        """Verify the whole store every interval, at the configured read rate.
+
+        The first run waits a random part of the interval, so that a fleet's instances spread.
+        """
+        scrub = self.state.config.scrub
+        await asyncio.sleep(random.uniform(0, scrub.interval))
+        while True:
+            await self.state.run(scrub_once, self.state.registry.driver, scrub.ratelimit or None,
+                                 self.state.scrub)
+            await asyncio.sleep(scrub.interval)
 
 
 def _chunk_min_length(driver: StorageDriver, default: int) -> int:

@@ -25,6 +25,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_PURGE_AGE = 168 * 3600.0
 DEFAULT_PURGE_INTERVAL = 24 * 3600.0
+DEFAULT_SCRUB_INTERVAL = 24 * 3600.0
+DEFAULT_SCRUB_RATE = 50 * 2**20
 ENV_PREFIX = "REGISTRY_"
 
 #: Keys of ``storage`` that are options, not a driver's name.
@@ -32,7 +34,7 @@ _STORAGE_OPTIONS = {"delete", "redirect", "maintenance", "cache", "tag"}
 #: Distribution keys we accept but do not act on (dotted paths; a prefix covers its subtree).
 _IGNORED = {
     "version", "log.formatter", "log.fields", "log.accesslog", "log.hooks", "loglevel",
-    "storage.cache", "storage.tag", "storage.maintenance.readonly",
+    "storage.cache", "storage.tag",
     "http.prefix", "http.host", "http.relativeurls", "http.headers", "http.debug", "http.http2",
     "http.draintimeout", "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
     "http.tls.ciphersuites", "health", "notifications", "redis",
@@ -59,6 +61,18 @@ class PurgeConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScrubConfig:
+    """``storage.maintenance.scrub``: re-verify the store every ``interval``.
+
+    Reads at most ``ratelimit`` bytes/s (0: no limit). Off unless enabled.
+    """
+
+    enabled: bool = False
+    interval: float = DEFAULT_SCRUB_INTERVAL
+    ratelimit: int = DEFAULT_SCRUB_RATE
+
+
+@dataclasses.dataclass(frozen=True)
 class Htpasswd:
     """``auth.htpasswd``: a realm and a file of ``user:bcrypt-hash`` lines."""
 
@@ -77,6 +91,9 @@ class Config:
     delete_enabled: bool = False
     redirect_disabled: bool = False
     purge: PurgeConfig = PurgeConfig()
+    scrub: ScrubConfig = ScrubConfig()
+    #: ``storage.maintenance.readonly.enabled``: refuse every write (405), purge nothing.
+    readonly: bool = False
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     unix_socket: str | None = None
@@ -196,8 +213,12 @@ def _parse_storage(raw: Any) -> dict[str, Any]:
     _check_keys(redirect, "storage.redirect", {"disable"})
     out["redirect_disabled"] = _bool(redirect.get("disable", False), "storage.redirect.disable")
     maintenance = _section(storage.get("maintenance"), "storage.maintenance")
-    _check_keys(maintenance, "storage.maintenance", {"uploadpurging"})
+    _check_keys(maintenance, "storage.maintenance", {"uploadpurging", "scrub", "readonly"})
+    readonly = _section(maintenance.get("readonly"), "storage.maintenance.readonly")
+    _check_keys(readonly, "storage.maintenance.readonly", {"enabled"})
+    out["readonly"] = _bool(readonly.get("enabled", False), "storage.maintenance.readonly.enabled")
     out["purge"] = _parse_purge(maintenance.get("uploadpurging"))
+    out["scrub"] = _parse_scrub(maintenance.get("scrub"))
     for k in ("cache", "tag"):
         if k in storage:
             log.warning("config key storage.%s is accepted for compatibility and ignored", k)
@@ -216,6 +237,23 @@ def _parse_purge(raw: Any) -> PurgeConfig:
                   if "interval" in sec else d.interval),
         dryrun=_bool(sec.get("dryrun", d.dryrun), f"{key}.dryrun"),
     )
+
+
+def _parse_scrub(raw: Any) -> ScrubConfig:
+    key = "storage.maintenance.scrub"
+    sec = _section(raw, key)
+    _check_keys(sec, key, {"enabled", "interval", "ratelimit"})
+    d = ScrubConfig()
+    rate = sec.get("ratelimit", d.ratelimit)
+    if isinstance(rate, bool) or not str(rate).strip().isdigit():
+        raise ConfigError(f"{key}.ratelimit: expected bytes per second (an integer >= 0), "
+                          f"got {rate!r}")
+    interval = (parse_duration(sec["interval"], f"{key}.interval")
+                if "interval" in sec else d.interval)
+    enabled = _bool(sec.get("enabled", d.enabled), f"{key}.enabled")
+    if enabled and interval <= 0:
+        raise ConfigError(f"{key}.interval: must be positive when the scrub is enabled")
+    return ScrubConfig(enabled=enabled, interval=interval, ratelimit=int(str(rate).strip()))
 
 
 def parse_addr(value: Any, key: str = "http.addr") -> tuple[str, int]:

@@ -15,6 +15,7 @@ import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
 
+from ..ops.scrub import ScrubStats
 from ..registry import Registry
 from .auth import Htpasswd
 from .config import Config
@@ -49,6 +50,8 @@ class ServerState:
         )
     )
     chunk_min_length: int = DEFAULT_CHUNK_MIN_LENGTH
+    #: The scheduled scrub's counters (``storage.maintenance.scrub``), for a metrics exporter.
+    scrub: ScrubStats = dataclasses.field(default_factory=ScrubStats)
 
     async def run(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Call a blocking function on the pool."""

@@ -1,0 +1,1 @@
+"""Operations on a whole store: ``copy`` between backends, ``verify`` (and repair), scrub."""
