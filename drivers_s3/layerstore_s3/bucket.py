@@ -258,7 +258,11 @@ def _body(data: bytes | bytearray | memoryview) -> Any:
 
     Typed Any: botocore takes a file-like body, its stubs list only bytes.
     """
-    return _ViewReader(data) if isinstance(data, memoryview) else data
+    if not isinstance(data, memoryview):
+        return data
+    if isinstance(data.obj, bytes | bytearray) and data.nbytes == len(data.obj):
+        return data.obj  # a whole part buffer: botocore sends it as it is
+    return _ViewReader(data)
 
 
 class _ViewReader(io.RawIOBase):
