@@ -82,6 +82,22 @@ class S3Bucket(Bucket):
                 Bucket=self.name, Key=key, Body=_body(data), ContentType=CONTENT_TYPE, **args
             )
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """One PutObject with ``If-None-Match: *``: S3 refuses it (412) when the key exists."""
+        args = self._object_args(storage_class=not key.endswith(_STATE_SUFFIX))
+        try:
+            self.client.put_object(
+                Bucket=self.name, Key=key, Body=data, ContentType=CONTENT_TYPE,
+                IfNoneMatch="*", **args,
+            )
+        except ClientError as exc:
+            if error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise_translated(exc)
+        except BotoCoreError as exc:
+            raise_translated(exc)
+        return True
+
     def list_page(self, prefix: str, *, delimiter: bool, token: str | None) -> ListPage:
         args: dict[str, Any] = {"Delimiter": "/"} if delimiter else {}
         if token is not None:
