@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from layerstore_core.params import ParameterError
+from layerstore_core.objectstore import DEFAULT_REDIRECT_EXPIRY, MAX_REDIRECT_EXPIRY
+from layerstore_core.params import ParameterError, check_range
 
 MiB = 2**20
 GiB = 2**30
@@ -23,8 +24,6 @@ MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000
 #: Above this size CopyObject fails; a multipart copy is the only way.
 MAX_COPY_OBJECT_SIZE = 5 * GiB
-#: Presigned URLs live at most a week under SigV4.
-MAX_REDIRECT_EXPIRY = 7 * 24 * 3600
 MAX_RETRIES = 20
 #: Storage class value meaning "send no storage class" (Distribution's spelling).
 NO_STORAGE_CLASS = "NONE"
@@ -72,7 +71,7 @@ class S3Params:
     storageclass: str = "STANDARD"
     objectacl: str | None = None
     #: Lifetime of presigned redirect URLs, in seconds.
-    redirectexpiry: int = 20 * 60
+    redirectexpiry: int = DEFAULT_REDIRECT_EXPIRY
     #: Retries of one request by botocore's ``standard`` retry mode (attempts = 1 + retries).
     maxretries: int = 5
 
@@ -118,7 +117,4 @@ class S3Params:
 
 
 def _check_range(key: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise ParameterError(
-            f"driver 's3': parameter {key!r} must be in [{low}, {high}], got {value}"
-        )
+    check_range("driver 's3'", key, value, low, high)

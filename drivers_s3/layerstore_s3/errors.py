@@ -33,6 +33,7 @@ ERROR_TABLE: dict[str, type[StorageDriverError]] = {
     "InvalidPart": StorageDriverError,
     "InvalidPartOrder": StorageDriverError,
     "PreconditionFailed": StorageDriverError,
+    "ConditionalRequestConflict": StorageDriverError,
     "SlowDown": StorageDriverError,
     "InternalError": StorageDriverError,
 }

@@ -78,7 +78,7 @@ def child_write(driver: StorageDriver, path: str, *, seed: int, total: int, coun
 def key_of(driver: StorageDriver, path: str) -> str:
     """The raw S3 key of a contract path."""
     assert isinstance(driver, S3Driver)
-    return driver._key(path)
+    return driver.key(path)
 
 
 def uploads_at(s3_client: Any, key: str) -> list[dict[str, Any]]:
@@ -87,7 +87,10 @@ def uploads_at(s3_client: Any, key: str) -> list[dict[str, Any]]:
 
 
 def part_sizes(s3_client: Any, key: str) -> list[int]:
-    """Sizes of the parts of the one unfinished upload at ``key``."""
-    (upload,) = uploads_at(s3_client, key)
+    """Sizes of the parts of the unfinished upload at ``key`` (none before a part is sent)."""
+    uploads = uploads_at(s3_client, key)
+    if not uploads:
+        return []
+    (upload,) = uploads
     parts = s3_client.list_parts(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"])
     return [p["Size"] for p in sorted(parts.get("Parts", []), key=lambda p: p["PartNumber"])]

@@ -60,7 +60,7 @@ class _Headers:
 
     def __init__(self, driver: Any) -> None:
         self.seen: dict[str, list[dict[str, str]]] = {}
-        driver._client.meta.events.register("before-sign.s3", self)
+        driver.bucket.client.meta.events.register("before-sign.s3", self)
 
     def __call__(self, request: Any, event_name: str, **_: Any) -> None:
         operation = event_name.rsplit(".", 1)[-1]
@@ -155,7 +155,7 @@ def test_default_parameters() -> None:
     params.validate()
     assert params.chunksize == 10 * MIB
     assert params.redirectexpiry == 20 * 60 and params.maxretries == 5
-    retries = S3Driver(params)._client.meta.config.retries
+    retries = S3Driver(params).bucket.client.meta.config.retries
     assert retries["total_max_attempts"] == 6  # botocore: 1 attempt + maxretries
     assert params.key_prefix == ""
     assert S3Params(bucket="b", rootdirectory="/a/b/").key_prefix == "a/b/"
