@@ -24,10 +24,11 @@ from .. import discovery
 from ..driver import StorageDriver
 from ..ops.scrub import scrub_once
 from ..registry import Registry
+from ..registry.errors import NameUnknownError, UnauthorizedError, UnsupportedError
 from . import blobs, manifests, uploads
 from .auth import Htpasswd, HtpasswdError
 from .config import Config, ConfigError
-from .errors import HTTPError, from_exception
+from .errors import from_exception
 from .http import (
     ClientDisconnected,
     Receive,
@@ -44,7 +45,10 @@ from .tokens import TokenSigner, random_secret
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[..., Awaitable[Response]]
+#: A route with its URL arguments bound: what the dispatcher calls.
+Handler = Callable[[ServerState, Request], Awaitable[Response]]
+#: Routes under ``/v2/<name>/`` that take one more URL argument (reference, upload id, digest).
+_NamedRoute = Callable[[ServerState, Request, str, str], Awaitable[Response]]
 
 _ROUTE = re.compile(
     r"^/v2/(?P<name>.+?)/(?:"
@@ -55,62 +59,64 @@ _ROUTE = re.compile(
     r")$"
 )
 
-_MANIFEST_METHODS: dict[str, Handler] = {
+_MANIFEST_METHODS: dict[str, _NamedRoute] = {
     "GET": manifests.get, "HEAD": manifests.get, "PUT": manifests.put,
     "DELETE": manifests.delete,
 }
-_UPLOAD_METHODS: dict[str, Handler] = {
+_UPLOAD_METHODS: dict[str, _NamedRoute] = {
     "GET": uploads.status, "PATCH": uploads.patch, "PUT": uploads.put,
     "DELETE": uploads.cancel,
 }
-_BLOB_METHODS: dict[str, Handler] = {"GET": blobs.get, "HEAD": blobs.head, "DELETE": blobs.delete}
+_BLOB_METHODS: dict[str, _NamedRoute] = {
+    "GET": blobs.get, "HEAD": blobs.head, "DELETE": blobs.delete,
+}
 
 
-def _not_allowed(method: str) -> HTTPError:
-    return HTTPError("UNSUPPORTED", f"method {method} not allowed here")
+def _not_allowed(method: str) -> UnsupportedError:
+    return UnsupportedError(f"method {method} not allowed here")
 
 
 async def _version(state: ServerState, req: Request) -> Response:
     return json_response(200, b"{}")
 
 
-def route(method: str, path: str) -> tuple[Handler, dict[str, str]]:
-    """Find the handler and its URL arguments (404/405 as OCI errors)."""
+def route(method: str, path: str) -> Handler:
+    """Find the handler, its URL arguments bound (404/405 as OCI errors)."""
     if path in ("/v2", "/v2/"):
         if method not in ("GET", "HEAD"):
             raise _not_allowed(method)
-        return _version, {}
+        return _version
     if path == "/v2/_catalog":
         if method != "GET":
             raise _not_allowed(method)
-        return manifests.catalog, {}
+        return manifests.catalog
     if path.endswith("/blobs/uploads"):  # some clients drop the trailing slash
         path += "/"
     m = _ROUTE.match(path)
     if m is None:
-        raise HTTPError("NAME_UNKNOWN", "no such route", detail={"path": path}, status=404)
-    name = m.group("name")
+        raise NameUnknownError("no such route", detail={"path": path})
+    name: str = m.group("name")
     if m.group("tags"):
         if method != "GET":
             raise _not_allowed(method)
-        return manifests.tags, {"name": name}
+        return lambda state, req: manifests.tags(state, req, name)
     if m.group("reference") is not None:
-        return _pick(_MANIFEST_METHODS, method), {"name": name, "reference": m.group("reference")}
+        return _bind(_MANIFEST_METHODS, method, name, m.group("reference"))
     if m.group("upload") is not None:
-        upload_id = m.group("upload")
+        upload_id: str = m.group("upload")
         if not upload_id:
             if method != "POST":
                 raise _not_allowed(method)
-            return uploads.start, {"name": name}
-        return _pick(_UPLOAD_METHODS, method), {"name": name, "upload_id": upload_id}
-    return _pick(_BLOB_METHODS, method), {"name": name, "digest": m.group("digest")}
+            return lambda state, req: uploads.start(state, req, name)
+        return _bind(_UPLOAD_METHODS, method, name, upload_id)
+    return _bind(_BLOB_METHODS, method, name, m.group("digest"))
 
 
-def _pick(table: dict[str, Handler], method: str) -> Handler:
+def _bind(table: dict[str, _NamedRoute], method: str, name: str, arg: str) -> Handler:
     handler = table.get(method)
     if handler is None:
         raise _not_allowed(method)
-    return handler
+    return lambda state, req: handler(state, req, name, arg)
 
 
 class RegistryApp:
@@ -146,11 +152,11 @@ class RegistryApp:
     async def _dispatch(self, req: Request) -> Response:
         if self.state.htpasswd is not None:
             await self._authenticate(req)
-        handler, args = route(req.method, req.path)
+        handler = route(req.method, req.path)
         if self.state.config.readonly and req.method not in ("GET", "HEAD"):
             await req.drain()
-            raise HTTPError("UNSUPPORTED", "the registry is in read-only mode")
-        return await handler(self.state, req, **args)
+            raise UnsupportedError("the registry is in read-only mode")
+        return await handler(self.state, req)
 
     async def _authenticate(self, req: Request) -> None:
         htpasswd = self.state.htpasswd
@@ -158,7 +164,7 @@ class RegistryApp:
         user = await self.state.run(htpasswd.check, req.headers.get("authorization"))
         if user is None:
             await req.drain()
-            raise HTTPError("UNAUTHORIZED", headers={"WWW-Authenticate": htpasswd.challenge})
+            raise UnauthorizedError(headers={"WWW-Authenticate": htpasswd.challenge})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

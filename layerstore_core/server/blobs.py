@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import HTTPError
+from ..registry.errors import RangeInvalidError, UnsupportedError
 from .http import Request, Response, empty
 from .state import ServerState
 
@@ -36,9 +36,9 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _unsatisfiable(size: int) -> HTTPError:
-    return HTTPError("RANGE_INVALID", "requested range not satisfiable",
-                     headers={"Content-Range": f"bytes */{size}"})
+def _unsatisfiable(size: int) -> RangeInvalidError:
+    return RangeInvalidError("requested range not satisfiable",
+                             headers={"Content-Range": f"bytes */{size}"})
 
 
 def _headers(digest: str) -> list[tuple[str, str]]:
@@ -89,7 +89,7 @@ async def get(state: ServerState, req: Request, name: str, digest: str) -> Respo
 async def delete(state: ServerState, req: Request, name: str, digest: str) -> Response:
     """DELETE: unlink from the repository (only when ``storage.delete.enabled``)."""
     if not state.config.delete_enabled:
-        raise HTTPError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
+        raise UnsupportedError("deletes are disabled (storage.delete.enabled)")
     repo = state.registry.repository(name)
     await state.run(repo.blobs.delete, digest)
     return empty(202, Docker_Content_Digest=digest)

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]  # stubs optional
 
+from ..errors import LayerstoreError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "./registry-data"
@@ -46,7 +48,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class ConfigError(ValueError):
+class ConfigError(LayerstoreError, ValueError):
     """The configuration is malformed; the message names the offending key."""
 
 

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mutabl
 from typing import Any
 from urllib.parse import parse_qs
 
-from .errors import HTTPError, error_body
+from ..registry.errors import RegistryError, SizeInvalidError
+from .errors import error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,7 +56,7 @@ class Request:
         if raw is None:
             return None
         if not raw.strip().isdigit():
-            raise HTTPError("SIZE_INVALID", "malformed Content-Length", detail=raw)
+            raise SizeInvalidError("malformed Content-Length", detail=raw)
         return int(raw)
 
     @property
@@ -81,13 +82,13 @@ class Request:
             if not message.get("more_body", False):
                 return
 
-    async def read(self, limit: int, code: str = "SIZE_INVALID") -> bytes:
-        """Read the whole body, for small documents (manifests); over ``limit`` is an error."""
+    async def read(self, limit: int, too_large: type[RegistryError]) -> bytes:
+        """Read the whole body, for small documents (manifests); over ``limit``: ``too_large``."""
         buf = bytearray()
         async for chunk in self.stream():
             buf += chunk
             if len(buf) > limit:
-                raise HTTPError(code, f"body larger than {limit} bytes", status=413)
+                raise too_large(f"body larger than {limit} bytes")
         return bytes(buf)
 
     async def drain(self) -> None:
@@ -118,9 +119,8 @@ def json_response(
     return Response(status, hdrs + list(headers), document)
 
 
-def error_response(err: HTTPError, head: bool = False) -> Response:
-    body = error_body(err.code, err.message, err.detail)
-    resp = json_response(err.status, body, err.headers.items())
+def error_response(err: RegistryError, head: bool = False) -> Response:
+    resp = json_response(err.status, error_body(err), err.headers.items())
     resp.head = head
     return resp
 

@@ -13,7 +13,7 @@ import concurrent.futures
 import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from ..ops.scrub import ScrubStats
 from ..registry import Registry
@@ -23,6 +23,7 @@ from .http import Request
 from .tokens import TokenSigner
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 class _Reader(Protocol):
@@ -53,15 +54,15 @@ class ServerState:
     #: The scheduled scrub's counters (``storage.maintenance.scrub``), for a metrics exporter.
     scrub: ScrubStats = dataclasses.field(default_factory=ScrubStats)
 
-    async def run(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """Call a blocking function on the pool."""
+    async def run(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Call a blocking function on the pool; mypy checks the arguments against ``fn``."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
-    async def pump(self, request: Request, write: Callable[[bytearray], Any]) -> int:
+    async def pump(self, request: Request, write: Callable[[bytearray], object]) -> int:
         """Stream the request body into ``write`` in batches; the number of bytes written."""
         loop = asyncio.get_running_loop()
-        pending: asyncio.Future[Any] | None = None
+        pending: asyncio.Future[object] | None = None
         buf = bytearray()
         total = 0
         try:

@@ -10,15 +10,23 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from ..registry import BlobUpload, RegistryError
+from ..registry import BlobUpload
+from ..registry.errors import (
+    BlobUnknownError,
+    BlobUploadInvalidError,
+    DigestInvalidError,
+    NameInvalidError,
+    NameUnknownError,
+    RangeInvalidError,
+)
 from ..registry.names import validate_digest
-from .errors import HTTPError
 from .http import Request, Response, empty
 from .state import ServerState
 from .tokens import InvalidTokenError, UploadState
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
-_NO_MOUNT = {"BLOB_UNKNOWN", "NAME_UNKNOWN", "NAME_INVALID", "DIGEST_INVALID"}
+#: A mount failing with one of these falls back to a fresh upload session.
+_NO_MOUNT = (BlobUnknownError, NameUnknownError, NameInvalidError, DigestInvalidError)
 
 
 def range_header(offset: int) -> str:
@@ -51,7 +59,7 @@ def parse_content_range(value: str) -> tuple[int, int]:
     """``start-end`` (inclusive), optionally with a ``bytes`` unit; else 416."""
     m = _CONTENT_RANGE.match(value.strip())
     if not m or int(m.group(1)) > int(m.group(2)):
-        raise HTTPError("RANGE_INVALID", "malformed Content-Range", detail=value)
+        raise RangeInvalidError("malformed Content-Range", detail=value)
     return int(m.group(1)), int(m.group(2))
 
 
@@ -62,9 +70,8 @@ async def start(state: ServerState, req: Request, name: str) -> Response:
     if mount is not None and source is not None:
         try:
             await state.run(repo.blobs.mount, mount, source)
-        except RegistryError as exc:  # cannot mount: fall back to a fresh session, as the spec says
-            if exc.code not in _NO_MOUNT:
-                raise
+        except _NO_MOUNT:  # cannot mount: fall back to a fresh session, as the spec says
+            pass
         else:
             await req.drain()
             return _created(name, mount)
@@ -114,11 +121,11 @@ async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -
     repo = state.registry.repository(name)
     token = req.arg("_state")
     if token is None:
-        raise HTTPError("BLOB_UPLOAD_INVALID", "missing upload state (_state)")
+        raise BlobUploadInvalidError("missing upload state (_state)")
     try:
         state.signer.verify(token, name=name, upload_id=upload_id)
     except InvalidTokenError as exc:
-        raise HTTPError("BLOB_UPLOAD_INVALID", str(exc)) from None
+        raise BlobUploadInvalidError(str(exc)) from None
     return await state.run(repo.blobs.resume_upload, upload_id)
 
 
@@ -134,9 +141,9 @@ async def _check_range(
         first, last = parse_content_range(raw)
         length = req.content_length
         if first != offset or (length is not None and length != last - first + 1):
-            raise HTTPError("RANGE_INVALID", "chunk does not start at the upload's offset",
-                            detail={"offset": offset, "content_range": raw})
-    except HTTPError as err:
+            raise RangeInvalidError("chunk does not start at the upload's offset",
+                                    detail={"offset": offset, "content_range": raw})
+    except RangeInvalidError as err:
         await state.run(upload.close)
         err.headers.update(
             Location=_location(state, name, upload), Range=range_header(offset),
@@ -159,7 +166,7 @@ async def put(state: ServerState, req: Request, name: str, upload_id: str) -> Re
     """PUT ?digest=: optional final chunk, then verify and commit."""
     digest = req.arg("digest")
     if not digest:
-        raise HTTPError("DIGEST_INVALID", "the digest query parameter is required")
+        raise DigestInvalidError("the digest query parameter is required")
     validate_digest(digest)  # before any byte of the body lands in the upload
     upload = await _resume(state, req, name, upload_id)
     if req.has_body:
