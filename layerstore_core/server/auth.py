@@ -33,6 +33,9 @@ class Htpasswd:
         self._users = self._load(Path(path))
         self._verified: set[bytes] = set()
 
+    def __repr__(self) -> str:
+        return f"Htpasswd(realm={self.realm!r}, {len(self._users)} users)"
+
     @staticmethod
     def _load(path: Path) -> dict[str, bytes]:
         try:

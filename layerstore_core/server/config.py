@@ -87,8 +87,9 @@ class Config:
     """Everything ``layerstore serve`` needs, validated."""
 
     driver: str = "filesystem"
+    #: Not in the repr: it holds the driver's credentials as configured.
     driver_params: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: {"rootdirectory": DEFAULT_ROOT}
+        default_factory=lambda: {"rootdirectory": DEFAULT_ROOT}, repr=False
     )
     delete_enabled: bool = False
     redirect_disabled: bool = False
@@ -99,7 +100,7 @@ class Config:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     unix_socket: str | None = None
-    secret: str | None = None
+    secret: str | None = dataclasses.field(default=None, repr=False)
     tls_certificate: str | None = None
     tls_key: str | None = None
     log_level: str = "INFO"

@@ -8,6 +8,7 @@ extra installs them), and handles TLS and Unix sockets itself.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 
 import uvicorn
@@ -17,11 +18,36 @@ from .config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
+#: The signed upload state in a logged URL: it lets whoever holds it continue the upload.
+_UPLOAD_STATE = re.compile(r"(_state=)[^&\s\"']+")
+#: uvicorn's loggers that print request lines (URLs with their query).
+URL_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+def redact(text: str) -> str:
+    """``…?_state=<token>`` → ``…?_state=REDACTED``."""
+    return _UPLOAD_STATE.sub(r"\1REDACTED", text)
+
+
+class RedactUploadState(logging.Filter):
+    """Rewrites log records so that no upload state token reaches a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    for name in URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactUploadState) for f in logger.filters):
+            logger.addFilter(RedactUploadState())
 
 
 def serve(config: Config) -> None:

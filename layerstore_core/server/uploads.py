@@ -3,6 +3,8 @@
 Every response that keeps an upload open carries a fresh signed state token in ``Location``; the
 upload's real offset is always the backend's (the token's offset is informational), so a chunk
 that does not start there gets 416 with the current ``Range`` and nothing is appended.
+Read-only requests (GET status, a refused chunk) make no backend write: the resumed session
+wrote nothing, so closing it only releases its writer.
 """
 
 from __future__ import annotations
@@ -78,10 +80,9 @@ async def start(state: ServerState, req: Request, name: str) -> Response:
     digest = req.arg("digest")
     if digest is not None:
         validate_digest(digest)  # before an upload exists that a bad digest would strand
-    upload = await state.run(repo.blobs.create_upload)
+    upload = await state.run(repo.blobs.create_upload)  # startedat only: no data write yet
     if digest is None:
         await req.drain()
-        await state.run(upload.close)
         resp = _progress(state, name, upload, 202)
         return resp.header("OCI-Chunk-Min-Length", state.chunk_min_length)
     return await _finish(state, req, name, upload, digest)
@@ -175,14 +176,14 @@ async def put(state: ServerState, req: Request, name: str, upload_id: str) -> Re
 
 
 async def status(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
-    """GET: where the upload stands (204 + Range)."""
+    """GET: where the upload stands (204 + Range); no backend write (the writer is released)."""
     upload = await _resume(state, req, name, upload_id)
     await state.run(upload.close)
     return _progress(state, name, upload, 204)
 
 
 async def cancel(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
-    """DELETE: abandon the upload."""
+    """DELETE: abandon the upload, cancelling the write this request resumed (no second one)."""
     upload = await _resume(state, req, name, upload_id)
     await state.run(upload.cancel)
     return empty(204)
