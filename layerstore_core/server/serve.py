@@ -15,6 +15,7 @@ import uvicorn
 
 from .app import create_app
 from .config import Config, ConfigError
+from .memory import tune_malloc
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def configure_logging(level: str) -> None:
 def serve(config: Config) -> None:
     """Serve until interrupted; an unreadable htpasswd file or TLS key pair is a ConfigError."""
     configure_logging(config.log_level)
+    tune_malloc()
     app = create_app(config)
     where = config.unix_socket or f"{config.host}:{config.port}"
     log.info("layerstore serving %s storage on %s", config.driver, where)
