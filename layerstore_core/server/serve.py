@@ -45,6 +45,11 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    redact_upload_state()
+
+
+def redact_upload_state() -> None:
+    """Install :class:`RedactUploadState` on the loggers that print URLs (once each)."""
     for name in URL_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactUploadState) for f in logger.filters):
