@@ -2,9 +2,9 @@
 
 An upload is ``_uploads/<id>/``: ``startedat`` (its existence is the upload's), ``data`` (the
 driver's resumable writer) and ``hashstates/sha256/<offset>`` (the SHA-256 state, saved at each
-``close()`` in Go's format, older ones pruned). Resuming restores the state matching the writer's
-offset and reads nothing back; only when none matches is the data re-read (or, where the backend
-shows nothing before commit, hashed once at commit).
+``close()`` in Go's format; the one a session resumed from is then deleted). Resuming restores
+the state matching the writer's offset and reads nothing back; only when none matches is the
+data re-read (or, where the backend shows nothing before commit, hashed once at commit).
 
 Only requests that change an upload write to the backend: starting one writes ``startedat`` and
 opens no data write (that waits for the first byte), and a session that wrote nothing (a status
@@ -109,6 +109,8 @@ class BlobUpload:
         self._session_start = writer.size if writer is not None else 0
         #: None when no saved state matched the offset; the data is then hashed at commit.
         self._hasher = hasher
+        #: Offset of the saved hash state this session resumed from, deleted once a newer is saved.
+        self._resumed_state: int | None = None
         self._done = False
         self._closed = False
 
@@ -137,8 +139,11 @@ class BlobUpload:
             writer = driver.writer(p.path_for(p.UploadDataPath(name, upload_id)), append=True)
         except PathNotFoundError:  # created, never closed with data: nothing to continue
             writer = None
-        hasher = _load_hash_state(driver, name, upload_id, writer.size if writer else 0)
-        return cls(driver, name, upload_id, parse_started_at(raw), writer, hasher)
+        offset = writer.size if writer is not None else 0
+        hasher, saved = _load_hash_state(driver, name, upload_id, offset)
+        upload = cls(driver, name, upload_id, parse_started_at(raw), writer, hasher)
+        upload._resumed_state = offset if saved else None
+        return upload
 
     @property
     def offset(self) -> int:
@@ -188,7 +193,8 @@ class BlobUpload:
                 return
             writer.close()
             if self._hasher is not None:
-                save_hash_state(self._driver, self._name, self.id, self._hasher)
+                save_hash_state(self._driver, self._name, self.id, self._hasher,
+                                replaces=self._resumed_state)
 
     def cancel(self) -> None:
         """Discard the upload: cancel this session's write (multipart state too), remove the dir.
@@ -352,41 +358,45 @@ def _read_at(driver: StorageDriver, path: str, offset: int) -> bytes:
 
 
 def save_hash_state(
-    driver: StorageDriver, name: str, upload_id: str, hasher: ResumableSHA256
+    driver: StorageDriver, name: str, upload_id: str, hasher: ResumableSHA256,
+    *, replaces: int | None = None,
 ) -> None:
-    """Save the state at ``hashstates/sha256/<offset>``, then prune the older ones."""
+    """Save the state at ``hashstates/sha256/<offset>``, then delete the one at ``replaces``.
+
+    Deleting the state the session resumed from (rather than listing for older ones) keeps
+    one state per upload at one request; a state a crashed session left goes with the upload.
+    """
     offset = hasher.length
     driver.put_content(
         p.path_for(p.UploadHashStatePath(name, upload_id, "sha256", offset)), hasher.marshal()
     )
-    try:
-        saved = driver.list(p.path_for(p.UploadHashStatesPath(name, upload_id, "sha256")))
-    except PathNotFoundError:
-        return
-    for path in saved:
-        older = path.rsplit("/", 1)[-1]
-        if older.isdigit() and int(older) < offset:
-            try:
-                driver.delete(path)
-            except PathNotFoundError:
-                pass
+    if replaces is not None and replaces < offset:
+        try:
+            driver.delete(p.path_for(p.UploadHashStatePath(name, upload_id, "sha256", replaces)))
+        except PathNotFoundError:
+            pass
 
 
 def _load_hash_state(
     driver: StorageDriver, name: str, upload_id: str, offset: int
-) -> ResumableSHA256 | None:
-    """Return the hash after ``offset`` bytes: saved state, else re-read, else None (at commit)."""
+) -> tuple[ResumableSHA256 | None, bool]:
+    """The hash after ``offset`` bytes, and whether it is a saved state.
+
+    Else the data is re-read, or None: hashed at commit. At offset 0 there is nothing to load.
+    """
+    if offset == 0:
+        return new_sha256(), False
     path = p.path_for(p.UploadHashStatePath(name, upload_id, "sha256", offset))
     try:
         hasher = ResumableSHA256.unmarshal(driver.get_content(path))
         if hasher.length == offset:
-            return hasher
+            return hasher, True
         log.warning("upload %s: hash state %s has length %d", upload_id, path, hasher.length)
     except PathNotFoundError:
         pass
     except HashStateError as exc:
         log.warning("upload %s: ignoring hash state %s: %s", upload_id, path, exc)
-    return _rehash(driver, p.path_for(p.UploadDataPath(name, upload_id)), offset)
+    return _rehash(driver, p.path_for(p.UploadDataPath(name, upload_id)), offset), False
 
 
 def _rehash(driver: StorageDriver, data_path: str, offset: int) -> ResumableSHA256 | None:
