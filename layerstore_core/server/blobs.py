@@ -62,16 +62,17 @@ async def head(state: ServerState, req: Request, name: str, digest: str) -> Resp
 async def get(state: ServerState, req: Request, name: str, digest: str) -> Response:
     """GET: a 307 to the backend where it offers one, else the bytes (one Range → 206)."""
     repo = state.registry.repository(name)
-    size = (await state.run(repo.blobs.stat, digest)).size
+    desc = await state.run(repo.blobs.stat, digest)
+    size = desc.size
     if not state.config.redirect_disabled:
-        url = await state.run(repo.blobs.redirect_url, digest)
+        url = await state.run(repo.blobs.redirect_url, digest, desc)
         if url:
             return empty(307, Location=url, Docker_Content_Digest=digest)
     raw = req.headers.get("range")
     span = parse_range(raw, size) if raw else None
     start, end = span if span is not None else (0, size - 1)
     length = max(end - start + 1, 0)
-    reader = await state.run(repo.blobs.open, digest)
+    reader = await state.run(repo.blobs.open, digest, desc)
     try:
         if start:
             await state.run(reader.seek, start)
