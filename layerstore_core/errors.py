@@ -15,8 +15,9 @@
     ├── ParameterError (ValueError)              a driver parameter unknown, missing or malformed
     ├── DriverNotFoundError (LookupError)        no installed driver has that name
     ├── DriverLoadError (ImportError)            a driver's entry point failed to load
-    └── ConfigError (ValueError)                 the server's config.yml is malformed
-                                                   (:mod:`layerstore_core.server.config`)
+    ├── ConfigError (ValueError)                 the server's config.yml is malformed
+    │                                              (:mod:`layerstore_core.server.config`)
+    └── CopyError                                a copy cannot start (:mod:`layerstore_core.ops`)
 
 ``except LayerstoreError`` catches every error of ours and nothing else. Storage errors carry
 ``driver`` (the driver's name) and ``path``; the core wrapper stamps them once, so drivers may

@@ -279,7 +279,7 @@ class BlobUpload:
         """
         blob = p.path_for(p.BlobDataPath(digest))
         stored = blob_size(self._driver, blob)
-        if stored == length and self._stored_copy_matches(blob, length):
+        if stored == length and (length == 0 or self._stored_copy_matches(blob, length)):
             return
         if stored is not None:
             log.warning("blob %s: the stored copy (%d bytes) is damaged; replacing it with the "
