@@ -33,6 +33,7 @@ class _Reader(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
     def close(self) -> None: ...
 
+#: What one upload holds of its request body: two halves, one filling while one is written.
 WRITE_BATCH = 4 * 2**20
 READ_CHUNK = 1 * 2**20
 THREADS = 32
@@ -75,10 +76,10 @@ class ServerState:
         upload_started()
         try:
             async for chunk in request.stream():
-                taken = 0
-                while taken < len(chunk):
-                    n = min(half - fill, len(chunk) - taken)
-                    buffers[0][fill : fill + n] = chunk[taken : taken + n]
+                piece, taken = memoryview(chunk), 0
+                while taken < len(piece):
+                    n = min(half - fill, len(piece) - taken)
+                    buffers[0][fill : fill + n] = piece[taken : taken + n]
                     fill, taken = fill + n, taken + n
                     if fill == half:
                         if pending is not None:
