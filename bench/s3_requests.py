@@ -24,7 +24,8 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The repository root instead of bench/, whose copy.py would shadow the stdlib module.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from tests.backends._servers import free_port  # noqa: E402 - the repository root goes first
 from tests.backends.s3 import moto_server  # noqa: E402

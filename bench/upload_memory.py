@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[0] = str(REPO)  # not bench/, whose copy.py would shadow the stdlib module
 
 from tests.backends._servers import free_port  # noqa: E402 - the repository root goes first
 from tests.images import MiB, RegistryProcess, write_config  # noqa: E402
