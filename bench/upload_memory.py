@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path[0] = str(REPO)  # not bench/, whose copy.py would shadow the stdlib module
+
+import httpx  # noqa: E402 - after sys.path is fixed: it imports copy
 
 from tests.backends._servers import free_port  # noqa: E402 - the repository root goes first
 from tests.images import MiB, RegistryProcess, write_config  # noqa: E402
