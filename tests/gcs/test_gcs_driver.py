@@ -557,8 +557,10 @@ def test_delete_of_unfinished_write_only(backend: Backend, driver: StorageDriver
 
 
 def test_reader_error_after_open_names_the_driver(driver: StorageDriver) -> None:
-    driver.put_content("/gone", b"x" * 1024)
-    stream = driver.reader("/gone")  # fetches nothing yet
+    from layerstore_gcs.bucket import MIN_READ_SIZE
+
+    driver.put_content("/gone", b"x" * (MIN_READ_SIZE + 1024))
+    stream = driver.reader("/gone")  # fetches the first block only
     driver.delete("/gone")
     with pytest.raises(PathNotFoundError) as info:
         stream.read()
