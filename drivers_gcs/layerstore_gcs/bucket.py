@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
+from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import storage  # type: ignore[import-untyped]  # ships no py.typed
 from google.oauth2 import service_account
@@ -95,6 +96,27 @@ class GCSBucket(Bucket):
                 timeout=self.timeout,
                 retry=self.retry,
             )
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """One upload with ``ifGenerationMatch=0``: GCS answers 412 when the object exists.
+
+        Retried by the SDK under that precondition (a retry of a create that landed gets 412
+        too, and reads as "someone else's" — the safe side for a lease).
+        """
+        try:
+            self.bucket.blob(key).upload_from_string(
+                data,
+                content_type="application/octet-stream",
+                if_generation_match=0,
+                timeout=self.timeout,
+                retry=self.retry,
+            )
+        except gexc.PreconditionFailed:
+            return False
+        except Exception:
+            with translated():
+                raise
+        return True
 
     def list_page(self, prefix: str, *, delimiter: bool, token: str | None) -> ListPage:
         with translated():
