@@ -6,6 +6,7 @@ Routes (``<name>`` may hold slashes, so the route regex anchors on the trailing 
     GET           /v2/_catalog                             repositories (n, last, Link)
     GET           /v2/<name>/tags/list                     tags (n, last, Link)
     GET HEAD PUT DELETE /v2/<name>/manifests/<reference>   manifests by tag or digest
+    GET           /v2/<name>/referrers/<digest>            manifests whose subject is <digest>
     POST          /v2/<name>/blobs/uploads/                start / monolithic / mount
     GET PATCH PUT DELETE /v2/<name>/blobs/uploads/<id>     status / chunk / finish / cancel
     GET HEAD DELETE /v2/<name>/blobs/<digest>              blobs
@@ -49,6 +50,7 @@ _ROUTE = re.compile(
     r"^/v2/(?P<name>.+?)/(?:"
     r"(?P<tags>tags/list)"
     r"|manifests/(?P<reference>[^/]+)"
+    r"|referrers/(?P<subject>[^/]+)"
     r"|blobs/uploads/(?P<upload>[^/]*)"
     r"|blobs/(?P<digest>[^/]+)"
     r")$"
@@ -93,6 +95,10 @@ def route(method: str, path: str) -> tuple[Handler, dict[str, str]]:
         if method != "GET":
             raise _not_allowed(method)
         return manifests.tags, {"name": name}
+    if m.group("subject") is not None:
+        if method != "GET":
+            raise _not_allowed(method)
+        return manifests.referrers, {"name": name, "subject": m.group("subject")}
     if m.group("reference") is not None:
         return _pick(_MANIFEST_METHODS, method), {"name": name, "reference": m.group("reference")}
     if m.group("upload") is not None:
