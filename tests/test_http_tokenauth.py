@@ -62,7 +62,9 @@ def client(pki: PKI, tokens: TokenServer) -> Iterator[httpx.Client]:
 
 
 def challenge_of(r: httpx.Response) -> dict[str, str]:
-    assert r.status_code == 401, r.text
+    """The Bearer challenge's parameters; 401 without a valid token, 403 for a missing scope."""
+    insufficient = "insufficient_scope" in r.headers.get("WWW-Authenticate", "")
+    assert r.status_code == (403 if insufficient else 401), r.text
     kind, _, params = r.headers["WWW-Authenticate"].partition(" ")
     assert kind == "Bearer"
     out = {}

@@ -77,10 +77,14 @@ class UnauthorizedError(RegistryError):
 
 
 class InsufficientScopeError(UnauthorizedError):
-    """A valid token that does not grant what the request needs (401, so clients re-ask)."""
+    """A valid token that does not grant what the request needs.
+
+    403 with the challenge, as RFC 6750 (3.1) has it for ``insufficient_scope``: clients that
+    keep a token (oras-py) ask for a new one on a 403 and would resend the old one on a 401.
+    """
 
     code = "DENIED"
-    status = 401
+    status = 403
 
 
 class InvalidTokenError(Exception):
