@@ -118,7 +118,7 @@ def _podman(store: Path, run: Path, *args: str) -> subprocess.CompletedProcess[s
 def test_podman_through_token_auth(backend_filesystem: Backend, pki: PKI, tokens: TokenServer,
                                    small_image: ImageLayout, tmp_path: Path) -> None:
     assert shutil.which("podman"), "podman is required (apt-get install podman)"
-    policy = write_policy(tmp_path / "policy.json")
+    write_policy(tmp_path / "policy.json")
     store = tmp_path / "podman"
     store.mkdir()
     run = Path(tempfile.mkdtemp(prefix="lsp-"))  # podman wants a --runroot under 50 characters
