@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from layerstore_core.registry import paths as p
 from layerstore_core.server import Config
 from layerstore_core.server.config import PurgeConfig
 from layerstore_core.server.threaded import ThreadedServer
+from tests.backends._servers import free_port
+from tests.images import RegistryProcess, write_config
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -236,3 +239,29 @@ def test_referrers_pagination_and_delete(client: httpx.Client, root: Path) -> No
     # Deleting the subject leaves its referrers listed (the spec keeps them; GC decides).
     assert client.delete(f"/v2/{REPO}/manifests/{made['subject']}").status_code == 202
     assert len(referrers(client, made["subject"]).json()["manifests"]) == 4
+
+
+def test_distribution_serves_a_store_with_referrers(client: httpx.Client, root: Path,
+                                                    tmp_path: Path) -> None:
+    """Distribution 2.8.2 (Debian's docker-registry) serves the store, ignoring ``_referrers``;
+    a referrer it deletes is no longer listed by us (the stale entry is skipped)."""
+    assert shutil.which("docker-registry"), "apt-get install docker-registry"
+    made = _references_setup(client)
+    port = free_port()
+    config = write_config(tmp_path / "distribution.yml", "filesystem",
+                          {"rootdirectory": str(root)}, port)
+    with RegistryProcess(["docker-registry", "serve", str(config)], port,
+                         tmp_path / "distribution.log") as dist:
+        with httpx.Client(base_url=dist.url, timeout=60) as d:
+            repos = d.get("/v2/_catalog").json()["repositories"]
+            assert repos == ["conformance/elsewhere", REPO]
+            assert d.get(f"/v2/{REPO}/tags/list").json()["tags"] == ["tagtest0"]
+            for digest in (made["subject"], made["index"], made["b_layer"]):
+                ours = client.get(f"/v2/{REPO}/manifests/{digest}",
+                                  headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"})
+                theirs = d.get(f"/v2/{REPO}/manifests/{digest}",
+                               headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"})
+                assert theirs.status_code == 200 and theirs.content == ours.content
+            assert d.delete(f"/v2/{REPO}/manifests/{made['b_layer']}").status_code == 202
+    listed = [x["digest"] for x in referrers(client, made["subject"]).json()["manifests"]]
+    assert len(listed) == 4 and made["b_layer"] not in listed
