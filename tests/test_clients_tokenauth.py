@@ -12,6 +12,7 @@ files so no host configuration is read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -43,6 +44,10 @@ USERS = {
 ALICE, BOB = "alice:alice-pw", "bob:bob-pw"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 SBOM, SIGNATURE = "application/vnd.example.sbom.v1", "application/vnd.example.signature.v1"
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +107,42 @@ def test_skopeo_through_token_auth(shared_backend: Backend, pki: PKI, tokens: To
         r = httpx.get(f"{srv.url}/v2/team/bob/tags/list")
         assert r.status_code == 401 and "insufficient_scope" not in r.headers["WWW-Authenticate"]
         assert tokens.issued.get("bob", 0) >= 3
+        _referrers_over_http(srv.url, tokens, small_image.manifest_digest)
+
+
+def _referrers_over_http(url: str, tokens: TokenServer, subject: str) -> None:
+    """Attach two artifacts to the pushed image, list, filter, delete one, list (any backend)."""
+    scope = "repository:team/app:pull,push,delete"
+    r = httpx.get(tokens.realm, auth=("alice", "alice-pw"),
+                  params={"service": "layerstore-test", "scope": scope})
+    auth = {"Authorization": f"Bearer {r.json()['token']}"}
+    with httpx.Client(base_url=url, headers=auth, timeout=60) as c:
+        size = len(c.get(f"/v2/team/app/manifests/{subject}").content)
+        empty = b"{}"
+        r = c.post("/v2/team/app/blobs/uploads/", params={"digest": sha(empty)}, content=empty)
+        assert r.status_code == 201, r.text
+        made = {}
+        for artifact_type in (SBOM, SIGNATURE):
+            body = json.dumps({
+                "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                           "digest": sha(empty), "size": 2},
+                "layers": [{"mediaType": "application/vnd.oci.empty.v1+json",
+                            "digest": sha(empty), "size": 2}],
+                "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": size},
+            }).encode()
+            r = c.put(f"/v2/team/app/manifests/{sha(body)}", content=body,
+                      headers={"Content-Type": OCI_MANIFEST})
+            assert r.status_code == 201 and r.headers["OCI-Subject"] == subject, r.text
+            made[artifact_type] = sha(body)
+        listed = c.get(f"/v2/team/app/referrers/{subject}").json()["manifests"]
+        assert {d["digest"]: d["artifactType"] for d in listed} == {
+            d: t for t, d in made.items()}
+        only = c.get(f"/v2/team/app/referrers/{subject}", params={"artifactType": SBOM})
+        assert [d["digest"] for d in only.json()["manifests"]] == [made[SBOM]]
+        assert c.delete(f"/v2/team/app/manifests/{made[SBOM]}").status_code == 202
+        after = c.get(f"/v2/team/app/referrers/{subject}").json()["manifests"]
+        assert [d["digest"] for d in after] == [made[SIGNATURE]]
 
 
 def _podman(store: Path, run: Path, *args: str) -> subprocess.CompletedProcess[str]:
