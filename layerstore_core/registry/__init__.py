@@ -19,7 +19,7 @@ from .errors import (
     TagInvalidError,
     UnsupportedError,
 )
-from .manifests import Manifest, ManifestStore
+from .manifests import Manifest, ManifestStore, PutResult
 from .purge import PurgedUpload, purge_uploads
 from .registry import Registry, Repository
 from .tags import TagStore
@@ -43,6 +43,7 @@ __all__ = [
     "NameUnknownError",
     "PaginationNumberInvalidError",
     "PurgedUpload",
+    "PutResult",
     "RangeInvalidError",
     "Registry",
     "RegistryError",

@@ -3,6 +3,9 @@
 Only bcrypt hashes (``$2y$``, ``$2a$``, ``$2b$``) are accepted, as in Distribution; other lines are
 skipped with a warning. bcrypt is deliberately slow, so verified credentials are remembered (by a
 SHA-256 of the header, never the password) for the life of the process.
+
+It is all-or-nothing: every user in the file may read, write and delete every repository. Access
+per repository is what ``auth.token`` (:mod:`.tokenauth`) is for.
 """
 
 from __future__ import annotations

@@ -81,6 +81,20 @@ class Htpasswd:
 
 
 @dataclasses.dataclass(frozen=True)
+class TokenAuth:
+    """``auth.token``: Distribution's token authentication (keys checked again when loaded)."""
+
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: str | None = None
+    jwks: str | None = None
+    signingalgorithms: tuple[str, ...] = ()
+    autoredirect: bool = False
+    autoredirectpath: str = "/auth/token"
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything ``layerstore serve`` needs, validated."""
 
@@ -102,6 +116,7 @@ class Config:
     tls_key: str | None = None
     log_level: str = "INFO"
     htpasswd: Htpasswd | None = None
+    token: TokenAuth | None = None
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -292,7 +307,11 @@ def _parse_http(raw: Any) -> dict[str, Any]:
 
 def _parse_auth(raw: Any) -> dict[str, Any]:
     auth = _section(raw, "auth")
-    _check_keys(auth, "auth", {"htpasswd"})
+    _check_keys(auth, "auth", {"htpasswd", "token"})
+    if len(auth) > 1:
+        raise ConfigError(f"auth: configure one scheme, not {sorted(auth)}")
+    if "token" in auth:
+        return {"token": _parse_token(_section(auth["token"], "auth.token"))}
     if "htpasswd" not in auth:
         return {}
     sec = _section(auth["htpasswd"], "auth.htpasswd")
@@ -301,6 +320,33 @@ def _parse_auth(raw: Any) -> dict[str, Any]:
         raise ConfigError("auth.htpasswd.path: required (a file of user:bcrypt-hash lines)")
     realm = _str(sec.get("realm", "basic-realm"), "auth.htpasswd.realm")
     return {"htpasswd": Htpasswd(realm, _str(sec["path"], "auth.htpasswd.path"))}
+
+
+def _parse_token(sec: dict[str, Any]) -> TokenAuth:
+    key = "auth.token"
+    _check_keys(sec, key, {f.name for f in dataclasses.fields(TokenAuth)})
+    for required in ("realm", "service", "issuer"):
+        if not sec.get(required):
+            raise ConfigError(f"{key}.{required}: required")
+    if not sec.get("rootcertbundle") and not sec.get("jwks"):
+        raise ConfigError(f"{key}: rootcertbundle or jwks is required (the token signers' keys)")
+    algorithms = sec.get("signingalgorithms") or []
+    if not isinstance(algorithms, list):
+        raise ConfigError(f"{key}.signingalgorithms: expected a list, got {algorithms!r}")
+    path = _str(sec.get("autoredirectpath", "/auth/token"), f"{key}.autoredirectpath")
+    if not path.startswith("/"):
+        raise ConfigError(f"{key}.autoredirectpath: must start with '/', got {path!r}")
+    return TokenAuth(
+        realm=_str(sec["realm"], f"{key}.realm"),
+        service=_str(sec["service"], f"{key}.service"),
+        issuer=_str(sec["issuer"], f"{key}.issuer"),
+        rootcertbundle=(_str(sec["rootcertbundle"], f"{key}.rootcertbundle")
+                        if sec.get("rootcertbundle") else None),
+        jwks=_str(sec["jwks"], f"{key}.jwks") if sec.get("jwks") else None,
+        signingalgorithms=tuple(_str(a, f"{key}.signingalgorithms") for a in algorithms),
+        autoredirect=_bool(sec.get("autoredirect", False), f"{key}.autoredirect"),
+        autoredirectpath=path,
+    )
 
 
 def _parse_log(raw: Any, top_level: Any) -> str:

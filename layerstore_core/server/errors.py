@@ -108,7 +108,9 @@ def from_exception(exc: BaseException) -> HTTPError:
     if code is not None:
         message = getattr(exc, "message", None) or str(exc) or None
         status = getattr(exc, "status", None)
+        headers = getattr(exc, "headers", None)  # a challenge (WWW-Authenticate) travels here
         return HTTPError(code, message, detail=getattr(exc, "detail", None),
+                         headers=headers if isinstance(headers, dict) else None,
                          status=status if isinstance(status, int) else None)
     log.error("unhandled error", exc_info=exc)
     return HTTPError("UNKNOWN", "internal server error")
