@@ -66,6 +66,16 @@ class Request:
             return length > 0
         return "chunked" in self.headers.get("transfer-encoding", "").lower()
 
+    @property
+    def body_unread(self) -> bool:
+        """Whether a body was announced and nothing has read it (so the connection must close)."""
+        if self._consumed:
+            return False
+        try:
+            return self.has_body
+        except HTTPError:  # a malformed Content-Length: the body's end is unknown
+            return True
+
     async def stream(self) -> AsyncIterator[bytes]:
         """Yield the body as it arrives (a disconnect raises :class:`ClientDisconnected`)."""
         if self._consumed:
