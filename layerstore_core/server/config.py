@@ -279,7 +279,7 @@ def parse_addr(value: Any, key: str = "http.addr") -> tuple[str, int]:
     """``host:port`` (``:5000`` means every interface, as in Go)."""
     text = _str(value, key)
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
         raise ConfigError(f"{key}: expected host:port such as 127.0.0.1:5000, got {value!r}")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
