@@ -17,6 +17,10 @@ per-connection state machine::
   has not taken the bytes yet (a slow backend is not an idle client). On expiry the connection
   closes and the app sees a disconnect (an upload keeps what arrived).
 * More connections than ``max_connections``: 503 at once and closed, before a byte is read.
+* Closing with a body unread (a 401 before the body, a refusal): the response is sent, then a
+  FIN, and reading stays paused; the socket closes :data:`LINGER` seconds later. Closing at once
+  with unread bytes makes the kernel send a RST that can destroy the response before the client
+  reads it (Go's net/http waits 500 ms for the same reason). The body is never read.
 
 Why here and not another server: hypercorn and h11 bound the header size (answering 400, not
 431) but have no header-read deadline that a client sending one byte a second cannot reset, and
@@ -29,13 +33,16 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .config import Limits
 
 log = logging.getLogger(__name__)
+
+#: Seconds between the FIN after a response and the close, when a body is left unread.
+LINGER = 1.0
 
 
 class _Phase(enum.Enum):
@@ -72,7 +79,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     # -- connection ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows BaseTransport too
-        super().connection_made(transport)
+        lingering = cast(asyncio.Transport, _LingeringTransport(transport, self))  # duck-typed
+        super().connection_made(lingering)
         if len(self.connections) > self.limits.max_connections:
             log.warning("over http.maxconnections (%d): refusing a connection",
                         self.limits.max_connections)
@@ -94,7 +102,7 @@ class GuardedProtocol(HttpToolsProtocol):
         elif self._phase is _Phase.BODY:
             self._arm(self.limits.body_timeout, self._body_timed_out)
         super().data_received(data)
-        if self._refused:
+        if self._refused and not self.transport.is_closing():
             self.transport.write(self._refusal)
             self.transport.close()
         elif self._phase is _Phase.HEAD and self._head_bytes > self.limits.max_header_bytes:
@@ -149,6 +157,10 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.write(self._refusal)
             self.transport.close()
 
+    def unread_input(self) -> bool:
+        """Whether the client may still be sending (headers or a body not read to the end)."""
+        return self._refused or self._phase in (_Phase.HEAD, _Phase.BODY)
+
     def _arm(self, seconds: float, callback: Any) -> None:
         self._cancel_timer()
         self._timer = self.loop.call_later(seconds, callback)
@@ -173,6 +185,33 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         log.info("request body idle for http.bodyidletimeout: closing the connection")
         self.transport.close()
+
+
+class _LingeringTransport:
+    """The connection's transport, whose ``close`` lingers while the client may still send."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._closing = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self._closing or self._transport.is_closing():
+            return
+        self._closing = True
+        if not self._protocol.unread_input():
+            self._transport.close()
+            return
+        self._transport.pause_reading()
+        if self._transport.can_write_eof():
+            self._transport.write_eof()  # the response and a FIN reach the client first
+        self._protocol.loop.call_later(LINGER, self._transport.close)
 
 
 def protocol_for(limits: Limits) -> type[GuardedProtocol]:
