@@ -1,10 +1,11 @@
 """A bounded load test: layerstore serve vs Distribution 2.8.2 on the filesystem backend, one run.
 
-Usage: python -P bench/load.py [--clients 64] [--seconds 20] [--large-mib 8] [--json]
+Usage: python -P bench/load.py [--clients 64] [--seconds 30] [--rounds 6] [--large-mib 8] [--json]
 
 Needs Debian's Distribution (``apt-get install docker-registry``). Each server starts on an empty
-store, gets one image seeded (config, layer, manifest), then ``--clients`` concurrent clients
-run a fixed mix for ``--seconds``: pushes of small blobs (4-64 KiB; POST, PUT), chunked pushes of
+store and both stay up; rounds alternate between them (a loaded machine drifts), each seeding one
+image (config, layer, manifest), then ``--clients`` concurrent clients run a fixed mix for its
+share of ``--seconds``: pushes of small blobs (4-64 KiB; POST, PUT), chunked pushes of
 large blobs (POST, PATCH, PUT), manifest GETs and blob HEADs. Prints throughput, p50/p99
 latency, errors and the server's peak RSS (VmHWM) side by side, with layerstore / Distribution
 ratios (target: 0 errors, p99 ratio <= 1.0).
@@ -188,7 +189,7 @@ async def load(url: str, clients: int, seconds: float, large: int) -> Results:
     return results
 
 
-def run_server(kind: str, work: Path, args: argparse.Namespace) -> Results:
+def start_server(kind: str, work: Path) -> RegistryProcess:
     port = free_port()
     root = work / kind / "data"
     root.mkdir(parents=True)
@@ -196,15 +197,38 @@ def run_server(kind: str, work: Path, args: argparse.Namespace) -> Results:
                           port)
     log = work / kind / "server.log"
     if kind == "layerstore":
-        server = RegistryProcess.layerstore(config, port, log)
-    else:
-        server = RegistryProcess([DISTRIBUTION, "serve", str(config)], port, log)
-    with server:
-        print(f"{kind}: {args.clients} clients for {args.seconds:g} s ...", file=sys.stderr)
-        results = asyncio.run(load(server.url, args.clients, args.seconds,
-                                   args.large_mib * MiB))
-        results.peak_rss_mib = server.peak_rss_kib() / 1024
-    return results
+        return RegistryProcess.layerstore(config, port, log).wait_ready()
+    return RegistryProcess([DISTRIBUTION, "serve", str(config)], port, log).wait_ready()
+
+
+def merge(into: Results, part: Results) -> None:
+    for op, values in part.latencies.items():
+        into.latencies[op].extend(values)
+    for key, count in part.errors.items():
+        into.errors[key] = into.errors.get(key, 0) + count
+    into.pushed += part.pushed
+    into.elapsed += part.elapsed
+
+
+def run_both(work: Path, args: argparse.Namespace) -> dict[str, Results]:
+    """Both servers up at once, rounds alternating between them (a loaded machine drifts)."""
+    servers = {kind: start_server(kind, work) for kind in ("layerstore", "distribution")}
+    totals = {kind: Results() for kind in servers}
+    try:
+        for n in range(args.rounds):
+            order = list(servers) if n % 2 == 0 else list(reversed(servers))
+            for kind in order:
+                print(f"round {n + 1}/{args.rounds}: {kind}, {args.clients} clients for "
+                      f"{args.seconds / args.rounds:g} s", file=sys.stderr)
+                part = asyncio.run(load(servers[kind].url, args.clients,
+                                        args.seconds / args.rounds, args.large_mib * MiB))
+                merge(totals[kind], part)
+        for kind, server in servers.items():
+            totals[kind].peak_rss_mib = server.peak_rss_kib() / 1024
+    finally:
+        for server in servers.values():
+            server.stop()
+    return totals
 
 
 def row(label: str, ours: float, theirs: float, fmt: str = "{:.1f}") -> str:
@@ -243,7 +267,8 @@ def report(ours: Results, theirs: Results) -> dict[str, dict[str, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=30.0, help="per server, all rounds")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per server")
     parser.add_argument("--large-mib", type=int, default=8)
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
@@ -252,8 +277,8 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="layerstore-load-"))
     try:
-        ours = run_server("layerstore", work, args)
-        theirs = run_server("distribution", work, args)
+        totals = run_both(work, args)
+        ours, theirs = totals["layerstore"], totals["distribution"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     figures = report(ours, theirs)
