@@ -68,6 +68,8 @@ def _parse(content: bytes, media_type: str | None) -> tuple[dict[str, Any], str]
         doc = json.loads(content)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ManifestInvalidError(f"manifest is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestInvalidError("manifest JSON is nested too deeply") from None
     if not isinstance(doc, dict):
         raise ManifestInvalidError("manifest JSON must be an object")
     if doc.get("schemaVersion") != 2:
@@ -213,7 +215,7 @@ class ManifestStore:
             raise ManifestUnknownError(f"manifest {digest} data is missing") from None
         try:
             doc = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = {}
         kind = sniff_media_type(doc) if isinstance(doc, dict) else None
         return Manifest(content, kind or OCI_MANIFEST, digest)

@@ -168,6 +168,8 @@ class RegistryApp:
             if err.status >= 500:
                 log.error("%s %s failed: %s", req.method, req.path, err.message)
             resp = error_response(err, head=head)
+        if req.body_unread:  # answered before the body (401, 404, ...): never read it, close
+            resp.header("Connection", "close")
         try:
             await send_response(send, resp)
         except OSError:
@@ -213,8 +215,7 @@ class RegistryApp:
         htpasswd = self.state.htpasswd
         assert htpasswd is not None
         user = await self.state.run(htpasswd.check, req.headers.get("authorization"))
-        if user is None:
-            await req.drain()
+        if user is None:  # answered as soon as the headers are in; the body is never read
             raise HTTPError("UNAUTHORIZED", headers={"WWW-Authenticate": htpasswd.challenge})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 _BCRYPT_PREFIXES = ("$2y$", "$2a$", "$2b$")
 _CACHE_LIMIT = 1024
+#: bcrypt reads at most this many bytes of a password (bcrypt 5 raises past it).
+BCRYPT_MAX_PASSWORD = 72
 
 
 class HtpasswdError(ValueError):
@@ -35,6 +37,11 @@ class Htpasswd:
         self.realm = realm
         self._users = self._load(Path(path))
         self._verified: set[bytes] = set()
+        # Checked for unknown users, so they cost what a wrong password does: timing must not
+        # tell which users exist. Same cost as the file's first entry (bcrypt's default else).
+        cost = next(iter(self._users.values()), b"$2b$12$").split(b"$")[2]
+        rounds = int(cost) if cost.isdigit() and 4 <= int(cost) <= 31 else 12
+        self._dummy = bcrypt.hashpw(b"layerstore-dummy", bcrypt.gensalt(rounds))
 
     @staticmethod
     def _load(path: Path) -> dict[str, bytes]:
@@ -69,12 +76,19 @@ class Htpasswd:
         except (binascii.Error, UnicodeDecodeError):
             return None
         user, sep, password = decoded.partition(":")
-        hashed = self._users.get(user)
-        if not sep or hashed is None:
+        if not sep:
             return None
-        if key in self._verified:
+        hashed = self._users.get(user)
+        if hashed is not None and key in self._verified:
             return user
-        if not bcrypt.checkpw(password.encode("utf-8"), hashed):
+        secret = password.encode("utf-8")
+        if len(secret) > BCRYPT_MAX_PASSWORD:  # no valid password is longer: refuse, same cost
+            secret, hashed = b"", None
+        try:
+            matched = bcrypt.checkpw(secret, hashed or self._dummy)
+        except ValueError:  # a malformed hash in the file: no password matches it
+            matched = False
+        if not matched or hashed is None:
             return None
         if len(self._verified) >= _CACHE_LIMIT:
             self._verified.clear()

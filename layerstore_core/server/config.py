@@ -36,7 +36,7 @@ _IGNORED = {
     "version", "log.formatter", "log.fields", "log.accesslog", "log.hooks", "loglevel",
     "storage.cache", "storage.tag",
     "http.prefix", "http.host", "http.relativeurls", "http.headers", "http.debug", "http.http2",
-    "http.draintimeout", "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
+    "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
     "http.tls.ciphersuites", "health", "notifications", "redis",
     "reporting", "middleware", "proxy", "compatibility", "validation", "policy", "catalog",
 }
@@ -44,6 +44,22 @@ _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "
                "error": "ERROR", "fatal": "CRITICAL", "panic": "CRITICAL"}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Bounds on every connection, enforced before authentication (``server.guard``)."""
+
+    #: ``http.maxheaderbytes``: request line plus headers (431, or 414 for the URL).
+    max_header_bytes: int = 64 * 2**10
+    #: ``http.maxconnections``: open connections; one more gets 503 and is closed.
+    max_connections: int = 512
+    #: ``http.readheadertimeout``: seconds for a request's line and headers to arrive (408).
+    header_timeout: float = 20.0
+    #: ``http.bodyidletimeout``: seconds a request body may send nothing before the close.
+    body_timeout: float = 60.0
+    #: ``http.idletimeout``: seconds a keep-alive connection may wait for its next request.
+    keepalive_timeout: float = 30.0
 
 
 class ConfigError(ValueError):
@@ -117,6 +133,9 @@ class Config:
     log_level: str = "INFO"
     htpasswd: Htpasswd | None = None
     token: TokenAuth | None = None
+    limits: Limits = Limits()
+    #: ``http.draintimeout``: on SIGTERM, how long running requests may finish (0: none).
+    drain_timeout: float = 0.0
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -275,16 +294,51 @@ def parse_addr(value: Any, key: str = "http.addr") -> tuple[str, int]:
     """``host:port`` (``:5000`` means every interface, as in Go)."""
     text = _str(value, key)
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
         raise ConfigError(f"{key}: expected host:port such as 127.0.0.1:5000, got {value!r}")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
 
 
+#: ``http.<key>`` -> (Limits field, parser); durations are Go strings, the others integers.
+_LIMIT_KEYS = {
+    "maxheaderbytes": "max_header_bytes",
+    "maxconnections": "max_connections",
+    "readheadertimeout": "header_timeout",
+    "bodyidletimeout": "body_timeout",
+    "idletimeout": "keepalive_timeout",
+}
+
+
+def _positive_int(value: Any, key: str) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]{1,12}", text) or int(text) == 0:
+        raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+    return int(text)
+
+
+def _parse_limits(http: Mapping[str, Any]) -> Limits:
+    values: dict[str, Any] = {}
+    for key, field in _LIMIT_KEYS.items():
+        if key not in http:
+            continue
+        name = f"http.{key}"
+        if key.endswith("timeout"):
+            seconds = parse_duration(http[key], name)
+            if seconds <= 0:
+                raise ConfigError(f"{name}: expected a duration above zero, got {http[key]!r}")
+            values[field] = seconds
+        else:
+            values[field] = _positive_int(http[key], name)
+    return Limits(**values)
+
+
 def _parse_http(raw: Any) -> dict[str, Any]:
     http = _section(raw, "http")
-    _check_keys(http, "http", {"addr", "net", "secret", "tls"})
-    out: dict[str, Any] = {}
+    _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", *_LIMIT_KEYS})
+    out: dict[str, Any] = {"limits": _parse_limits(http)}
+    if "draintimeout" in http:
+        out["drain_timeout"] = parse_duration(http["draintimeout"], "http.draintimeout")
     net = _str(http.get("net", "tcp"), "http.net").lower()
     if net not in ("tcp", "unix"):
         raise ConfigError(f"http.net: expected tcp or unix, got {net!r}")

@@ -7,10 +7,14 @@ code UNKNOWN and is logged with its traceback: bad input must never end up there
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from collections.abc import Mapping
 from typing import Any
+
+from ..errors import StorageDriverError
+from ..registry.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +104,44 @@ def oci_code(exc: BaseException) -> str | None:
     return name if isinstance(name, str) and name in STATUS else None
 
 
+#: errno values that mean the backend has no room left.
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+class StorageFullError(RegistryError):
+    """The storage has no space left; 507 Insufficient Storage (RFC 4918 11.5).
+
+    Not 503: reads still work, so the registry is not unavailable, and a load balancer should
+    not take it out; not 500: the cause is known and is the operator's to fix.
+    """
+
+    code = "UNKNOWN"
+    status = 507
+
+
+def storage_full(exc: BaseException) -> StorageFullError | None:
+    """A StorageFullError naming the driver and path, if ``exc`` is a write that found no room."""
+    if not isinstance(exc, StorageDriverError):
+        return None
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in _FULL:
+            return StorageFullError(
+                f"storage full: the {exc.driver or 'storage'} driver has no space left "
+                f"(writing {exc.path}: {cause.strerror})",
+                detail={"driver": exc.driver, "path": exc.path},
+            )
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def from_exception(exc: BaseException) -> HTTPError:
     """Map any exception raised while handling a request to its response."""
     if isinstance(exc, HTTPError):
         return exc
+    full = storage_full(exc)
+    if full is not None:
+        exc = full
     code = oci_code(exc)
     if code is not None:
         message = getattr(exc, "message", None) or str(exc) or None

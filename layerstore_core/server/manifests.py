@@ -11,7 +11,7 @@ from ..registry.manifests import MAX_MANIFEST_SIZE, OCI_INDEX
 from ..registry.names import is_digest_like, split_digest, validate_digest
 from ..registry.referrers import MAX_PAGE as MAX_REFERRERS_PAGE
 from .errors import HTTPError
-from .http import Request, Response, empty, json_response
+from .http import Request, Response, empty, json_response, parse_decimal
 from .state import ServerState
 
 #: Page size for tag lists and the catalog when the client gives no ``n``.
@@ -91,12 +91,13 @@ def _page_args(req: Request) -> tuple[int, str | None]:
     raw = req.arg("n")
     n = DEFAULT_PAGE
     if raw is not None and raw != "":
-        if not raw.isdigit():
-            raise HTTPError("PAGINATION_NUMBER_INVALID", detail={"n": raw})
-        n = int(raw)
-        if n > MAX_PAGE:
+        number = parse_decimal(raw)
+        if number is None:
+            raise HTTPError("PAGINATION_NUMBER_INVALID", detail={"n": raw[:100]})
+        if number > MAX_PAGE:
             raise HTTPError("PAGINATION_NUMBER_INVALID", f"n may be at most {MAX_PAGE}",
-                            detail={"n": raw})
+                            detail={"n": raw[:100]})
+        n = number
     return n, req.arg("last") or None
 
 
