@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from layerstore_core import cli
-from layerstore_core.server.config import ConfigError, load_config, parse_config, parse_duration
+from layerstore_core.server.config import (
+    ConfigError,
+    Limits,
+    load_config,
+    parse_config,
+    parse_duration,
+)
 from layerstore_core.server.tokens import InvalidTokenError, TokenSigner, UploadState
 
 DISTRIBUTION_CONFIG = """
@@ -104,11 +110,30 @@ def test_env_overrides() -> None:
         ({"auth": {"htpasswd": {"realm": "r"}}}, "auth.htpasswd.path"),
         ({"auth": {"token": {}}}, "auth.token"),
         ({"storage": "filesystem"}, "storage"),
+        ({"http": {"maxheaderbytes": "²"}}, "http.maxheaderbytes"),
+        ({"http": {"maxconnections": 0}}, "http.maxconnections"),
+        ({"http": {"readheadertimeout": "0s"}}, "http.readheadertimeout"),
+        ({"http": {"bodyidletimeout": "soon"}}, "http.bodyidletimeout"),
+        ({"http": {"draintimeout": "-"}}, "http.draintimeout"),
+        ({"http": {"addr": "host:²"}}, "http.addr"),
     ],
 )
 def test_errors_name_the_key(raw: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         parse_config(raw, {})
+
+
+def test_connection_limits_and_drain() -> None:
+    config = parse_config({"http": {"maxheaderbytes": 1024, "maxconnections": "10",
+                                    "readheadertimeout": "5s", "bodyidletimeout": "2m",
+                                    "idletimeout": "1s", "draintimeout": "30s"}}, {})
+    assert config.limits == Limits(max_header_bytes=1024, max_connections=10,
+                                   header_timeout=5.0, body_timeout=120.0,
+                                   keepalive_timeout=1.0)
+    assert config.drain_timeout == 30.0
+    assert parse_config(None, {}).limits == Limits()
+    env = parse_config(None, {"REGISTRY_HTTP_MAXCONNECTIONS": "7"})
+    assert env.limits.max_connections == 7
 
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ staged (uncommitted) blocks, so an unfinished write the driver hides still fails
 import pytest
 
 from layerstore_core.testing import Backend, ConformanceSuite
-from layerstore_core.testing.conditional import ConditionalCases
 
 
 class TestConformanceAzure(ConformanceSuite):
@@ -15,8 +14,3 @@ class TestConformanceAzure(ConformanceSuite):
     def conformance_backend(self, backend_azure: Backend) -> Backend:
         return backend_azure
 
-
-class TestConditionalAzure(ConditionalCases):
-    @pytest.fixture
-    def conformance_backend(self, backend_azure: Backend) -> Backend:
-        return backend_azure

@@ -19,7 +19,7 @@ def test_suite_combines_every_part() -> None:
     names = {c.__name__ for c in SUITE_PARTS}
     assert names == {
         "ContentCases", "ReaderCases", "WriterCases", "ListCases",
-        "MoveDeleteCases", "WalkCases", "RedirectCases", "ConcurrencyCases",
+        "MoveDeleteCases", "WalkCases", "RedirectCases", "ConcurrencyCases", "ConditionalCases",
     }  # fmt: skip
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import bcrypt
 import httpx
+import pytest
 
 from layerstore_core.drivers.inmemory import InMemoryDriver
 from layerstore_core.server import Config
+from layerstore_core.server.auth import Htpasswd as HtpasswdFile
 from layerstore_core.server.config import Htpasswd, PurgeConfig
 from layerstore_core.server.threaded import ThreadedServer
 
@@ -89,3 +91,38 @@ def test_repeated_accept_headers_are_joined() -> None:
                    ("Accept", OCI_MANIFEST)]
         r = c.get("/v2/m/manifests/t", headers=headers)
         assert r.status_code == 200 and r.content == body
+
+
+def test_unknown_user_costs_a_bcrypt_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown user is checked against a dummy hash of the file's cost, as a known one is.
+
+    Counted, not timed: the number of bcrypt checks is what makes the two cost the same.
+    """
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=5))
+    path = tmp_path / "htpasswd"
+    path.write_text(f"alice:{hashed.decode()}\n")
+    table = HtpasswdFile(path, "r")
+    checked: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed_password: bytes) -> bool:
+        checked.append(hashed_password)
+        return real(password, hashed_password)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    assert table.check(basic("mallory", "pw")) is None
+    assert table.check(basic("alice", "wrong")) is None
+    assert len(checked) == 2
+    assert checked[0].split(b"$")[2] == b"05"  # the dummy has alice's cost
+
+
+def test_password_over_72_bytes_is_401(tmp_path: Path) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"alice:{hashed}\nbroken:$2y$05$not-a-real-hash\n")
+    cfg = config(htpasswd=Htpasswd("r", str(htpasswd)))
+    with ThreadedServer(cfg, InMemoryDriver()) as srv, httpx.Client(base_url=srv.url) as c:
+        for auth in (basic("alice", "x" * 100), basic("eve", "x" * 100), basic("broken", "x")):
+            r = c.get("/v2/", headers={"Authorization": auth})
+            assert r.status_code == 401, r.text
+            assert r.json()["errors"][0]["code"] == "UNAUTHORIZED"

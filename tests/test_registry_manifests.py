@@ -113,8 +113,11 @@ def test_unknown_manifest_and_tag(registry: Registry) -> None:
         with pytest.raises(ManifestUnknownError):
             manifests.get(ref)
         assert not manifests.exists(ref)
-    with pytest.raises(TagInvalidError):
-        manifests.get("-bad")
+    for bad in ("-bad", ".INVALID_MANIFEST_NAME"):  # cannot exist, so unknown (OCI: 404)
+        with pytest.raises(ManifestUnknownError):
+            manifests.get(bad)
+        with pytest.raises(TagInvalidError):
+            manifests.put(image(registry), OCI_MANIFEST, tag=bad)
     with pytest.raises(DigestInvalidError):
         manifests.get("sha256:short")
 

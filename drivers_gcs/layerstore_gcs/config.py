@@ -7,7 +7,7 @@ pointed at an emulator), ``project``, ``anonymous`` (send requests without crede
 emulators expect; a keyfile is then used only to sign URLs), explicit ``timeout`` and a bounded
 retry policy (the client's default retry turns a dropped connection into a two-minute stall),
 ``redirectexpiry`` (seconds a signed redirect URL stays valid; the same key in every layerstore
-driver) and whether deletes use the JSON batch endpoint. No I/O happens here.
+driver) and ``batchdelete`` (accepted for old configurations; see its comment). No I/O here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from layerstore_core.params import ParameterError
+from layerstore_core.objectstore import DEFAULT_REDIRECT_EXPIRY, MAX_REDIRECT_EXPIRY
+from layerstore_core.params import ParameterError, check_range
 
 #: Resumable-upload chunks must be multiples of this (GCS rejects other non-final chunk sizes).
 CHUNK_MULTIPLE = 256 * 2**10
@@ -23,10 +24,7 @@ DEFAULT_CHUNK_SIZE = 16 * 2**20
 #: A writer holds one chunk in memory: keep that bounded.
 MAX_CHUNK_SIZE = 1024 * 2**20
 MAX_CHUNK_RETRIES = 20
-#: V4 signed URLs live at most a week.
-MAX_REDIRECT_EXPIRY = 7 * 24 * 3600
-#: Distribution's drivers sign redirect URLs for 20 minutes.
-DEFAULT_REDIRECT_EXPIRY = 20 * 60
+_OWNER = "driver 'gcs'"
 #: A key component of the root directory: the path grammar's components.
 _ROOT_COMPONENT = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -51,14 +49,15 @@ class GCSParams:
     chunkretries: int = 3
     #: Lifetime of redirect (V4 signed) URLs, in seconds.
     redirectexpiry: int = DEFAULT_REDIRECT_EXPIRY
-    #: Delete in JSON batches of up to 100 (fake-gcs-server has no batch endpoint).
+    #: Accepted, no longer used: the SDK's public batch API cannot tell which deletes of a
+    #: batch failed, so objects are deleted one request each (under the SDK's retry).
     batchdelete: bool = True
 
     def validate(self) -> None:
         """Reject values GCS or this driver cannot work with, naming the key; no I/O."""
         if not self.bucket:
             raise ParameterError("driver 'gcs': parameter 'bucket' must not be empty")
-        _check_range("chunksize", self.chunksize, CHUNK_MULTIPLE, MAX_CHUNK_SIZE)
+        check_range(_OWNER, "chunksize", self.chunksize, CHUNK_MULTIPLE, MAX_CHUNK_SIZE)
         if self.chunksize % CHUNK_MULTIPLE:
             raise ParameterError(
                 f"driver 'gcs': parameter 'chunksize' must be a multiple of {CHUNK_MULTIPLE} "
@@ -68,8 +67,8 @@ class GCSParams:
             raise ParameterError(
                 "driver 'gcs': parameter 'timeout' must be > 0 and 'retrydeadline' >= 0"
             )
-        _check_range("chunkretries", self.chunkretries, 0, MAX_CHUNK_RETRIES)
-        _check_range("redirectexpiry", self.redirectexpiry, 1, MAX_REDIRECT_EXPIRY)
+        check_range(_OWNER, "chunkretries", self.chunkretries, 0, MAX_CHUNK_RETRIES)
+        check_range(_OWNER, "redirectexpiry", self.redirectexpiry, 1, MAX_REDIRECT_EXPIRY)
         if self.endpoint is not None and not re.match(r"^https?://[^/]+", self.endpoint):
             raise ParameterError(
                 f"driver 'gcs': parameter 'endpoint' must be an http(s) URL, got {self.endpoint!r}"
@@ -88,9 +87,3 @@ class GCSParams:
                 )
         return "".join(p + "/" for p in parts)
 
-
-def _check_range(key: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise ParameterError(
-            f"driver 'gcs': parameter {key!r} must be in [{low}, {high}], got {value}"
-        )

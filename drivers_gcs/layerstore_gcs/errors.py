@@ -1,11 +1,11 @@
 """Translation of Google Cloud Storage errors into layerstore's error tree, in one place.
 
-Every SDK call and raw session request runs inside :func:`translated`, which looks the HTTP
+Every SDK call and resumable-session request runs inside :func:`translated`, which looks the HTTP
 status up in :data:`ERROR_TABLE` (GCS errors carry no finer code the SDK exposes) and raises
 :func:`translate`'s error ``from`` the original; statuses missing from the table become a plain
 :class:`StorageDriverError`. On a resumable-upload session URI a 404 or 410 means the session is
 gone (GCS keeps sessions a week): :data:`SESSION_ERROR_TABLE` is the table as seen there. Retries
-are the SDK's retry settings (see ``driver.py``); no message text is ever matched.
+are the SDK's retry objects (see ``bucket.py``, ``session.py``); no message text is matched.
 """
 
 from __future__ import annotations
@@ -49,12 +49,6 @@ def translate(
         cls = table.get(code, StorageDriverError)
         return cls(f"HTTP {code}: {exc.message}", path=path)
     return StorageDriverError(f"{type(exc).__name__}: {exc}", path=path)
-
-
-def raise_for_response(response: requests.Response) -> None:
-    """Raise the SDK's exception for a failed raw HTTP response (so it goes through translate)."""
-    if response.status_code >= 400:
-        raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]  # untyped SDK
 
 
 @contextmanager

@@ -161,15 +161,18 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         hidden = self.bucket.unfinished_keys(key + "/")
         below = list(hidden) if hidden is not None else [o.key for o in self._objects(key + "/")]
         rel = len(key) + 1
-        if own is None and not any(is_component(k[rel:].split("/", 1)[0]) for k in below):
+        found = own is not None or any(is_component(k[rel:].split("/", 1)[0]) for k in below)
+        if not found and not below:
             raise PathNotFoundError(path=path)
-        for doomed in below:
+        for doomed in below:  # unfinished writes go even where nothing committed is found
             if doomed.endswith(STATE_SUFFIX):
                 target = doomed[: -len(STATE_SUFFIX)]
                 state = load_state(self.bucket, target, path)
                 if state is not None:
                     discard(self.bucket, target, state)
         self._delete_keys([key, state_key(key), *below])
+        if not found:
+            raise PathNotFoundError(path=path)
 
     def _delete_keys(self, keys: Sequence[str]) -> None:
         batch = self.bucket.delete_batch

@@ -21,7 +21,7 @@ from .errors import (
     UnauthorizedError,
     UnsupportedError,
 )
-from .manifests import Manifest, ManifestStore
+from .manifests import Manifest, ManifestStore, PutResult
 from .purge import PurgedUpload, purge_uploads
 from .registry import Registry, Repository
 from .tags import TagStore
@@ -46,6 +46,7 @@ __all__ = [
     "NameUnknownError",
     "PaginationNumberInvalidError",
     "PurgedUpload",
+    "PutResult",
     "RangeInvalidError",
     "Registry",
     "RegistryError",

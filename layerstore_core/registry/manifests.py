@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ..driver import StorageDriver
@@ -24,6 +25,7 @@ from .errors import (
     ManifestUnknownError,
 )
 from .names import is_digest_like, validate_digest, validate_tag
+from .referrers import MAX_PAGE, ReferrerIndex, referrer_descriptor, subject_of
 from .tags import TagStore
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -67,6 +69,8 @@ def _parse(content: bytes, media_type: str | None) -> tuple[dict[str, Any], str]
         doc = json.loads(content)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ManifestInvalidError(f"manifest is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestInvalidError("manifest JSON is nested too deeply") from None
     if not isinstance(doc, dict):
         raise ManifestInvalidError("manifest JSON must be an object")
     if doc.get("schemaVersion") != 2:
@@ -114,28 +118,56 @@ def references(doc: dict[str, Any], media_type: str) -> tuple[list[str], list[st
     return blobs, []
 
 
+class PutResult(NamedTuple):
+    """What storing a manifest did: its digest and the ``subject`` it refers to, if any."""
+
+    digest: str
+    subject: str | None
+
+
 class ManifestStore:
-    """Manifests of one repository: put, get (by digest or tag), exists, delete."""
+    """Manifests of one repository: put, get (by digest or tag), exists, delete, referrers.
+
+    This is the one place that keeps the referrers index: ``put`` adds the entry of a manifest
+    with a ``subject`` and ``delete`` removes it, so every caller (the HTTP API, garbage
+    collection) that goes through this service keeps the index right.
+    """
 
     def __init__(self, driver: StorageDriver, name: str) -> None:
         self._driver = driver
         self.name = name
+        self._referrers = ReferrerIndex(driver, name)
 
-    def put(self, content: bytes, media_type: str | None, tag: str | None = None) -> str:
-        """Validate and store a manifest (and tag it); returns its digest."""
-        if tag is not None:
+    def put(
+        self, content: bytes, media_type: str | None, tag: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> str:
+        """Validate and store a manifest (and tag it with ``tag`` and each of ``tags``)."""
+        return self.store(content, media_type, [*([tag] if tag is not None else []), *tags]).digest
+
+    def store(self, content: bytes, media_type: str | None, tags: Sequence[str] = ()) -> PutResult:
+        """:meth:`put`, also saying which ``subject`` the manifest refers to (``OCI-Subject``).
+
+        Every tag is checked before anything is written, so a bad one stores nothing. The
+        referrers entry is written after the revision link: a crash between them leaves a
+        manifest that a repeated put (which clients do on failure) indexes.
+        """
+        for tag in tags:
             validate_tag(tag)
         content = bytes(content)
         doc, kind = _parse(content, media_type)
+        subject = subject_of(doc)
         self._check_references(*references(doc, kind))
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
         blob = p.path_for(p.BlobDataPath(digest))
         if not self._stored(blob, content):
             self._driver.put_content(blob, content)
         write_link(self._driver, p.path_for(p.ManifestRevisionLinkPath(self.name, digest)), digest)
-        if tag is not None:
+        if subject is not None:
+            self._referrers.add(subject, digest)
+        for tag in dict.fromkeys(tags):
             TagStore(self._driver, self.name).tag(tag, digest)
-        return digest
+        return PutResult(digest, subject)
 
     def _stored(self, blob: str, content: bytes) -> bool:
         """Whether ``blob`` holds exactly ``content``: a damaged stored copy is rewritten."""
@@ -184,7 +216,7 @@ class ManifestStore:
             raise ManifestUnknownError(f"manifest {digest} data is missing") from None
         try:
             doc = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = {}
         kind = sniff_media_type(doc) if isinstance(doc, dict) else None
         return Manifest(content, kind or OCI_MANIFEST, digest)
@@ -198,11 +230,50 @@ class ManifestStore:
         return True
 
     def delete(self, digest: str) -> None:
-        """Unlink a manifest revision and remove the tags pointing at it (as Distribution)."""
+        """Unlink a manifest revision, its tags (as Distribution) and its referrers entry.
+
+        The referrers entry goes first: a crash after it leaves a manifest that is still there
+        but not listed, and the client's repeated DELETE finishes the job.
+        """
         validate_digest(digest)
         self.resolve(digest)
+        subject = self._subject_of_stored(digest)
+        if subject is not None:
+            self._referrers.remove(subject, digest)
         tags = TagStore(self._driver, self.name)
         for tag in tags.list():
             if tags.lookup(tag) == digest:
                 tags.untag(tag)
         self._driver.delete(p.path_for(p.ManifestRevisionLinkPath(self.name, digest)))
+
+    def _subject_of_stored(self, digest: str) -> str | None:
+        try:
+            doc = json.loads(self._driver.get_content(p.path_for(p.BlobDataPath(digest))))
+            return subject_of(doc) if isinstance(doc, dict) else None
+        except (PathNotFoundError, ValueError, ManifestInvalidError):
+            return None
+
+    def referrers(
+        self, subject: str, artifact_type: str | None = None, n: int = MAX_PAGE,
+        last: str | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Descriptors of manifests whose ``subject`` is ``subject``, sorted by digest.
+
+        At most ``n`` after the digest ``last``, filtered by ``artifact_type``; the flag says
+        whether more follow. An unknown subject has none (an empty list, not an error).
+        """
+        found: list[dict[str, Any]] = []
+        for digest in self._referrers.digests(subject):
+            if last is not None and digest <= last:
+                continue
+            try:
+                manifest = self.get(digest)
+            except ManifestUnknownError:  # entry outlived its manifest: never list it
+                continue
+            desc = referrer_descriptor(*manifest)
+            if artifact_type is not None and desc.get("artifactType") != artifact_type:
+                continue
+            if len(found) == n:
+                return found, True
+            found.append(desc)
+        return found, False

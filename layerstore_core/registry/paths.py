@@ -18,12 +18,18 @@ Names, tags and digests are validated by the caller (see :mod:`.names`) before a
             │       ├── startedat                               UploadStartedAtPath
             │       └── hashstates/<alg>/                       UploadHashStatesPath
             │           └── <offset>                            UploadHashStatePath
-            └── _manifests/
-                ├── revisions/<alg>/<hex>/link                  ManifestRevisionLinkPath
-                └── tags/                                       ManifestTagsPath
-                    └── <tag>/                                  ManifestTagPath
-                        ├── current/link                        ManifestTagCurrentPath
-                        └── index/<alg>/<hex>/link              ManifestTagIndexEntryPath
+            ├── _manifests/
+            │   ├── revisions/<alg>/<hex>/link                  ManifestRevisionLinkPath
+            │   └── tags/                                       ManifestTagsPath
+            │       └── <tag>/                                  ManifestTagPath
+            │           ├── current/link                        ManifestTagCurrentPath
+            │           └── index/<alg>/<hex>/link              ManifestTagIndexEntryPath
+            └── _referrers/<alg>/<subject hex>/                 ReferrersPath (ours)
+                └── <alg>/<hex>/link                            ReferrerLinkPath
+
+``_referrers`` is the one addition to Distribution's layout: the OCI 1.1 referrers index, one
+``link`` per manifest whose ``subject`` is that digest. Distribution 2.8.2 skips ``_``-directories
+it does not know, so it still serves a store that has them.
 
 A ``link`` holds the digest string (``sha256:<hex>``, no newline); ``startedat`` an RFC 3339
 UTC time (``2026-11-28T16:04:50Z``, no newline); a hash state 108 bytes (see :mod:`.hashstate`).
@@ -166,6 +172,23 @@ class ManifestTagIndexEntryPath:
     digest: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReferrersPath:
+    """The referrers index of one subject digest: a link per manifest naming it as ``subject``."""
+
+    name: str
+    subject: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReferrerLinkPath:
+    """One entry of a subject's referrers index: the referring manifest's digest."""
+
+    name: str
+    subject: str
+    digest: str
+
+
 PathSpec = (
     BlobPath
     | BlobDataPath
@@ -183,6 +206,8 @@ PathSpec = (
     | ManifestTagPath
     | ManifestTagCurrentPath
     | ManifestTagIndexEntryPath
+    | ReferrersPath
+    | ReferrerLinkPath
 )
 
 
@@ -226,5 +251,11 @@ def path_for(spec: PathSpec) -> str:
         case ManifestTagIndexEntryPath(name, tag, digest):
             alg, hex_ = _split(digest)
             return f"{repo}/{name}/_manifests/tags/{tag}/index/{alg}/{hex_}/link"
+        case ReferrersPath(name, subject):
+            alg, hex_ = _split(subject)
+            return f"{repo}/{name}/_referrers/{alg}/{hex_}"
+        case ReferrerLinkPath(name, subject, digest):
+            alg, hex_ = _split(digest)
+            return path_for(ReferrersPath(name, subject)) + f"/{alg}/{hex_}/link"
         case _:
             assert_never(spec)

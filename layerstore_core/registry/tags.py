@@ -6,7 +6,12 @@ from ..driver import StorageDriver
 from ..errors import PathNotFoundError
 from . import paths as p
 from .descriptor import read_link, write_link
-from .errors import ManifestUnknownError, NameUnknownError, PaginationNumberInvalidError
+from .errors import (
+    ManifestUnknownError,
+    NameUnknownError,
+    PaginationNumberInvalidError,
+    TagInvalidError,
+)
 from .names import validate_digest, validate_tag
 
 
@@ -47,8 +52,15 @@ class TagStore:
         return read_link(self._driver, p.path_for(p.ManifestTagCurrentPath(self.name, tag)))
 
     def get(self, tag: str) -> str:
-        """Return the digest ``tag`` points at; unknown tag → ManifestUnknownError."""
-        digest = self.lookup(tag)
+        """Return the digest ``tag`` points at; unknown tag → ManifestUnknownError.
+
+        A tag the grammar rejects cannot exist, so it is unknown too (OCI: 404 on GET, HEAD
+        and DELETE; only storing a bad tag is TAG_INVALID).
+        """
+        try:
+            digest = self.lookup(tag)
+        except TagInvalidError:
+            digest = None
         if digest is None:
             raise ManifestUnknownError(f"tag {tag} unknown to {self.name}", detail={"tag": tag})
         return digest

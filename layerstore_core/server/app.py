@@ -6,6 +6,7 @@ Routes (``<name>`` may hold slashes, so the route regex anchors on the trailing 
     GET           /v2/_catalog                             repositories (n, last, Link)
     GET           /v2/<name>/tags/list                     tags (n, last, Link)
     GET HEAD PUT DELETE /v2/<name>/manifests/<reference>   manifests by tag or digest
+    GET           /v2/<name>/referrers/<digest>            manifests whose subject is <digest>
     POST          /v2/<name>/blobs/uploads/                start / monolithic / mount
     GET PATCH PUT DELETE /v2/<name>/blobs/uploads/<id>     status / chunk / finish / cancel
     GET HEAD DELETE /v2/<name>/blobs/<digest>              blobs
@@ -18,14 +19,15 @@ import datetime as dt
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from .. import discovery
 from ..driver import StorageDriver
 from ..ops.scrub import scrub_once
 from ..registry import Registry
 from ..registry.errors import NameUnknownError, UnauthorizedError, UnsupportedError
-from . import blobs, manifests, uploads
+from ..registry.names import NAME_PATTERN
+from . import access, blobs, manifests, uploads
 from .auth import Htpasswd, HtpasswdError
 from .config import Config, ConfigError
 from .errors import from_exception
@@ -41,35 +43,32 @@ from .http import (
     send_response,
 )
 from .state import ServerState
+from .tokenauth import TokenAuthenticator
 from .tokens import TokenSigner, random_secret
 
 log = logging.getLogger(__name__)
 
-#: A route with its URL arguments bound: what the dispatcher calls.
-Handler = Callable[[ServerState, Request], Awaitable[Response]]
-#: Routes under ``/v2/<name>/`` that take one more URL argument (reference, upload id, digest).
-_NamedRoute = Callable[[ServerState, Request, str, str], Awaitable[Response]]
+Handler = Callable[..., Awaitable[Response]]
 
 _ROUTE = re.compile(
     r"^/v2/(?P<name>.+?)/(?:"
     r"(?P<tags>tags/list)"
     r"|manifests/(?P<reference>[^/]+)"
+    r"|referrers/(?P<subject>[^/]+)"
     r"|blobs/uploads/(?P<upload>[^/]*)"
     r"|blobs/(?P<digest>[^/]+)"
     r")$"
 )
 
-_MANIFEST_METHODS: dict[str, _NamedRoute] = {
+_MANIFEST_METHODS: dict[str, Handler] = {
     "GET": manifests.get, "HEAD": manifests.get, "PUT": manifests.put,
     "DELETE": manifests.delete,
 }
-_UPLOAD_METHODS: dict[str, _NamedRoute] = {
+_UPLOAD_METHODS: dict[str, Handler] = {
     "GET": uploads.status, "PATCH": uploads.patch, "PUT": uploads.put,
     "DELETE": uploads.cancel,
 }
-_BLOB_METHODS: dict[str, _NamedRoute] = {
-    "GET": blobs.get, "HEAD": blobs.head, "DELETE": blobs.delete,
-}
+_BLOB_METHODS: dict[str, Handler] = {"GET": blobs.get, "HEAD": blobs.head, "DELETE": blobs.delete}
 
 
 def _not_allowed(method: str) -> UnsupportedError:
@@ -80,43 +79,69 @@ async def _version(state: ServerState, req: Request) -> Response:
     return json_response(200, b"{}")
 
 
-def route(method: str, path: str) -> Handler:
-    """Find the handler, its URL arguments bound (404/405 as OCI errors)."""
+def route(method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    """Find the handler and its URL arguments (404/405 as OCI errors)."""
     if path in ("/v2", "/v2/"):
         if method not in ("GET", "HEAD"):
             raise _not_allowed(method)
-        return _version
+        return _version, {}
     if path == "/v2/_catalog":
         if method != "GET":
             raise _not_allowed(method)
-        return manifests.catalog
+        return manifests.catalog, {}
     if path.endswith("/blobs/uploads"):  # some clients drop the trailing slash
         path += "/"
     m = _ROUTE.match(path)
     if m is None:
         raise NameUnknownError("no such route", detail={"path": path})
-    name: str = m.group("name")
+    name = m.group("name")
     if m.group("tags"):
         if method != "GET":
             raise _not_allowed(method)
-        return lambda state, req: manifests.tags(state, req, name)
+        return manifests.tags, {"name": name}
+    if m.group("subject") is not None:
+        if method != "GET":
+            raise _not_allowed(method)
+        return manifests.referrers, {"name": name, "subject": m.group("subject")}
     if m.group("reference") is not None:
-        return _bind(_MANIFEST_METHODS, method, name, m.group("reference"))
+        return _pick(_MANIFEST_METHODS, method), {"name": name, "reference": m.group("reference")}
     if m.group("upload") is not None:
-        upload_id: str = m.group("upload")
+        upload_id = m.group("upload")
         if not upload_id:
             if method != "POST":
                 raise _not_allowed(method)
-            return lambda state, req: uploads.start(state, req, name)
-        return _bind(_UPLOAD_METHODS, method, name, upload_id)
-    return _bind(_BLOB_METHODS, method, name, m.group("digest"))
+            return uploads.start, {"name": name}
+        return _pick(_UPLOAD_METHODS, method), {"name": name, "upload_id": upload_id}
+    return _pick(_BLOB_METHODS, method), {"name": name, "digest": m.group("digest")}
 
 
-def _bind(table: dict[str, _NamedRoute], method: str, name: str, arg: str) -> Handler:
+_UPLOAD_HANDLERS = frozenset({uploads.start, *_UPLOAD_METHODS.values()})
+
+
+def required_scopes(method: str, handler: Handler, args: Mapping[str, str]) -> list[access.Scope]:
+    """The token scopes a routed request needs, as Distribution asks for them.
+
+    ``pull`` to read (GET/HEAD of blobs, manifests, tags, referrers), ``pull,push`` to write
+    (every upload request, manifest PUT), ``delete`` to delete, ``registry:catalog:*`` for the
+    catalog; the version check needs a valid token and nothing more.
+    """
+    if handler is manifests.catalog:
+        return [access.CATALOG]
+    name = args.get("name")
+    if name is None:
+        return []
+    if handler in _UPLOAD_HANDLERS or method in ("PUT", "POST", "PATCH"):
+        return [access.repository(name, access.PULL, access.PUSH)]
+    if method == "DELETE":
+        return [access.repository(name, access.DELETE)]
+    return [access.repository(name, access.PULL)]
+
+
+def _pick(table: dict[str, Handler], method: str) -> Handler:
     handler = table.get(method)
     if handler is None:
         raise _not_allowed(method)
-    return lambda state, req: handler(state, req, name, arg)
+    return handler
 
 
 class RegistryApp:
@@ -144,6 +169,8 @@ class RegistryApp:
             if err.status >= 500:
                 log.error("%s %s failed: %s", req.method, req.path, err.message)
             resp = error_response(err, head=head)
+        if req.body_unread:  # answered before the body (401, 404, ...): never read it, close
+            resp.header("Connection", "close")
         try:
             await send_response(send, resp)
         except OSError:
@@ -152,18 +179,44 @@ class RegistryApp:
     async def _dispatch(self, req: Request) -> Response:
         if self.state.htpasswd is not None:
             await self._authenticate(req)
-        handler = route(req.method, req.path)
+        handler, args = route(req.method, req.path)
+        if self.state.token_auth is not None:
+            await self._authorize(req, handler, args)
         if self.state.config.readonly and req.method not in ("GET", "HEAD"):
             await req.drain()
             raise UnsupportedError("the registry is in read-only mode")
-        return await handler(self.state, req)
+        return await handler(self.state, req, **args)
+
+    async def _authorize(self, req: Request, handler: Handler, args: dict[str, str]) -> None:
+        """Check the bearer token against the scopes the request needs (token auth).
+
+        A name outside the grammar is refused first, so no such text reaches a challenge. A
+        mount whose source the token may not pull is dropped: the handler then starts a plain
+        upload (202), so no blob is ever linked from a repository the client cannot read.
+        """
+        token_auth = self.state.token_auth
+        assert token_auth is not None
+        if "name" in args:
+            self.state.registry.repository(args["name"])  # NAME_INVALID before any challenge
+        scopes = required_scopes(req.method, handler, args)
+        source = req.arg("from") if handler is uploads.start and req.arg("mount") else None
+        optional = []
+        if source is not None and NAME_PATTERN.fullmatch(source) and source != args["name"]:
+            optional = [access.repository(source, access.PULL)]
+        try:
+            grants = await self.state.run(token_auth.authorize, req.headers, scopes, optional)
+        except Exception:
+            await req.drain()
+            raise
+        if optional and not grants.allows(optional[0]):
+            req.query.pop("mount", None)
+            req.query.pop("from", None)
 
     async def _authenticate(self, req: Request) -> None:
         htpasswd = self.state.htpasswd
         assert htpasswd is not None
         user = await self.state.run(htpasswd.check, req.headers.get("authorization"))
-        if user is None:
-            await req.drain()
+        if user is None:  # answered as soon as the headers are in; the body is never read
             raise UnauthorizedError(headers={"WWW-Authenticate": htpasswd.challenge})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -222,7 +275,8 @@ def _chunk_min_length(driver: StorageDriver, default: int) -> int:
 def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryApp:
     """Build the driver (unless given), the registry and the app from a validated config.
 
-    An htpasswd file that cannot be read is a ConfigError, like any other bad setting.
+    An htpasswd file, root certificate bundle or JWKS that cannot be read is a ConfigError,
+    like any other bad setting.
     """
     if driver is None:
         driver = discovery.load_driver(config.driver, **dict(config.driver_params))
@@ -233,13 +287,15 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
             "http.secret is not set: using a random secret, so uploads in progress will not "
             "survive a restart and cannot be continued by a second instance"
         )
-    htpasswd = None
+    htpasswd = token_auth = None
+    if config.token is not None:
+        token_auth = TokenAuthenticator(config.token)
     if config.htpasswd is not None:
         try:
             htpasswd = Htpasswd(config.htpasswd.path, config.htpasswd.realm)
         except HtpasswdError as exc:
             raise ConfigError(str(exc)) from None
     state = ServerState(config=config, registry=Registry(driver), signer=TokenSigner(secret),
-                        htpasswd=htpasswd)
+                        htpasswd=htpasswd, token_auth=token_auth)
     state.chunk_min_length = _chunk_min_length(driver, state.chunk_min_length)
     return RegistryApp(state)

@@ -3,6 +3,9 @@
 Only bcrypt hashes (``$2y$``, ``$2a$``, ``$2b$``) are accepted, as in Distribution; other lines are
 skipped with a warning. bcrypt is deliberately slow, so verified credentials are remembered (by a
 SHA-256 of the header, never the password) for the life of the process.
+
+It is all-or-nothing: every user in the file may read, write and delete every repository. Access
+per repository is what ``auth.token`` (:mod:`.tokenauth`) is for.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ log = logging.getLogger(__name__)
 
 _BCRYPT_PREFIXES = ("$2y$", "$2a$", "$2b$")
 _CACHE_LIMIT = 1024
+#: bcrypt reads at most this many bytes of a password (bcrypt 5 raises past it).
+BCRYPT_MAX_PASSWORD = 72
 
 
 class HtpasswdError(ValueError):
@@ -32,6 +37,11 @@ class Htpasswd:
         self.realm = realm
         self._users = self._load(Path(path))
         self._verified: set[bytes] = set()
+        # Checked for unknown users, so they cost what a wrong password does: timing must not
+        # tell which users exist. Same cost as the file's first entry (bcrypt's default else).
+        cost = next(iter(self._users.values()), b"$2b$12$").split(b"$")[2]
+        rounds = int(cost) if cost.isdigit() and 4 <= int(cost) <= 31 else 12
+        self._dummy = bcrypt.hashpw(b"layerstore-dummy", bcrypt.gensalt(rounds))
 
     def __repr__(self) -> str:
         return f"Htpasswd(realm={self.realm!r}, {len(self._users)} users)"
@@ -69,12 +79,19 @@ class Htpasswd:
         except (binascii.Error, UnicodeDecodeError):
             return None
         user, sep, password = decoded.partition(":")
-        hashed = self._users.get(user)
-        if not sep or hashed is None:
+        if not sep:
             return None
-        if key in self._verified:
+        hashed = self._users.get(user)
+        if hashed is not None and key in self._verified:
             return user
-        if not bcrypt.checkpw(password.encode("utf-8"), hashed):
+        secret = password.encode("utf-8")
+        if len(secret) > BCRYPT_MAX_PASSWORD:  # no valid password is longer: refuse, same cost
+            secret, hashed = b"", None
+        try:
+            matched = bcrypt.checkpw(secret, hashed or self._dummy)
+        except ValueError:  # a malformed hash in the file: no password matches it
+            matched = False
+        if not matched or hashed is None:
             return None
         if len(self._verified) >= _CACHE_LIMIT:
             self._verified.clear()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 from ..registry.errors import RangeInvalidError, UnsupportedError
-from .http import Request, Response, empty
+from .http import Request, Response, empty, parse_decimal
 from .state import ServerState
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 
 
 def parse_range(value: str, size: int) -> tuple[int, int] | None:
@@ -25,13 +25,14 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # suffix: the last N bytes
-        n = int(last)
+        n = parse_decimal(last) or 0
         if n == 0:
             raise _unsatisfiable(size)
         return max(size - n, 0), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
+    start = parse_decimal(first) or 0
+    stop = parse_decimal(last) if last else None  # 19+ digits: HUGE, past any blob's end
+    end = min(stop, size - 1) if stop is not None else size - 1
+    if start >= size or (stop is not None and stop < start):
         raise _unsatisfiable(size)
     return start, end
 

@@ -38,7 +38,7 @@ _IGNORED = {
     "version", "log.formatter", "log.fields", "log.accesslog", "log.hooks", "loglevel",
     "storage.cache", "storage.tag",
     "http.prefix", "http.host", "http.relativeurls", "http.headers", "http.debug", "http.http2",
-    "http.draintimeout", "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
+    "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
     "http.tls.ciphersuites", "health", "notifications", "redis",
     "reporting", "middleware", "proxy", "compatibility", "validation", "policy", "catalog",
 }
@@ -46,6 +46,22 @@ _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "
                "error": "ERROR", "fatal": "CRITICAL", "panic": "CRITICAL"}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Bounds on every connection, enforced before authentication (``server.guard``)."""
+
+    #: ``http.maxheaderbytes``: request line plus headers (431, or 414 for the URL).
+    max_header_bytes: int = 64 * 2**10
+    #: ``http.maxconnections``: open connections; one more gets 503 and is closed.
+    max_connections: int = 512
+    #: ``http.readheadertimeout``: seconds for a request's line and headers to arrive (408).
+    header_timeout: float = 20.0
+    #: ``http.bodyidletimeout``: seconds a request body may send nothing before the close.
+    body_timeout: float = 60.0
+    #: ``http.idletimeout``: seconds a keep-alive connection may wait for its next request.
+    keepalive_timeout: float = 30.0
 
 
 class ConfigError(LayerstoreError, ValueError):
@@ -83,6 +99,20 @@ class Htpasswd:
 
 
 @dataclasses.dataclass(frozen=True)
+class TokenAuth:
+    """``auth.token``: Distribution's token authentication (keys checked again when loaded)."""
+
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: str | None = None
+    jwks: str | None = None
+    signingalgorithms: tuple[str, ...] = ()
+    autoredirect: bool = False
+    autoredirectpath: str = "/auth/token"
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything ``layerstore serve`` needs, validated."""
 
@@ -105,6 +135,10 @@ class Config:
     tls_key: str | None = None
     log_level: str = "INFO"
     htpasswd: Htpasswd | None = None
+    token: TokenAuth | None = None
+    limits: Limits = Limits()
+    #: ``http.draintimeout``: on SIGTERM, how long running requests may finish (0: none).
+    drain_timeout: float = 0.0
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -263,16 +297,51 @@ def parse_addr(value: Any, key: str = "http.addr") -> tuple[str, int]:
     """``host:port`` (``:5000`` means every interface, as in Go)."""
     text = _str(value, key)
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
         raise ConfigError(f"{key}: expected host:port such as 127.0.0.1:5000, got {value!r}")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
 
 
+#: ``http.<key>`` -> (Limits field, parser); durations are Go strings, the others integers.
+_LIMIT_KEYS = {
+    "maxheaderbytes": "max_header_bytes",
+    "maxconnections": "max_connections",
+    "readheadertimeout": "header_timeout",
+    "bodyidletimeout": "body_timeout",
+    "idletimeout": "keepalive_timeout",
+}
+
+
+def _positive_int(value: Any, key: str) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]{1,12}", text) or int(text) == 0:
+        raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+    return int(text)
+
+
+def _parse_limits(http: Mapping[str, Any]) -> Limits:
+    values: dict[str, Any] = {}
+    for key, field in _LIMIT_KEYS.items():
+        if key not in http:
+            continue
+        name = f"http.{key}"
+        if key.endswith("timeout"):
+            seconds = parse_duration(http[key], name)
+            if seconds <= 0:
+                raise ConfigError(f"{name}: expected a duration above zero, got {http[key]!r}")
+            values[field] = seconds
+        else:
+            values[field] = _positive_int(http[key], name)
+    return Limits(**values)
+
+
 def _parse_http(raw: Any) -> dict[str, Any]:
     http = _section(raw, "http")
-    _check_keys(http, "http", {"addr", "net", "secret", "tls"})
-    out: dict[str, Any] = {}
+    _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", *_LIMIT_KEYS})
+    out: dict[str, Any] = {"limits": _parse_limits(http)}
+    if "draintimeout" in http:
+        out["drain_timeout"] = parse_duration(http["draintimeout"], "http.draintimeout")
     net = _str(http.get("net", "tcp"), "http.net").lower()
     if net not in ("tcp", "unix"):
         raise ConfigError(f"http.net: expected tcp or unix, got {net!r}")
@@ -295,7 +364,11 @@ def _parse_http(raw: Any) -> dict[str, Any]:
 
 def _parse_auth(raw: Any) -> dict[str, Any]:
     auth = _section(raw, "auth")
-    _check_keys(auth, "auth", {"htpasswd"})
+    _check_keys(auth, "auth", {"htpasswd", "token"})
+    if len(auth) > 1:
+        raise ConfigError(f"auth: configure one scheme, not {sorted(auth)}")
+    if "token" in auth:
+        return {"token": _parse_token(_section(auth["token"], "auth.token"))}
     if "htpasswd" not in auth:
         return {}
     sec = _section(auth["htpasswd"], "auth.htpasswd")
@@ -304,6 +377,33 @@ def _parse_auth(raw: Any) -> dict[str, Any]:
         raise ConfigError("auth.htpasswd.path: required (a file of user:bcrypt-hash lines)")
     realm = _str(sec.get("realm", "basic-realm"), "auth.htpasswd.realm")
     return {"htpasswd": Htpasswd(realm, _str(sec["path"], "auth.htpasswd.path"))}
+
+
+def _parse_token(sec: dict[str, Any]) -> TokenAuth:
+    key = "auth.token"
+    _check_keys(sec, key, {f.name for f in dataclasses.fields(TokenAuth)})
+    for required in ("realm", "service", "issuer"):
+        if not sec.get(required):
+            raise ConfigError(f"{key}.{required}: required")
+    if not sec.get("rootcertbundle") and not sec.get("jwks"):
+        raise ConfigError(f"{key}: rootcertbundle or jwks is required (the token signers' keys)")
+    algorithms = sec.get("signingalgorithms") or []
+    if not isinstance(algorithms, list):
+        raise ConfigError(f"{key}.signingalgorithms: expected a list, got {algorithms!r}")
+    path = _str(sec.get("autoredirectpath", "/auth/token"), f"{key}.autoredirectpath")
+    if not path.startswith("/"):
+        raise ConfigError(f"{key}.autoredirectpath: must start with '/', got {path!r}")
+    return TokenAuth(
+        realm=_str(sec["realm"], f"{key}.realm"),
+        service=_str(sec["service"], f"{key}.service"),
+        issuer=_str(sec["issuer"], f"{key}.issuer"),
+        rootcertbundle=(_str(sec["rootcertbundle"], f"{key}.rootcertbundle")
+                        if sec.get("rootcertbundle") else None),
+        jwks=_str(sec["jwks"], f"{key}.jwks") if sec.get("jwks") else None,
+        signingalgorithms=tuple(_str(a, f"{key}.signingalgorithms") for a in algorithms),
+        autoredirect=_bool(sec.get("autoredirect", False), f"{key}.autoredirect"),
+        autoredirectpath=path,
+    )
 
 
 def _parse_log(raw: Any, top_level: Any) -> str:

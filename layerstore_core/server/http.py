@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,6 +23,20 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+#: What :func:`parse_decimal` gives for a number of more than 19 digits (above any size).
+HUGE = 2**63
+_DECIMAL = re.compile(r"[0-9]+")
+
+
+def parse_decimal(text: str) -> int | None:
+    r"""ASCII digits as an int, else None (``str.isdigit`` and ``\d`` accept ``²``).
+
+    Longer than 19 digits is :data:`HUGE`, so no request converts thousands of digits (Python
+    refuses past 4300 with a ValueError).
+    """
+    if not _DECIMAL.fullmatch(text):
+        return None
+    return int(text) if len(text) <= 19 else HUGE
 
 
 class ClientDisconnected(Exception):
@@ -55,9 +70,10 @@ class Request:
         raw = self.headers.get("content-length")
         if raw is None:
             return None
-        if not raw.strip().isdigit():
-            raise SizeInvalidError("malformed Content-Length", detail=raw)
-        return int(raw)
+        length = parse_decimal(raw.strip())
+        if length is None or length == HUGE:
+            raise SizeInvalidError("malformed Content-Length", detail=raw[:100])
+        return length
 
     @property
     def has_body(self) -> bool:
@@ -66,6 +82,16 @@ class Request:
         if length is not None:
             return length > 0
         return "chunked" in self.headers.get("transfer-encoding", "").lower()
+
+    @property
+    def body_unread(self) -> bool:
+        """Whether a body was announced and nothing has read it (so the connection must close)."""
+        if self._consumed:
+            return False
+        try:
+            return self.has_body
+        except SizeInvalidError:  # a malformed Content-Length: the body's end is unknown
+            return True
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Yield the body as it arrives (a disconnect raises :class:`ClientDisconnected`)."""

@@ -1,4 +1,4 @@
-"""Manifest, tag-list and catalog routes."""
+"""Manifest, tag-list, referrers and catalog routes."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from ..registry.errors import (
     PaginationNumberInvalidError,
     UnsupportedError,
 )
-from ..registry.manifests import MAX_MANIFEST_SIZE
-from ..registry.names import is_digest_like, split_digest
-from .http import Request, Response, empty, json_response
+from ..registry.manifests import MAX_MANIFEST_SIZE, OCI_INDEX
+from ..registry.names import is_digest_like, split_digest, validate_digest
+from ..registry.referrers import MAX_PAGE as MAX_REFERRERS_PAGE
+from .http import Request, Response, empty, json_response, parse_decimal
 from .state import ServerState
 
 #: Page size for tag lists and the catalog when the client gives no ``n``.
@@ -55,19 +56,29 @@ async def _read_manifest(req: Request) -> bytes:
 
 
 async def put(state: ServerState, req: Request, name: str, reference: str) -> Response:
-    """PUT a manifest; the service sniffs the type when ``Content-Type`` says nothing."""
+    """PUT a manifest, tagged with the reference (a tag) and each ``?tag=`` (OCI 1.1.1).
+
+    The service sniffs the type when ``Content-Type`` says nothing; a manifest with a
+    ``subject`` is answered with ``OCI-Subject``, each tag applied with ``OCI-Tag``.
+    """
     repo = state.registry.repository(name)
     algorithm = split_digest(reference)[0] if is_digest_like(reference) else None
+    tags = ([] if algorithm is not None else [reference]) + req.query.get("tag", [])
     content = await _read_manifest(req)
     media_type = req.headers.get("content-type")
-    if algorithm is None:
-        digest = await state.run(repo.manifests.put, content, media_type, tag=reference)
-    else:
-        if f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}" != reference:
-            raise DigestInvalidError("manifest content does not match the digest",
-                                     detail=reference)
-        digest = await state.run(repo.manifests.put, content, media_type)
-    return empty(201, Location=f"/v2/{name}/manifests/{digest}", Docker_Content_Digest=digest)
+    if algorithm is not None and (
+        f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}" != reference
+    ):
+        raise DigestInvalidError("manifest content does not match the digest",
+                                 detail=reference)
+    result = await state.run(repo.manifests.store, content, media_type, tags)
+    resp = empty(201, Location=f"/v2/{name}/manifests/{result.digest}",
+                 Docker_Content_Digest=result.digest)
+    if result.subject is not None:
+        resp.header("OCI-Subject", result.subject)
+    for tag in dict.fromkeys(tags):
+        resp.header("OCI-Tag", tag)
+    return resp
 
 
 async def delete(state: ServerState, req: Request, name: str, reference: str) -> Response:
@@ -86,12 +97,13 @@ def _page_args(req: Request) -> tuple[int, str | None]:
     raw = req.arg("n")
     n = DEFAULT_PAGE
     if raw is not None and raw != "":
-        if not raw.isdigit():
-            raise PaginationNumberInvalidError(detail={"n": raw})
-        n = int(raw)
-        if n > MAX_PAGE:
+        number = parse_decimal(raw)
+        if number is None:
+            raise PaginationNumberInvalidError(detail={"n": raw[:100]})
+        if number > MAX_PAGE:
             raise PaginationNumberInvalidError(f"n may be at most {MAX_PAGE}",
-                                               detail={"n": raw})
+                                               detail={"n": raw[:100]})
+        n = number
     return n, req.arg("last") or None
 
 
@@ -111,6 +123,35 @@ async def tags(state: ServerState, req: Request, name: str) -> Response:
     repo = state.registry.repository(name)
     items = [] if n == 0 else list(await state.run(repo.tags.list, n + 1, last))
     return _paged(f"/v2/{name}/tags/list", "tags", name, items, n)
+
+
+async def referrers(state: ServerState, req: Request, name: str, subject: str) -> Response:
+    """GET referrers/<digest>: an image index of the manifests naming it as ``subject``.
+
+    Always 200 (an empty index for a digest nothing refers to, or that does not exist);
+    ``artifactType`` filters and is echoed in ``OCI-Filters-Applied``; ``n``/``last`` page
+    through large answers with a ``Link`` header, as the tag list does.
+    """
+    validate_digest(subject)
+    n, last = _page_args(req)
+    n = min(n, MAX_REFERRERS_PAGE)
+    if last is not None:
+        validate_digest(last)
+    artifact_type = req.arg("artifactType") or None
+    repo = state.registry.repository(name)
+    found, more = ([], False) if n == 0 else await state.run(
+        repo.manifests.referrers, subject, artifact_type, n, last)
+    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": found}
+    body = json.dumps(doc).encode("utf-8")
+    headers = [("Content-Type", OCI_INDEX), ("Content-Length", str(len(body)))]
+    if artifact_type is not None:
+        headers.append(("OCI-Filters-Applied", "artifactType"))
+    if more:
+        query = f"n={n}&last={quote(found[-1]['digest'], safe='')}"
+        if artifact_type is not None:
+            query += f"&artifactType={quote(artifact_type, safe='')}"
+        headers.append(("Link", f'</v2/{name}/referrers/{subject}?{query}>; rel="next"'))
+    return Response(200, headers, body)
 
 
 async def catalog(state: ServerState, req: Request) -> Response:

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import ssl
+from typing import Any
 
 import uvicorn
 
-from .app import create_app
+from .app import RegistryApp, create_app
 from .config import Config, ConfigError
+from .guard import protocol_for
 from .memory import tune_malloc
+from .probe import check_storage
 
 log = logging.getLogger(__name__)
 
@@ -56,29 +60,56 @@ def redact_upload_state() -> None:
             logger.addFilter(RedactUploadState())
 
 
+def uvicorn_config(app: RegistryApp, config: Config, **options: Any) -> uvicorn.Config:
+    """The uvicorn settings from ours: the guarded protocol, keep-alive and drain timeouts."""
+    return uvicorn.Config(
+        app,
+        http=protocol_for(config.limits),
+        timeout_keep_alive=config.limits.keepalive_timeout,  # type: ignore[arg-type]  # a float works; the stub says int
+        # uvicorn times out a zero wait before it even looks: 0.1 s is "at once" without the
+        # spurious "graceful shutdown exceeded" error on every stop
+        timeout_graceful_shutdown=max(config.drain_timeout, 0.1),  # type: ignore[arg-type]  # likewise
+        log_config=None,
+        lifespan="on",
+        server_header=False,
+        **options,
+    )
+
+
+def listen(config: Config) -> socket.socket:
+    """Bind ``http.addr`` now, so an address in use is an error that names the key."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    try:
+        return socket.create_server((config.host, config.port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ConfigError(
+            f"http.addr: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
+
+
 def serve(config: Config) -> None:
-    """Serve until interrupted; an unreadable htpasswd file or TLS key pair is a ConfigError."""
+    """Serve until SIGTERM/SIGINT (then drain for ``http.draintimeout``).
+
+    An unreadable htpasswd file or TLS key pair, unusable storage or an address in use is a
+    ConfigError, found before the first connection is accepted.
+    """
     configure_logging(config.log_level)
     tune_malloc()
     app = create_app(config)
+    check_storage(app.state.registry.driver, config.driver)
+    sock = None if config.unix_socket else listen(config)
     where = config.unix_socket or f"{config.host}:{config.port}"
     log.info("layerstore serving %s storage on %s", config.driver, where)
-    server_config = uvicorn.Config(
-        app,
-        host=config.host,
-        port=config.port,
+    server_config = uvicorn_config(
+        app, config,
         uds=config.unix_socket,
         ssl_certfile=config.tls_certificate,
         ssl_keyfile=config.tls_key,
         log_level=config.log_level.lower(),
-        log_config=None,
         access_log=config.log_level == "DEBUG",
-        lifespan="on",
-        server_header=False,
-        timeout_keep_alive=30,
     )
     try:
         server_config.load()  # builds the TLS context now, so a bad pair is a config error
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"http.tls: cannot load the certificate and key: {exc}") from None
-    uvicorn.Server(server_config).run()
+    uvicorn.Server(server_config).run(sockets=None if sock is None else [sock])

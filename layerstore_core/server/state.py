@@ -23,6 +23,7 @@ from .auth import Htpasswd
 from .config import Config
 from .http import Request
 from .memory import upload_finished, upload_started
+from .tokenauth import TokenAuthenticator
 from .tokens import TokenSigner
 
 _T = TypeVar("_T")
@@ -49,6 +50,7 @@ class ServerState:
     registry: Registry
     signer: TokenSigner
     htpasswd: Htpasswd | None = None
+    token_auth: TokenAuthenticator | None = None
     executor: concurrent.futures.ThreadPoolExecutor = dataclasses.field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
             THREADS, thread_name_prefix="layerstore"

@@ -15,6 +15,7 @@ import uvicorn
 from ..driver import StorageDriver
 from .app import RegistryApp, create_app
 from .config import Config
+from .serve import uvicorn_config
 
 STARTUP_TIMEOUT = 20.0
 
@@ -25,8 +26,8 @@ class ThreadedServer:
     def __init__(self, config: Config, driver: StorageDriver | None = None) -> None:
         self.app: RegistryApp = create_app(config, driver)
         self._server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=0, log_config=None,
-                           access_log=False, lifespan="on", log_level="warning")
+            uvicorn_config(self.app, config, host="127.0.0.1", port=0, access_log=False,
+                           log_level="warning")
         )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self.url = ""

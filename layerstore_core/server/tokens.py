@@ -80,7 +80,7 @@ class TokenSigner:
                 name=str(fields["name"]), id=str(fields["id"]),
                 offset=int(fields["offset"]), started_at=str(fields["started_at"]),
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise InvalidTokenError("malformed upload state token") from None
         if state.name != name or state.id != upload_id:
             raise InvalidTokenError("upload state token belongs to another upload")

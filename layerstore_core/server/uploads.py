@@ -20,13 +20,14 @@ from ..registry.errors import (
     NameInvalidError,
     NameUnknownError,
     RangeInvalidError,
+    SizeInvalidError,
 )
 from ..registry.names import validate_digest
-from .http import Request, Response, empty
+from .http import Request, Response, empty, gather_quietly, parse_decimal
 from .state import ServerState
 from .tokens import InvalidTokenError, UploadState
 
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?$")
 #: A mount failing with one of these falls back to a fresh upload session.
 _NO_MOUNT = (BlobUnknownError, NameUnknownError, NameInvalidError, DigestInvalidError)
 
@@ -60,9 +61,10 @@ def _created(name: str, digest: str) -> Response:
 def parse_content_range(value: str) -> tuple[int, int]:
     """``start-end`` (inclusive), optionally with a ``bytes`` unit; else 416."""
     m = _CONTENT_RANGE.match(value.strip())
-    if not m or int(m.group(1)) > int(m.group(2)):
-        raise RangeInvalidError("malformed Content-Range", detail=value)
-    return int(m.group(1)), int(m.group(2))
+    first, last = (parse_decimal(m.group(1)), parse_decimal(m.group(2))) if m else (None, None)
+    if first is None or last is None or first > last:
+        raise RangeInvalidError("malformed Content-Range", detail=value[:100])
+    return first, last
 
 
 async def start(state: ServerState, req: Request, name: str) -> Response:
@@ -85,7 +87,11 @@ async def start(state: ServerState, req: Request, name: str) -> Response:
         await req.drain()
         resp = _progress(state, name, upload, 202)
         return resp.header("OCI-Chunk-Min-Length", state.chunk_min_length)
-    return await _finish(state, req, name, upload, digest)
+    try:
+        return await _finish(state, req, name, upload, digest)
+    except BaseException:  # no Location was given, so no one could resume or cancel it
+        await gather_quietly(state.run(upload.cancel))
+        raise
 
 
 async def _close_after_error(state: ServerState, upload: BlobUpload) -> None:
@@ -143,8 +149,8 @@ async def _check_range(
         length = req.content_length
         if first != offset or (length is not None and length != last - first + 1):
             raise RangeInvalidError("chunk does not start at the upload's offset",
-                                    detail={"offset": offset, "content_range": raw})
-    except RangeInvalidError as err:
+                                    detail={"offset": offset, "content_range": raw[:100]})
+    except (RangeInvalidError, SizeInvalidError) as err:
         await state.run(upload.close)
         err.headers.update(
             Location=_location(state, name, upload), Range=range_header(offset),

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from .concurrency import ConcurrencyCases
+from .conditional import ConditionalCases
 from .content import ContentCases
 from .listing import ListCases
 from .movedelete import MoveDeleteCases
@@ -29,6 +30,7 @@ class ConformanceSuite(
     WalkCases,
     RedirectCases,
     ConcurrencyCases,
+    ConditionalCases,
 ):
     """All conformance cases; subclass it and provide the ``conformance_backend`` fixture."""
 

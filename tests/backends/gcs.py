@@ -105,14 +105,17 @@ def raw_client(endpoint: str) -> Any:
 
 def gcs_backend(backend_id: str, endpoint: str, **extra: Any) -> Backend:
     """A Backend whose ``leftovers`` lists the unfinished-write state objects of its root."""
-    from layerstore_gcs.writer import SIDE_PREFIX
+    from layerstore_core.objectstore.partwriter import STATE_SUFFIX
 
     params = gcs_params(endpoint, **extra)
-    side = SIDE_PREFIX + params["rootdirectory"].strip("/") + "/"
+    root = params["rootdirectory"].strip("/")
+    prefix = root + "/" if root else ""
+    bucket = params.get("bucket", BUCKET)
     client = raw_client(endpoint)
 
     def leftovers() -> list[str]:
-        return [b.name for b in client.list_blobs(BUCKET, prefix=side, timeout=10)]
+        names = (b.name for b in client.list_blobs(bucket, prefix=prefix, timeout=10))
+        return [n for n in names if n.endswith(STATE_SUFFIX)]
 
     return Backend(backend_id, "gcs", params, leftovers=leftovers)
 

@@ -17,7 +17,7 @@ import pytest
 from google.api_core import exceptions as gexc
 from layerstore_gcs import GCSDriver, UploadSessionExpiredError
 from layerstore_gcs.errors import ERROR_TABLE, SESSION_ERROR_TABLE, translate
-from layerstore_gcs.writer import SIDE_PREFIX, UploadState
+from layerstore_gcs.session import SessionId
 
 from layerstore_core import load_driver
 from layerstore_core.driver import StorageDriver
@@ -26,6 +26,8 @@ from layerstore_core.errors import (
     PathNotFoundError,
     StorageDriverError,
 )
+from layerstore_core.objectstore import Part, UploadState, state_key
+from layerstore_core.objectstore.partwriter import load_state
 from layerstore_core.params import ParameterError
 from layerstore_core.testing import Backend
 from tests.backends.gcs import BUCKET, gcs_backend, raw_client
@@ -103,20 +105,23 @@ def test_resume_across_processes(backend: Backend, driver: StorageDriver, sizes:
     assert _side_objects(backend) == []
 
 
-def test_bigger_chunks_keep_tail_below_unit(gcs_emulator_endpoint: str) -> None:
-    """With 1 MiB chunks, close sends whole 256 KiB units and saves only the rest."""
+def test_bigger_chunks_keep_tail_in_state(gcs_emulator_endpoint: str) -> None:
+    """With 1 MiB chunks, a tail of less than one chunk survives close in the state object."""
     backend = gcs_backend("gcs-emulator", gcs_emulator_endpoint, chunksize=4 * UNIT)
     drv = backend.make()
-    data = os.urandom(3 * UNIT + 100)
+    assert isinstance(drv, GCSDriver)
+    data = os.urandom(4 * UNIT + 3 * UNIT + 100)
     w = drv.writer("/f")
     w.write(data)
     w.close()
-    assert isinstance(drv, GCSDriver)
-    state = drv.load_state(drv.key("/f"), "/f")
-    assert state is not None and state.offset == 3 * UNIT and state.tail == data[-100:]
+    state = _state(drv, "/f")
+    assert [p.size for p in state.parts] == [4 * UNIT] and state.tail == data[4 * UNIT :]
+    assert state.upload_id is not None  # the first chunk is in the session
     w2 = drv.writer("/f", append=True)
+    assert w2.size == len(data)
     w2.commit()
     assert drv.get_content("/f") == data
+    assert backend.leftovers is not None and backend.leftovers() == []
 
 
 # -- hidden side objects --------------------------------------------------------------------
@@ -126,18 +131,20 @@ def _hidden_checks(drv: StorageDriver, backend: Backend) -> None:
     w = drv.writer("/a/b/data")
     w.write(os.urandom(UNIT + 10))
     w.close()
-    assert _side_objects(backend) or backend.params.get("rootdirectory") == ""
+    assert _side_objects(backend)
     drv.put_content("/c", b"x")
-    assert "/a" not in drv.list("/")
     assert all("~" not in p for p in drv.list("/"))
     assert all("~" not in i.path for i in drv.walk("/"))
-    for missing in ("/a", "/a/b", "/a/b/data"):
+    # The state object lies beside its path (the object-store base's layout): walk and the
+    # unfinished file's own directory do not show it.
+    assert [i.path for i in drv.walk("/")] == ["/c"]
+    for missing in ("/a/b", "/a/b/data"):
         with pytest.raises(PathNotFoundError):
             drv.stat(missing)
     with pytest.raises(PathNotFoundError):
         drv.reader("/a/b/data")
     with pytest.raises(PathNotFoundError):
-        drv.list("/a")
+        drv.list("/a/b")
     drv.writer("/a/b/data", append=True).cancel()
 
 
@@ -147,7 +154,7 @@ def test_side_objects_never_listed(backend: Backend, driver: StorageDriver) -> N
 
 
 def test_side_objects_hidden_at_bucket_root(gcs_fake_endpoint: str) -> None:
-    """With the bucket root as root directory, the reserved top-level name is filtered."""
+    """With the bucket root as root directory, state objects are hidden as well."""
     bucket = f"root-{uuid.uuid4().hex[:10]}"
     raw_client(gcs_fake_endpoint).create_bucket(bucket, timeout=10)
     backend = gcs_backend("gcs-fake", gcs_fake_endpoint, bucket=bucket, rootdirectory="")
@@ -155,6 +162,7 @@ def test_side_objects_hidden_at_bucket_root(gcs_fake_endpoint: str) -> None:
     _hidden_checks(drv, backend)
     names = [b.name for b in raw_client(gcs_fake_endpoint).list_blobs(bucket)]
     assert names == ["c"]
+    drv.close()
 
 
 def test_delete_removes_unfinished_writes_below(backend: Backend, driver: StorageDriver) -> None:
@@ -168,6 +176,7 @@ def test_delete_removes_unfinished_writes_below(backend: Backend, driver: Storag
     w.close()
     driver.delete("/d")
     assert [n for n in _side_objects(backend) if "/d/" in n] == []
+    assert _side_objects(backend)[0].endswith("/dx/pending~state")
     assert len(_side_objects(backend)) == 1  # /dx's pending write is untouched
     driver.writer("/dx/pending", append=True).cancel()
 
@@ -219,13 +228,19 @@ def test_append_to_committed(driver: StorageDriver) -> None:
     assert driver.get_content("/p") == first + b"more"
 
 
-def _rewrite_state(drv: GCSDriver, path: str, **changes: Any) -> None:
-    key = drv.key(path)
-    state = drv.load_state(key, path)
+def _state(drv: GCSDriver, path: str) -> UploadState:
+    state = load_state(drv.bucket, drv.key(path), path)
     assert state is not None
-    for name, value in changes.items():
-        setattr(state, name, value)
-    drv.upload_bytes(drv.state_key(key), state.encode(), path)
+    return state
+
+
+def _rewrite_state(drv: GCSDriver, path: str, state: UploadState) -> None:
+    drv.bucket.put(state_key(drv.key(path)), state.encode())
+
+
+def _session(state: UploadState) -> SessionId:
+    assert state.upload_id is not None
+    return SessionId.decode(state.upload_id, None)
 
 
 def test_resume_after_a_week_is_a_clear_error(driver: StorageDriver) -> None:
@@ -233,12 +248,17 @@ def test_resume_after_a_week_is_a_clear_error(driver: StorageDriver) -> None:
     w = driver.writer("/old")
     w.write(os.urandom(UNIT + 1))
     w.close()
+    state = _state(driver, "/old")
+    session = _session(state)
     week_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=7, minutes=1)
-    _rewrite_state(driver, "/old", created=week_ago)
+    state.upload_id = SessionId(session.uri, session.token, week_ago).encode()
+    _rewrite_state(driver, "/old", state)
+    w = driver.writer("/old", append=True)
     with pytest.raises(UploadSessionExpiredError, match="expired") as info:
-        driver.writer("/old", append=True)
+        w.write(os.urandom(UNIT))
+        w.commit()
     assert info.value.driver == "gcs" and info.value.path == "/old"
-    driver.delete_object(driver.state_key(driver.key("/old")), "/old")
+    driver.writer("/old", append=True).cancel()
 
 
 def test_vanished_session_is_a_clear_error(driver: StorageDriver) -> None:
@@ -246,35 +266,42 @@ def test_vanished_session_is_a_clear_error(driver: StorageDriver) -> None:
     w = driver.writer("/gone")
     w.write(os.urandom(UNIT + 1))
     w.close()
-    state = driver.load_state(driver.key("/gone"), "/gone")
-    assert state is not None and state.session is not None
-    bogus = state.session.replace("upload_id=", "upload_id=gone")
-    _rewrite_state(driver, "/gone", session=bogus)
+    state = _state(driver, "/gone")
+    session = _session(state)
+    bogus = session.uri.replace("upload_id=", "upload_id=gone")
+    state.upload_id = SessionId(bogus, session.token, session.created).encode()
+    _rewrite_state(driver, "/gone", state)
     w = driver.writer("/gone", append=True)
-    with pytest.raises(UploadSessionExpiredError):
+    with pytest.raises(UploadSessionExpiredError) as info:
         w.write(os.urandom(UNIT))
         w.commit()
-    driver.delete_object(driver.state_key(driver.key("/gone")), "/gone")
+    assert info.value.driver == "gcs" and info.value.path == "/gone"
+    driver.bucket.delete_many([state_key(driver.key("/gone"))])
 
 
 def test_recovers_when_saved_offset_is_behind(gcs_emulator_endpoint: str) -> None:
-    """The session holds more than the state says (a crash between chunk and save).
+    """The session holds more than the state says (a crashed writer sent chunks after close).
 
     Only on gcp-storage-emulator: fake-gcs-server appends resent chunks and finalizes on a
     status query (upstream #1362), so this recovery cannot work there.
     """
-    drv = gcs_backend("gcs-emulator", gcs_emulator_endpoint).make()
+    drv = gcs_backend("gcs-emulator", gcs_emulator_endpoint, chunksize=UNIT).make()
     assert isinstance(drv, GCSDriver)
     data = os.urandom(2 * UNIT)
     w = drv.writer("/r")
     w.write(data)
-    w.close()
-    _rewrite_state(drv, "/r", offset=UNIT, tail=data[UNIT : UNIT + 100])
+    w.close()  # both chunks are in the session
+    state = _state(drv, "/r")
+    assert [p.size for p in state.parts] == [UNIT, UNIT] and state.tail == b""
+    state.parts, state.tail = [Part(1, UNIT)], data[UNIT : UNIT + 100]
+    _rewrite_state(drv, "/r", state)
     w = drv.writer("/r", append=True)  # believes it is at UNIT + 100
+    assert w.size == UNIT + 100
     rest = data[UNIT + 100 :] + b"end"
-    w.write(rest)  # the session rejects the chunk at UNIT; the query says 2 * UNIT
+    w.write(rest)  # the session already holds chunk 2: it is kept, not sent again
     w.commit()
     assert drv.get_content("/r") == data + b"end"
+    drv.close()
 
 
 # -- reader ---------------------------------------------------------------------------------
@@ -362,7 +389,7 @@ def test_parameters_from_strings() -> None:
     )
     assert isinstance(drv, GCSDriver)
     assert drv.params.chunksize == 512 * KIB and drv.root == "x/y/"
-    assert drv.key("/a") == "x/y/a" and drv.state_key("x/y/a") == SIDE_PREFIX + "x/y/a/~state"
+    assert drv.key("/a") == "x/y/a" and drv.bucket.part_size(7) == 512 * KIB
 
 
 def test_error_table_covers_what_the_driver_sees() -> None:
@@ -379,19 +406,21 @@ def test_error_table_covers_what_the_driver_sees() -> None:
     assert type(translate(ConnectionError("reset"), "/p")) is StorageDriverError
 
 
-def test_state_roundtrip_and_garbage() -> None:
+def test_session_id_roundtrip_and_garbage() -> None:
+    session = SessionId.new("http://x/upload?upload_id=1 2", SessionId.new_token())
+    assert SessionId.decode(session.encode(), "/p") == session
     now = dt.datetime.now(dt.UTC)
-    state = UploadState("http://x/upload?upload_id=1", 5 * UNIT, now, b"\x00tail\n")
+    state = UploadState(session.encode(), UNIT, [Part(1, UNIT)], b"\x00tail\n", now)
     assert UploadState.decode(state.encode(), "/p") == state
     with pytest.raises(StorageDriverError, match="unreadable"):
-        UploadState.decode(b"garbage", "/p")
+        SessionId.decode("garbage", "/p")
 
 
 # -- lost connections (real requests, with the answer dropped or the request never sent) -----
 
 
 class _Flaky:
-    """Wraps the driver's authorized session: fails chosen session PUTs like a dropped line."""
+    """Wraps the bucket's session transport: fails chosen part PUTs like a dropped line."""
 
     def __init__(self, http: Any, *, fail_final: bool, send_first: bool, skip: int = 0) -> None:
         self.http = http
@@ -420,20 +449,22 @@ class _Flaky:
 
 
 def _flaky_write(drv: GCSDriver, flaky: _Flaky, data: bytes) -> None:
-    drv.client._http_internal = flaky  # what Client._http returns
+    sessions = drv.bucket.sessions
+    sessions.transport = flaky  # type: ignore[assignment]  # duck-typed requests.Session
     try:
         w = drv.writer("/flaky")
         w.write(data)
         w.commit()
     finally:
-        drv.client._http_internal = flaky.http
+        sessions.transport = flaky.http
     assert flaky.failed == 1
 
 
 def test_final_answer_lost_but_object_finished(driver: StorageDriver) -> None:
     assert isinstance(driver, GCSDriver)
     data = os.urandom(2 * UNIT + 5)
-    _flaky_write(driver, _Flaky(driver.client._http, fail_final=True, send_first=True), data)
+    flaky = _Flaky(driver.bucket.sessions.transport, fail_final=True, send_first=True)
+    _flaky_write(driver, flaky, data)
     assert driver.get_content("/flaky") == data
 
 
@@ -455,7 +486,7 @@ def test_chunk_lost_is_resent(driver: StorageDriver) -> None:
     data = os.urandom(3 * UNIT + 5)
     # Not the first chunk: gcp-storage-emulator answers a query on an untouched session
     # with "bytes=0-0" (one byte held), where GCS sends no Range.
-    flaky = _Flaky(driver.client._http, fail_final=False, send_first=False, skip=1)
+    flaky = _Flaky(driver.bucket.sessions.transport, fail_final=False, send_first=False, skip=1)
     _flaky_write(driver, flaky, data)
     assert driver.get_content("/flaky") == data
 
@@ -467,9 +498,9 @@ def test_listing_follows_pages(
     backend: Backend, driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Small pages force several list requests (fake-gcs-server pages; the emulator ignores it)."""
-    import layerstore_gcs.driver
+    import layerstore_gcs.bucket
 
-    monkeypatch.setattr(layerstore_gcs.driver, "_PAGE_SIZE", 2)
+    monkeypatch.setattr(layerstore_gcs.bucket, "PAGE_SIZE", 2)
     for i in range(5):
         driver.put_content(f"/l/f{i}", b"x")
         driver.put_content(f"/l/d{i}/x", b"y")
@@ -526,10 +557,57 @@ def test_delete_of_unfinished_write_only(backend: Backend, driver: StorageDriver
 
 
 def test_reader_error_after_open_names_the_driver(driver: StorageDriver) -> None:
-    driver.put_content("/gone", b"x" * 1024)
-    stream = driver.reader("/gone")  # fetches nothing yet
+    from layerstore_gcs.bucket import MIN_READ_SIZE
+
+    driver.put_content("/gone", b"x" * (MIN_READ_SIZE + 1024))
+    stream = driver.reader("/gone")  # fetches the first block only
     driver.delete("/gone")
     with pytest.raises(PathNotFoundError) as info:
         stream.read()
     assert info.value.driver == "gcs" and info.value.path == "/gone"
     stream.close()
+
+
+# -- client construction --------------------------------------------------------------------
+
+
+def test_injected_client_is_used_and_not_closed(gcs_fake_endpoint: str) -> None:
+    backend = gcs_backend("gcs-fake", gcs_fake_endpoint, chunksize=UNIT)
+    client = raw_client(gcs_fake_endpoint)
+    params = GCSDriver.Params(**{k: v for k, v in backend.params.items() if k != "endpoint"})
+    drv = GCSDriver(params, client=client)
+    assert drv.client is client
+    data = os.urandom(2 * UNIT + 7)  # a session, through the injected client's endpoint
+    w = drv.writer("/injected")
+    w.write(data)
+    w.commit()
+    drv.close()
+    assert client.bucket(BUCKET).blob(drv.key("/injected")).download_as_bytes() == data
+    drv.bucket.delete_many([drv.key("/injected")])
+
+
+def test_storage_emulator_host_means_anonymous(
+    gcs_fake_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the GCS SDK does: the variable names the endpoint and implies no credentials."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_fake_endpoint)
+    root = f"/t-{uuid.uuid4().hex[:12]}"
+    drv = load_driver("gcs", bucket=BUCKET, rootdirectory=root, project="test")
+    drv.put_content("/e", b"emulated")
+    assert drv.get_content("/e") == b"emulated"
+    drv.delete("/e")
+    drv.close()
+
+
+def test_no_credentials_says_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud login
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # no metadata server
+    with pytest.raises(ParameterError) as info:
+        load_driver("gcs", bucket=BUCKET)
+    message = str(info.value)
+    assert "'keyfile'" in message and "anonymous: true" in message
+    assert "DefaultCredentialsError" not in message
