@@ -139,7 +139,6 @@ class S3Proxy:
 def _handler(proxy: S3Proxy) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        upstream: http.client.HTTPConnection | None = None
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
             pass
@@ -155,9 +154,9 @@ def _handler(proxy: S3Proxy) -> type[http.server.BaseHTTPRequestHandler]:
                 self._drain(headers)
                 self._reply(canned[0], {"content-length": str(len(canned[1]))}, [canned[1]])
                 return
-            if self.upstream is None:
-                self.upstream = proxy.upstream_connection()
-            conn = self.upstream
+            # A fresh upstream connection per request: a kept-alive one the server has closed
+            # would fail a request whose streamed body cannot be sent again.
+            conn = proxy.upstream_connection()
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for name, value in self.headers.items():
                 if name.lower() not in _HOP:
@@ -172,10 +171,10 @@ def _handler(proxy: S3Proxy) -> type[http.server.BaseHTTPRequestHandler]:
                 conn.send(b"0\r\n\r\n")
             resp = conn.getresponse()
             out = {k.lower(): v for k, v in resp.getheaders() if k.lower() not in _HOP}
-            self._reply(resp.status, out, _stream(resp), head=self.command == "HEAD")
-            if resp.will_close:
+            try:
+                self._reply(resp.status, out, _stream(resp), head=self.command == "HEAD")
+            finally:
                 conn.close()
-                self.upstream = None
 
         def _body(self, headers: Mapping[str, str]) -> Iterator[bytes]:
             if "chunked" in headers.get("transfer-encoding", ""):
