@@ -11,6 +11,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from .driver import StorageDriver
+from .errors import LayerstoreError
 
 GROUP = "layerstore.drivers"
 
@@ -18,11 +19,11 @@ GROUP = "layerstore.drivers"
 KNOWN_PACKAGES = {"s3": "layerstore-s3", "gcs": "layerstore-gcs", "azure": "layerstore-azure"}
 
 
-class DriverNotFoundError(LookupError):
+class DriverNotFoundError(LayerstoreError, LookupError):
     """No installed distribution provides the requested driver."""
 
 
-class DriverLoadError(ImportError):
+class DriverLoadError(LayerstoreError, ImportError):
     """A driver's entry point exists but could not be loaded."""
 
 

@@ -1,22 +1,37 @@
-"""The storage-driver error tree: one root, context in attributes.
+"""layerstore's error tree: one root, each family with its stdlib double, context in attributes.
 
 ::
 
-    StorageDriverError                       backend failure, or any driver error
-    ├── PathNotFoundError (FileNotFoundError) nothing at that path
-    ├── InvalidPathError (ValueError)         path breaks the contract's path grammar
-    ├── InvalidOffsetError (ValueError)       negative offset, or past the end
-    ├── UnsupportedMethodError                the driver cannot do this at all
-    └── WriterClosedError (ValueError)        a FileWriter used after close/commit/cancel
+    LayerstoreError                              anything layerstore raises on purpose
+    ├── StorageDriverError                       backend failure, or any driver error
+    │   ├── PathNotFoundError (FileNotFoundError) nothing at that path
+    │   ├── InvalidPathError (ValueError)         path breaks the contract's path grammar
+    │   ├── InvalidOffsetError (ValueError)       negative offset, or past the end
+    │   ├── UnsupportedMethodError                the driver cannot do this at all
+    │   └── WriterClosedError (ValueError)        a FileWriter used after close/commit/cancel
+    ├── RegistryError                            a request the blob/manifest service or the
+    │   └── … one class per OCI error code         HTTP API refuses: ``code`` and ``status``
+    │                                              (tree in :mod:`layerstore_core.registry.errors`)
+    ├── ParameterError (ValueError)              a driver parameter unknown, missing or malformed
+    ├── DriverNotFoundError (LookupError)        no installed driver has that name
+    ├── DriverLoadError (ImportError)            a driver's entry point failed to load
+    ├── ConfigError (ValueError)                 the server's config.yml is malformed
+    │                                              (:mod:`layerstore_core.server.config`)
+    └── CopyError                                a copy cannot start (:mod:`layerstore_core.ops`)
 
-Every error carries ``driver`` (the driver's name) and ``path``; the core wrapper stamps them once,
-so drivers may raise ``PathNotFoundError(path=...)`` without naming themselves.
+``except LayerstoreError`` catches every error of ours and nothing else. Storage errors carry
+``driver`` (the driver's name) and ``path``; the core wrapper stamps them once, so drivers may
+raise ``PathNotFoundError(path=...)`` without naming themselves.
 """
 
 from __future__ import annotations
 
 
-class StorageDriverError(Exception):
+class LayerstoreError(Exception):
+    """The root of every error layerstore raises on purpose."""
+
+
+class StorageDriverError(LayerstoreError):
     """A storage operation failed; wraps backend failures (``__cause__`` holds the original)."""
 
     def __init__(
@@ -65,6 +80,7 @@ class WriterClosedError(StorageDriverError, ValueError):
 __all__ = [
     "InvalidOffsetError",
     "InvalidPathError",
+    "LayerstoreError",
     "PathNotFoundError",
     "StorageDriverError",
     "UnsupportedMethodError",

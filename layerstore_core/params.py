@@ -13,13 +13,15 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from .errors import LayerstoreError
+
 _P = TypeVar("_P")
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
-class ParameterError(ValueError):
+class ParameterError(LayerstoreError, ValueError):
     """A configuration parameter is unknown, missing or malformed."""
 
 

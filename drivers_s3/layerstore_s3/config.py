@@ -51,9 +51,10 @@ class S3Params:
     regionendpoint: str | None = None
     #: Key prefix under which the whole tree lives.
     rootdirectory: str = ""
-    accesskey: str | None = None
-    secretkey: str | None = None
-    sessiontoken: str | None = None
+    #: Credentials: never in a repr (so never in a log line or a traceback's locals).
+    accesskey: str | None = dataclasses.field(default=None, repr=False)
+    secretkey: str | None = dataclasses.field(default=None, repr=False)
+    sessiontoken: str | None = dataclasses.field(default=None, repr=False)
     secure: bool = True
     skipverify: bool = False
     #: Accepted for config compatibility; SigV2 is not offered, so it must stay true.

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..driver import StorageDriver
-from ..errors import PathNotFoundError, StorageDriverError
+from ..errors import LayerstoreError, PathNotFoundError, StorageDriverError
 from ..registry import paths as p
 from ..registry.errors import DigestInvalidError
 from ..registry.names import validate_digest
@@ -40,7 +40,7 @@ from .transfer import SMALL, Staging, copy_file, rehash, same_store
 log = logging.getLogger(__name__)
 
 
-class CopyError(Exception):
+class CopyError(LayerstoreError):
     """The copy cannot start (for example, source and destination are one store)."""
 
 

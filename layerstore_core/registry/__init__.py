@@ -9,6 +9,7 @@ from .errors import (
     DigestInvalidError,
     ManifestBlobUnknownError,
     ManifestInvalidError,
+    ManifestTooLargeError,
     ManifestUnknownError,
     NameInvalidError,
     NameUnknownError,
@@ -17,6 +18,7 @@ from .errors import (
     RegistryError,
     SizeInvalidError,
     TagInvalidError,
+    UnauthorizedError,
     UnsupportedError,
 )
 from .manifests import Manifest, ManifestStore, PutResult
@@ -37,6 +39,7 @@ __all__ = [
     "Manifest",
     "ManifestBlobUnknownError",
     "ManifestInvalidError",
+    "ManifestTooLargeError",
     "ManifestStore",
     "ManifestUnknownError",
     "NameInvalidError",
@@ -51,6 +54,7 @@ __all__ = [
     "SizeInvalidError",
     "TagInvalidError",
     "TagStore",
+    "UnauthorizedError",
     "UnsupportedError",
     "purge_uploads",
 ]

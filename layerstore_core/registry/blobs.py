@@ -120,15 +120,22 @@ class BlobStore:
             return False
         return True
 
-    def open(self, digest: str) -> io.BufferedReader:
-        """Open a seekable streaming reader of the blob (a buffered :class:`BlobReader`)."""
-        desc = self.stat(digest)
+    def open(self, digest: str, known: Descriptor | None = None) -> io.BufferedReader:
+        """Open a seekable streaming reader of the blob (a buffered :class:`BlobReader`).
+
+        ``known``: what :meth:`stat` returned for it just now, which saves looking again.
+        """
+        desc = known if known is not None and known.digest == digest else self.stat(digest)
         raw = BlobReader(self._driver, p.path_for(p.BlobDataPath(digest)), desc.size)
         return io.BufferedReader(raw, buffer_size=READ_BUFFER)
 
-    def redirect_url(self, digest: str) -> str | None:
-        """Return a URL to fetch the blob from the backend directly, or None where unsupported."""
-        self.stat(digest)
+    def redirect_url(self, digest: str, known: Descriptor | None = None) -> str | None:
+        """Return a URL to fetch the blob from the backend directly, or None where unsupported.
+
+        ``known``: what :meth:`stat` returned for it just now, which saves looking again.
+        """
+        if known is None or known.digest != digest:
+            self.stat(digest)
         return self._driver.redirect_url(p.path_for(p.BlobDataPath(digest)))
 
     def create_upload(self) -> BlobUpload:

@@ -1,8 +1,8 @@
-"""The registry error tree: one root, each class carrying its OCI error code and HTTP status.
+"""The registry error tree: each class carries its OCI error code and HTTP status.
 
 ::
 
-    RegistryError                                  any blob/manifest service failure
+    RegistryError (a LayerstoreError)              UNKNOWN                 500
     ├── BlobUnknownError (LookupError)             BLOB_UNKNOWN            404
     ├── BlobUploadUnknownError (LookupError)       BLOB_UPLOAD_UNKNOWN     404
     ├── BlobUploadInvalidError                     BLOB_UPLOAD_INVALID     400
@@ -12,31 +12,41 @@
     ├── NameUnknownError (LookupError)             NAME_UNKNOWN            404
     ├── ManifestUnknownError (LookupError)         MANIFEST_UNKNOWN        404
     ├── ManifestInvalidError (ValueError)          MANIFEST_INVALID        400
+    │   └── ManifestTooLargeError                  MANIFEST_INVALID        413
     ├── ManifestBlobUnknownError                   MANIFEST_BLOB_UNKNOWN   400
     ├── TagInvalidError (ValueError)               TAG_INVALID             400
     ├── RangeInvalidError (ValueError)             RANGE_INVALID           416
     ├── PaginationNumberInvalidError (ValueError)  PAGINATION_NUMBER_INVALID 400
+    ├── UnauthorizedError                          UNAUTHORIZED            401
     └── UnsupportedError                           UNSUPPORTED             405
 
-``code`` and ``status`` are class attributes, so an HTTP layer maps any of them in one place
-(``{"errors": [{"code": e.code, "message": e.message, "detail": e.detail}]}`` with ``e.status``).
+``code`` and ``status`` are class attributes and the only mapping to HTTP there is: the server
+answers ``e.status`` with ``{"errors": [{"code": e.code, "message": e.message, "detail":
+e.detail}]}`` and ``e.headers``. A new code is a new subclass here, never a string elsewhere.
 Storage failures stay :class:`~layerstore_core.errors.StorageDriverError` (an HTTP 500).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from ..errors import LayerstoreError
 
-class RegistryError(Exception):
+
+class RegistryError(LayerstoreError):
     """A blob or manifest operation was refused; ``code`` is the OCI error code."""
 
     code: ClassVar[str] = "UNKNOWN"
     status: ClassVar[int] = 500
 
-    def __init__(self, message: str = "", *, detail: Any = None) -> None:
+    def __init__(
+        self, message: str = "", *, detail: Any = None, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.message = message or (type(self).__doc__ or "").strip().splitlines()[0]
         self.detail = detail
+        #: Extra response headers (``Range`` of an upload, ``WWW-Authenticate``, ...).
+        self.headers: dict[str, str] = dict(headers or {})
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -106,6 +116,12 @@ class ManifestInvalidError(RegistryError, ValueError):
     status = 400
 
 
+class ManifestTooLargeError(ManifestInvalidError):
+    """The manifest is larger than the registry accepts."""
+
+    status = 413
+
+
 class ManifestBlobUnknownError(RegistryError):
     """The manifest references blobs or manifests this repository does not have."""
 
@@ -134,6 +150,13 @@ class PaginationNumberInvalidError(RegistryError, ValueError):
     status = 400
 
 
+class UnauthorizedError(RegistryError):
+    """Authentication is required."""
+
+    code = "UNAUTHORIZED"
+    status = 401
+
+
 class UnsupportedError(RegistryError):
     """The operation is not supported."""
 
@@ -148,6 +171,7 @@ __all__ = [
     "DigestInvalidError",
     "ManifestBlobUnknownError",
     "ManifestInvalidError",
+    "ManifestTooLargeError",
     "ManifestUnknownError",
     "NameInvalidError",
     "NameUnknownError",
@@ -156,5 +180,6 @@ __all__ = [
     "RegistryError",
     "SizeInvalidError",
     "TagInvalidError",
+    "UnauthorizedError",
     "UnsupportedError",
 ]

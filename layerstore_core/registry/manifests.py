@@ -21,6 +21,7 @@ from .errors import (
     DigestInvalidError,
     ManifestBlobUnknownError,
     ManifestInvalidError,
+    ManifestTooLargeError,
     ManifestUnknownError,
 )
 from .names import is_digest_like, validate_digest, validate_tag
@@ -63,7 +64,7 @@ def sniff_media_type(doc: dict[str, Any]) -> str | None:
 def _parse(content: bytes, media_type: str | None) -> tuple[dict[str, Any], str]:
     """Decode and type-check a manifest; returns the JSON and its media type."""
     if len(content) > MAX_MANIFEST_SIZE:
-        raise ManifestInvalidError(f"manifest larger than {MAX_MANIFEST_SIZE} bytes")
+        raise ManifestTooLargeError(f"manifest larger than {MAX_MANIFEST_SIZE} bytes")
     try:
         doc = json.loads(content)
     except (UnicodeDecodeError, ValueError) as exc:

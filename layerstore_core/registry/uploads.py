@@ -2,9 +2,13 @@
 
 An upload is ``_uploads/<id>/``: ``startedat`` (its existence is the upload's), ``data`` (the
 driver's resumable writer) and ``hashstates/sha256/<offset>`` (the SHA-256 state, saved at each
-``close()`` in Go's format, older ones pruned). Resuming restores the state matching the writer's
-offset and reads nothing back; only when none matches is the data re-read (or, where the backend
-shows nothing before commit, hashed once at commit).
+``close()`` in Go's format; the one a session resumed from is then deleted). Resuming restores
+the state matching the writer's offset and reads nothing back; only when none matches is the
+data re-read (or, where the backend shows nothing before commit, hashed once at commit).
+
+Only requests that change an upload write to the backend: starting one writes ``startedat`` and
+opens no data write (that waits for the first byte), and a session that wrote nothing (a status
+request, a refused chunk) ends with ``FileWriter.release()``, which makes no backend request.
 """
 
 from __future__ import annotations
@@ -92,30 +96,35 @@ class BlobUpload:
         name: str,
         upload_id: str,
         started_at: dt.datetime,
-        writer: FileWriter,
+        writer: FileWriter | None,
         hasher: ResumableSHA256 | None,
     ) -> None:
         self._driver = driver
         self._name = name
         self.id = upload_id
         self.started_at = started_at
+        #: None until the first byte: the backend holds no data write for this upload yet.
         self._writer = writer
+        #: The writer's size when this session began: unchanged at close → nothing to persist.
+        self._session_start = writer.size if writer is not None else 0
         #: None when no saved state matched the offset; the data is then hashed at commit.
         self._hasher = hasher
+        #: Offset of the saved hash state this session resumed from, deleted once a newer is saved.
+        self._resumed_state: int | None = None
         self._done = False
+        self._closed = False
 
     # -- life cycle -----------------------------------------------------------------------
 
     @classmethod
     def create(cls, driver: StorageDriver, name: str) -> BlobUpload:
-        """Start an upload: ``startedat``, then a fresh data writer."""
+        """Start an upload: ``startedat`` only; the data write starts with the first byte."""
         upload_id = str(uuid.uuid4())
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         driver.put_content(
             p.path_for(p.UploadStartedAtPath(name, upload_id)), format_started_at(now)
         )
-        writer = driver.writer(p.path_for(p.UploadDataPath(name, upload_id)), append=False)
-        return cls(driver, name, upload_id, now, writer, new_sha256())
+        return cls(driver, name, upload_id, now, None, new_sha256())
 
     @classmethod
     def resume(cls, driver: StorageDriver, name: str, upload_id: str) -> BlobUpload:
@@ -125,18 +134,21 @@ class BlobUpload:
             raw = driver.get_content(p.path_for(p.UploadStartedAtPath(name, upload_id)))
         except PathNotFoundError:
             raise BlobUploadUnknownError(f"unknown upload {upload_id!r}") from None
-        data_path = p.path_for(p.UploadDataPath(name, upload_id))
+        writer: FileWriter | None
         try:
-            writer = driver.writer(data_path, append=True)
+            writer = driver.writer(p.path_for(p.UploadDataPath(name, upload_id)), append=True)
         except PathNotFoundError:  # created, never closed with data: nothing to continue
-            writer = driver.writer(data_path, append=False)
-        hasher = _load_hash_state(driver, name, upload_id, writer.size)
-        return cls(driver, name, upload_id, parse_started_at(raw), writer, hasher)
+            writer = None
+        offset = writer.size if writer is not None else 0
+        hasher, saved = _load_hash_state(driver, name, upload_id, offset)
+        upload = cls(driver, name, upload_id, parse_started_at(raw), writer, hasher)
+        upload._resumed_state = offset if saved else None
+        return upload
 
     @property
     def offset(self) -> int:
         """Bytes received so far, earlier sessions included."""
-        return self._writer.size
+        return self._writer.size if self._writer is not None else 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append ``data`` to the upload; returns its length.
@@ -145,40 +157,59 @@ class BlobUpload:
         the call returns only when both are done, so ``data`` may be reused afterwards.
         """
         self._check_usable("write")
-        if self._writer.state is not WriterState.OPEN:
+        if self._closed:
             raise BlobUploadInvalidError(f"upload {self.id} is closed; resume it to write")
         hasher, self._hasher = self._hasher, None  # unknown until both halves succeed
         with self._unless_finished_elsewhere():
+            if self._writer is None:
+                self._writer = self._driver.writer(self._data_path, append=False)
+            writer = self._writer
             if hasher is None:
-                return self._writer.write(data)
+                return writer.write(data)
             if memoryview(data).nbytes < PARALLEL_HASH_MIN:
-                taken = self._writer.write(data)
+                taken = writer.write(data)
                 hasher.update(data)
             else:
                 hashed = _hash_pool().submit(hasher.update, data)
                 try:
-                    taken = self._writer.write(data)
+                    taken = writer.write(data)
                 finally:
                     hashed.result()
         self._hasher = hasher
         return taken
 
     def close(self) -> None:
-        """Persist the data and the hash state so that any process can resume; idempotent."""
-        if self._done or self._writer.state is not WriterState.OPEN:
+        """Persist this session's data, then the hash state, so any process can resume.
+
+        A session that wrote nothing (a status request, a refused chunk) has nothing to persist:
+        its writer is released with no backend request. Idempotent.
+        """
+        writer, self._closed = self._writer, True
+        if self._done or writer is None or writer.state is not WriterState.OPEN:
             return
         with self._unless_finished_elsewhere():
-            self._writer.close()
+            if writer.size == self._session_start:
+                writer.release()
+                return
+            writer.close()
             if self._hasher is not None:
-                save_hash_state(self._driver, self._name, self.id, self._hasher)
+                save_hash_state(self._driver, self._name, self.id, self._hasher,
+                                replaces=self._resumed_state)
 
     def cancel(self) -> None:
-        """Discard the upload: abort the driver's write (multipart state too), remove the dir."""
+        """Discard the upload: cancel this session's write (multipart state too), remove the dir.
+
+        The write being cancelled is the one this session holds; with none (nothing was ever
+        stored), removing the directory is all there is to do.
+        """
         self._check_usable("cancel")
         self._done = True
-        if self._writer.state is WriterState.OPEN:
-            self._writer.cancel()
-        abort_upload(self._driver, self._name, self.id)
+        if self._writer is None or self._writer.state is WriterState.OPEN:
+            if self._writer is not None:
+                self._writer.cancel()
+            self._remove_upload()
+        else:  # this session closed its writer: a fresh one is what can abort the backend write
+            abort_upload(self._driver, self._name, self.id)
 
     def commit(self, digest: str, size: int | None = None) -> Descriptor:
         """Verify and publish the blob in this repository; mismatch → cancelled + typed error.
@@ -206,8 +237,11 @@ class BlobUpload:
     # -- commit steps ---------------------------------------------------------------------
 
     def _finish_write(self) -> None:
-        """Commit the driver write so the data is readable. Twice: already committed, no-op."""
-        if self._writer.state is WriterState.COMMITTED:
+        """Commit the driver write so the data is readable. Twice: already committed, no-op.
+
+        An upload that never received a byte has no write to commit (its blob is empty).
+        """
+        if self._writer is None or self._writer.state is WriterState.COMMITTED:
             return
         if self._writer.state is not WriterState.OPEN:
             self._writer = self._driver.writer(self._data_path, append=True)
@@ -215,7 +249,7 @@ class BlobUpload:
 
     def _verify(self, digest: str, size: int | None) -> int:
         """Check size, then digest; returns the length. Pure check: running twice is harmless."""
-        length = self._writer.size
+        length = self.offset
         if size is not None and size != length:
             raise SizeInvalidError(
                 f"upload has {length} bytes, {size} given", detail={"size": size}
@@ -227,6 +261,8 @@ class BlobUpload:
     def _computed_digest(self, alg: str) -> str:
         if alg == "sha256" and self._hasher is not None:
             return "sha256:" + self._hasher.hexdigest()
+        if self._writer is None:  # no byte was ever written
+            return f"{alg}:{hashlib.new(alg).hexdigest()}"
         log.info("upload %s: hashing the committed data (%s, no usable state)", self.id, alg)
         hasher = hashlib.new(alg)
         hash_stream(self._driver.reader(self._data_path), hasher.update, None)
@@ -243,7 +279,7 @@ class BlobUpload:
         """
         blob = p.path_for(p.BlobDataPath(digest))
         stored = blob_size(self._driver, blob)
-        if stored == length and self._stored_copy_matches(blob, length):
+        if stored == length and (length == 0 or self._stored_copy_matches(blob, length)):
             return
         if stored is not None:
             log.warning("blob %s: the stored copy (%d bytes) is damaged; replacing it with the "
@@ -322,41 +358,45 @@ def _read_at(driver: StorageDriver, path: str, offset: int) -> bytes:
 
 
 def save_hash_state(
-    driver: StorageDriver, name: str, upload_id: str, hasher: ResumableSHA256
+    driver: StorageDriver, name: str, upload_id: str, hasher: ResumableSHA256,
+    *, replaces: int | None = None,
 ) -> None:
-    """Save the state at ``hashstates/sha256/<offset>``, then prune the older ones."""
+    """Save the state at ``hashstates/sha256/<offset>``, then delete the one at ``replaces``.
+
+    Deleting the state the session resumed from (rather than listing for older ones) keeps
+    one state per upload at one request; a state a crashed session left goes with the upload.
+    """
     offset = hasher.length
     driver.put_content(
         p.path_for(p.UploadHashStatePath(name, upload_id, "sha256", offset)), hasher.marshal()
     )
-    try:
-        saved = driver.list(p.path_for(p.UploadHashStatesPath(name, upload_id, "sha256")))
-    except PathNotFoundError:
-        return
-    for path in saved:
-        older = path.rsplit("/", 1)[-1]
-        if older.isdigit() and int(older) < offset:
-            try:
-                driver.delete(path)
-            except PathNotFoundError:
-                pass
+    if replaces is not None and replaces < offset:
+        try:
+            driver.delete(p.path_for(p.UploadHashStatePath(name, upload_id, "sha256", replaces)))
+        except PathNotFoundError:
+            pass
 
 
 def _load_hash_state(
     driver: StorageDriver, name: str, upload_id: str, offset: int
-) -> ResumableSHA256 | None:
-    """Return the hash after ``offset`` bytes: saved state, else re-read, else None (at commit)."""
+) -> tuple[ResumableSHA256 | None, bool]:
+    """The hash after ``offset`` bytes, and whether it is a saved state.
+
+    Else the data is re-read, or None: hashed at commit. At offset 0 there is nothing to load.
+    """
+    if offset == 0:
+        return new_sha256(), False
     path = p.path_for(p.UploadHashStatePath(name, upload_id, "sha256", offset))
     try:
         hasher = ResumableSHA256.unmarshal(driver.get_content(path))
         if hasher.length == offset:
-            return hasher
+            return hasher, True
         log.warning("upload %s: hash state %s has length %d", upload_id, path, hasher.length)
     except PathNotFoundError:
         pass
     except HashStateError as exc:
         log.warning("upload %s: ignoring hash state %s: %s", upload_id, path, exc)
-    return _rehash(driver, p.path_for(p.UploadDataPath(name, upload_id)), offset)
+    return _rehash(driver, p.path_for(p.UploadDataPath(name, upload_id)), offset), False
 
 
 def _rehash(driver: StorageDriver, data_path: str, offset: int) -> ResumableSHA256 | None:

@@ -15,21 +15,23 @@ Routes (``<name>`` may hold slashes, so the route regex anchors on the trailing 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 from .. import discovery
 from ..driver import StorageDriver
 from ..ops.scrub import scrub_once
 from ..registry import Registry
+from ..registry.errors import NameUnknownError, UnauthorizedError, UnsupportedError
 from ..registry.names import NAME_PATTERN
 from . import access, blobs, manifests, uploads
 from .auth import Htpasswd, HtpasswdError
 from .config import Config, ConfigError
-from .errors import HTTPError, from_exception
+from .errors import from_exception
 from .http import (
     ClientDisconnected,
     Receive,
@@ -47,7 +49,19 @@ from .tokens import TokenSigner, random_secret
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[..., Awaitable[Response]]
+#: What the dispatcher calls: a route with its URL arguments bound (mypy checks each binding).
+Call = Callable[[ServerState, Request], Awaitable[Response]]
+#: Routes under ``/v2/<name>/`` taking one more URL argument (reference, upload id, digest).
+_NamedRoute = Callable[[ServerState, Request, str, str], Awaitable[Response]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """A routed request: which handler (authorization asks), its repository, and the call."""
+
+    handler: object
+    call: Call
+    name: str | None = None
 
 _ROUTE = re.compile(
     r"^/v2/(?P<name>.+?)/(?:"
@@ -59,88 +73,90 @@ _ROUTE = re.compile(
     r")$"
 )
 
-_MANIFEST_METHODS: dict[str, Handler] = {
+_MANIFEST_METHODS: dict[str, _NamedRoute] = {
     "GET": manifests.get, "HEAD": manifests.get, "PUT": manifests.put,
     "DELETE": manifests.delete,
 }
-_UPLOAD_METHODS: dict[str, Handler] = {
+_UPLOAD_METHODS: dict[str, _NamedRoute] = {
     "GET": uploads.status, "PATCH": uploads.patch, "PUT": uploads.put,
     "DELETE": uploads.cancel,
 }
-_BLOB_METHODS: dict[str, Handler] = {"GET": blobs.get, "HEAD": blobs.head, "DELETE": blobs.delete}
+_BLOB_METHODS: dict[str, _NamedRoute] = {
+    "GET": blobs.get, "HEAD": blobs.head, "DELETE": blobs.delete,
+}
 
 
-def _not_allowed(method: str) -> HTTPError:
-    return HTTPError("UNSUPPORTED", f"method {method} not allowed here")
+def _not_allowed(method: str) -> UnsupportedError:
+    return UnsupportedError(f"method {method} not allowed here")
 
 
 async def _version(state: ServerState, req: Request) -> Response:
     return json_response(200, b"{}")
 
 
-def route(method: str, path: str) -> tuple[Handler, dict[str, str]]:
-    """Find the handler and its URL arguments (404/405 as OCI errors)."""
+def route(method: str, path: str) -> Route:
+    """Find the handler and bind its URL arguments (404/405 as OCI errors)."""
     if path in ("/v2", "/v2/"):
         if method not in ("GET", "HEAD"):
             raise _not_allowed(method)
-        return _version, {}
+        return Route(_version, _version)
     if path == "/v2/_catalog":
         if method != "GET":
             raise _not_allowed(method)
-        return manifests.catalog, {}
+        return Route(manifests.catalog, manifests.catalog)
     if path.endswith("/blobs/uploads"):  # some clients drop the trailing slash
         path += "/"
     m = _ROUTE.match(path)
     if m is None:
-        raise HTTPError("NAME_UNKNOWN", "no such route", detail={"path": path}, status=404)
-    name = m.group("name")
+        raise NameUnknownError("no such route", detail={"path": path})
+    name: str = m.group("name")
     if m.group("tags"):
         if method != "GET":
             raise _not_allowed(method)
-        return manifests.tags, {"name": name}
+        return Route(manifests.tags, lambda state, req: manifests.tags(state, req, name), name)
     if m.group("subject") is not None:
         if method != "GET":
             raise _not_allowed(method)
-        return manifests.referrers, {"name": name, "subject": m.group("subject")}
+        return _bind({"GET": manifests.referrers}, method, name, m.group("subject"))
     if m.group("reference") is not None:
-        return _pick(_MANIFEST_METHODS, method), {"name": name, "reference": m.group("reference")}
+        return _bind(_MANIFEST_METHODS, method, name, m.group("reference"))
     if m.group("upload") is not None:
-        upload_id = m.group("upload")
+        upload_id: str = m.group("upload")
         if not upload_id:
             if method != "POST":
                 raise _not_allowed(method)
-            return uploads.start, {"name": name}
-        return _pick(_UPLOAD_METHODS, method), {"name": name, "upload_id": upload_id}
-    return _pick(_BLOB_METHODS, method), {"name": name, "digest": m.group("digest")}
+            return Route(uploads.start, lambda state, req: uploads.start(state, req, name), name)
+        return _bind(_UPLOAD_METHODS, method, name, upload_id)
+    return _bind(_BLOB_METHODS, method, name, m.group("digest"))
 
 
 _UPLOAD_HANDLERS = frozenset({uploads.start, *_UPLOAD_METHODS.values()})
 
 
-def required_scopes(method: str, handler: Handler, args: Mapping[str, str]) -> list[access.Scope]:
+def required_scopes(method: str, routed: Route) -> list[access.Scope]:
     """The token scopes a routed request needs, as Distribution asks for them.
 
     ``pull`` to read (GET/HEAD of blobs, manifests, tags, referrers), ``pull,push`` to write
     (every upload request, manifest PUT), ``delete`` to delete, ``registry:catalog:*`` for the
     catalog; the version check needs a valid token and nothing more.
     """
-    if handler is manifests.catalog:
+    if routed.handler is manifests.catalog:
         return [access.CATALOG]
-    name = args.get("name")
+    name = routed.name
     if name is None:
         return []
-    if handler in _UPLOAD_HANDLERS or method in ("PUT", "POST", "PATCH"):
+    if routed.handler in _UPLOAD_HANDLERS or method in ("PUT", "POST", "PATCH"):
         return [access.repository(name, access.PULL, access.PUSH)]
     if method == "DELETE":
         return [access.repository(name, access.DELETE)]
     return [access.repository(name, access.PULL)]
 
 
-def _pick(table: dict[str, Handler], method: str) -> Handler:
+def _bind(table: dict[str, _NamedRoute], method: str, name: str, arg: str) -> Route:
     handler = table.get(method)
     if handler is None:
         raise _not_allowed(method)
-    return handler
+    return Route(handler, lambda state, req: handler(state, req, name, arg), name)
 
 
 class RegistryApp:
@@ -178,15 +194,15 @@ class RegistryApp:
     async def _dispatch(self, req: Request) -> Response:
         if self.state.htpasswd is not None:
             await self._authenticate(req)
-        handler, args = route(req.method, req.path)
+        routed = route(req.method, req.path)
         if self.state.token_auth is not None:
-            await self._authorize(req, handler, args)
+            await self._authorize(req, routed)
         if self.state.config.readonly and req.method not in ("GET", "HEAD"):
             await req.drain()
-            raise HTTPError("UNSUPPORTED", "the registry is in read-only mode")
-        return await handler(self.state, req, **args)
+            raise UnsupportedError("the registry is in read-only mode")
+        return await routed.call(self.state, req)
 
-    async def _authorize(self, req: Request, handler: Handler, args: dict[str, str]) -> None:
+    async def _authorize(self, req: Request, routed: Route) -> None:
         """Check the bearer token against the scopes the request needs (token auth).
 
         A name outside the grammar is refused first, so no such text reaches a challenge. A
@@ -195,12 +211,12 @@ class RegistryApp:
         """
         token_auth = self.state.token_auth
         assert token_auth is not None
-        if "name" in args:
-            self.state.registry.repository(args["name"])  # NAME_INVALID before any challenge
-        scopes = required_scopes(req.method, handler, args)
-        source = req.arg("from") if handler is uploads.start and req.arg("mount") else None
+        if routed.name is not None:
+            self.state.registry.repository(routed.name)  # NAME_INVALID before any challenge
+        scopes = required_scopes(req.method, routed)
+        source = req.arg("from") if routed.handler is uploads.start and req.arg("mount") else None
         optional = []
-        if source is not None and NAME_PATTERN.fullmatch(source) and source != args["name"]:
+        if source is not None and NAME_PATTERN.fullmatch(source) and source != routed.name:
             optional = [access.repository(source, access.PULL)]
         try:
             grants = await self.state.run(token_auth.authorize, req.headers, scopes, optional)
@@ -216,7 +232,7 @@ class RegistryApp:
         assert htpasswd is not None
         user = await self.state.run(htpasswd.check, req.headers.get("authorization"))
         if user is None:  # answered as soon as the headers are in; the body is never read
-            raise HTTPError("UNAUTHORIZED", headers={"WWW-Authenticate": htpasswd.challenge})
+            raise UnauthorizedError(headers={"WWW-Authenticate": htpasswd.challenge})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

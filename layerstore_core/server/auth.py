@@ -43,6 +43,9 @@ class Htpasswd:
         rounds = int(cost) if cost.isdigit() and 4 <= int(cost) <= 31 else 12
         self._dummy = bcrypt.hashpw(b"layerstore-dummy", bcrypt.gensalt(rounds))
 
+    def __repr__(self) -> str:
+        return f"Htpasswd(realm={self.realm!r}, {len(self._users)} users)"
+
     @staticmethod
     def _load(path: Path) -> dict[str, bytes]:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import HTTPError
+from ..registry.errors import RangeInvalidError, UnsupportedError
 from .http import Request, Response, empty, parse_decimal
 from .state import ServerState
 
@@ -37,9 +37,9 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _unsatisfiable(size: int) -> HTTPError:
-    return HTTPError("RANGE_INVALID", "requested range not satisfiable",
-                     headers={"Content-Range": f"bytes */{size}"})
+def _unsatisfiable(size: int) -> RangeInvalidError:
+    return RangeInvalidError("requested range not satisfiable",
+                             headers={"Content-Range": f"bytes */{size}"})
 
 
 def _headers(digest: str) -> list[tuple[str, str]]:
@@ -63,16 +63,17 @@ async def head(state: ServerState, req: Request, name: str, digest: str) -> Resp
 async def get(state: ServerState, req: Request, name: str, digest: str) -> Response:
     """GET: a 307 to the backend where it offers one, else the bytes (one Range → 206)."""
     repo = state.registry.repository(name)
-    size = (await state.run(repo.blobs.stat, digest)).size
+    desc = await state.run(repo.blobs.stat, digest)
+    size = desc.size
     if not state.config.redirect_disabled:
-        url = await state.run(repo.blobs.redirect_url, digest)
+        url = await state.run(repo.blobs.redirect_url, digest, desc)
         if url:
             return empty(307, Location=url, Docker_Content_Digest=digest)
     raw = req.headers.get("range")
     span = parse_range(raw, size) if raw else None
     start, end = span if span is not None else (0, size - 1)
     length = max(end - start + 1, 0)
-    reader = await state.run(repo.blobs.open, digest)
+    reader = await state.run(repo.blobs.open, digest, desc)
     try:
         if start:
             await state.run(reader.seek, start)
@@ -90,7 +91,7 @@ async def get(state: ServerState, req: Request, name: str, digest: str) -> Respo
 async def delete(state: ServerState, req: Request, name: str, digest: str) -> Response:
     """DELETE: unlink from the repository (only when ``storage.delete.enabled``)."""
     if not state.config.delete_enabled:
-        raise HTTPError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
+        raise UnsupportedError("deletes are disabled (storage.delete.enabled)")
     repo = state.registry.repository(name)
     await state.run(repo.blobs.delete, digest)
     return empty(202, Docker_Content_Digest=digest)

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]  # stubs optional
 
+from ..errors import LayerstoreError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "./registry-data"
@@ -62,7 +64,7 @@ class Limits:
     keepalive_timeout: float = 30.0
 
 
-class ConfigError(ValueError):
+class ConfigError(LayerstoreError, ValueError):
     """The configuration is malformed; the message names the offending key."""
 
 
@@ -115,8 +117,9 @@ class Config:
     """Everything ``layerstore serve`` needs, validated."""
 
     driver: str = "filesystem"
+    #: Not in the repr: it holds the driver's credentials as configured.
     driver_params: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: {"rootdirectory": DEFAULT_ROOT}
+        default_factory=lambda: {"rootdirectory": DEFAULT_ROOT}, repr=False
     )
     delete_enabled: bool = False
     redirect_disabled: bool = False
@@ -127,7 +130,7 @@ class Config:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     unix_socket: str | None = None
-    secret: str | None = None
+    secret: str | None = dataclasses.field(default=None, repr=False)
     tls_certificate: str | None = None
     tls_key: str | None = None
     log_level: str = "INFO"

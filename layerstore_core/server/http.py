@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mutabl
 from typing import Any
 from urllib.parse import parse_qs
 
-from .errors import HTTPError, error_body
+from ..registry.errors import RegistryError, SizeInvalidError
+from .errors import error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -71,7 +72,7 @@ class Request:
             return None
         length = parse_decimal(raw.strip())
         if length is None or length == HUGE:
-            raise HTTPError("SIZE_INVALID", "malformed Content-Length", detail=raw[:100])
+            raise SizeInvalidError("malformed Content-Length", detail=raw[:100])
         return length
 
     @property
@@ -89,7 +90,7 @@ class Request:
             return False
         try:
             return self.has_body
-        except HTTPError:  # a malformed Content-Length: the body's end is unknown
+        except SizeInvalidError:  # a malformed Content-Length: the body's end is unknown
             return True
 
     async def stream(self) -> AsyncIterator[bytes]:
@@ -107,13 +108,13 @@ class Request:
             if not message.get("more_body", False):
                 return
 
-    async def read(self, limit: int, code: str = "SIZE_INVALID") -> bytes:
-        """Read the whole body, for small documents (manifests); over ``limit`` is an error."""
+    async def read(self, limit: int, too_large: type[RegistryError]) -> bytes:
+        """Read the whole body, for small documents (manifests); over ``limit``: ``too_large``."""
         buf = bytearray()
         async for chunk in self.stream():
             buf += chunk
             if len(buf) > limit:
-                raise HTTPError(code, f"body larger than {limit} bytes", status=413)
+                raise too_large(f"body larger than {limit} bytes")
         return bytes(buf)
 
     async def drain(self) -> None:
@@ -144,9 +145,8 @@ def json_response(
     return Response(status, hdrs + list(headers), document)
 
 
-def error_response(err: HTTPError, head: bool = False) -> Response:
-    body = error_body(err.code, err.message, err.detail)
-    resp = json_response(err.status, body, err.headers.items())
+def error_response(err: RegistryError, head: bool = False) -> Response:
+    resp = json_response(err.status, error_body(err), err.headers.items())
     resp.head = head
     return resp
 

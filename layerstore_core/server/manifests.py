@@ -7,10 +7,16 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from ..registry.errors import (
+    DigestInvalidError,
+    ManifestTooLargeError,
+    ManifestUnknownError,
+    PaginationNumberInvalidError,
+    UnsupportedError,
+)
 from ..registry.manifests import MAX_MANIFEST_SIZE, OCI_INDEX
 from ..registry.names import is_digest_like, split_digest, validate_digest
 from ..registry.referrers import MAX_PAGE as MAX_REFERRERS_PAGE
-from .errors import HTTPError
 from .http import Request, Response, empty, json_response, parse_decimal
 from .state import ServerState
 
@@ -33,8 +39,8 @@ async def get(state: ServerState, req: Request, name: str, reference: str) -> Re
     repo = state.registry.repository(name)
     content, media_type, digest = await state.run(repo.manifests.get, reference)
     if not _accepts(req, media_type):
-        raise HTTPError("MANIFEST_UNKNOWN", f"manifest is {media_type}, not in the Accept header",
-                        detail={"mediaType": media_type})
+        raise ManifestUnknownError(f"manifest is {media_type}, not in the Accept header",
+                                   detail={"mediaType": media_type})
     hdrs = [("Content-Type", media_type), ("Docker-Content-Digest", digest),
             ("ETag", f'"{digest}"'), ("Content-Length", str(len(content)))]
     return Response(200, hdrs, content, head=req.method == "HEAD")
@@ -44,9 +50,9 @@ async def _read_manifest(req: Request) -> bytes:
     """The body, refused (413) past Distribution's 4 MiB before reading when announced so."""
     length = req.content_length
     if length is not None and length > MAX_MANIFEST_SIZE:
-        raise HTTPError("MANIFEST_INVALID", f"manifest larger than {MAX_MANIFEST_SIZE} bytes",
-                        detail={"size": length}, status=413)
-    return await req.read(MAX_MANIFEST_SIZE, code="MANIFEST_INVALID")
+        raise ManifestTooLargeError(f"manifest larger than {MAX_MANIFEST_SIZE} bytes",
+                                    detail={"size": length})
+    return await req.read(MAX_MANIFEST_SIZE, ManifestTooLargeError)
 
 
 async def put(state: ServerState, req: Request, name: str, reference: str) -> Response:
@@ -63,8 +69,8 @@ async def put(state: ServerState, req: Request, name: str, reference: str) -> Re
     if algorithm is not None and (
         f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}" != reference
     ):
-        raise HTTPError("DIGEST_INVALID", "manifest content does not match the digest",
-                        detail=reference)
+        raise DigestInvalidError("manifest content does not match the digest",
+                                 detail=reference)
     result = await state.run(repo.manifests.store, content, media_type, tags)
     resp = empty(201, Location=f"/v2/{name}/manifests/{result.digest}",
                  Docker_Content_Digest=result.digest)
@@ -78,7 +84,7 @@ async def put(state: ServerState, req: Request, name: str, reference: str) -> Re
 async def delete(state: ServerState, req: Request, name: str, reference: str) -> Response:
     """DELETE a digest (and the tags naming it) or, as OCI 1.1 allows, just a tag."""
     if not state.config.delete_enabled:
-        raise HTTPError("UNSUPPORTED", "deletes are disabled (storage.delete.enabled)")
+        raise UnsupportedError("deletes are disabled (storage.delete.enabled)")
     repo = state.registry.repository(name)
     if is_digest_like(reference):
         await state.run(repo.manifests.delete, reference)
@@ -93,10 +99,10 @@ def _page_args(req: Request) -> tuple[int, str | None]:
     if raw is not None and raw != "":
         number = parse_decimal(raw)
         if number is None:
-            raise HTTPError("PAGINATION_NUMBER_INVALID", detail={"n": raw[:100]})
+            raise PaginationNumberInvalidError(detail={"n": raw[:100]})
         if number > MAX_PAGE:
-            raise HTTPError("PAGINATION_NUMBER_INVALID", f"n may be at most {MAX_PAGE}",
-                            detail={"n": raw[:100]})
+            raise PaginationNumberInvalidError(f"n may be at most {MAX_PAGE}",
+                                               detail={"n": raw[:100]})
         n = number
     return n, req.arg("last") or None
 

@@ -8,6 +8,7 @@ extra installs them), and handles TLS and Unix sockets itself.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 from typing import Any
@@ -17,15 +18,46 @@ import uvicorn
 from .app import RegistryApp, create_app
 from .config import Config, ConfigError
 from .guard import protocol_for
+from .memory import tune_malloc
 from .probe import check_storage
 
 log = logging.getLogger(__name__)
+
+#: The signed upload state in a logged URL: it lets whoever holds it continue the upload.
+_UPLOAD_STATE = re.compile(r"(_state=)[^&\s\"']+")
+#: uvicorn's loggers that print request lines (URLs with their query).
+URL_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+def redact(text: str) -> str:
+    """``…?_state=<token>`` → ``…?_state=REDACTED``."""
+    return _UPLOAD_STATE.sub(r"\1REDACTED", text)
+
+
+class RedactUploadState(logging.Filter):
+    """Rewrites log records so that no upload state token reaches a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    redact_upload_state()
+
+
+def redact_upload_state() -> None:
+    """Install :class:`RedactUploadState` on the loggers that print URLs (once each)."""
+    for name in URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactUploadState) for f in logger.filters):
+            logger.addFilter(RedactUploadState())
 
 
 def uvicorn_config(app: RegistryApp, config: Config, **options: Any) -> uvicorn.Config:
@@ -62,6 +94,7 @@ def serve(config: Config) -> None:
     ConfigError, found before the first connection is accepted.
     """
     configure_logging(config.log_level)
+    tune_malloc()
     app = create_app(config)
     check_storage(app.state.registry.driver, config.driver)
     sock = None if config.unix_socket else listen(config)

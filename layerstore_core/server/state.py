@@ -1,9 +1,11 @@
 """Per-process server state and the bridges between the event loop and the synchronous service.
 
-The drivers and the blob service block, so every call into them runs on a thread pool. Request
-bodies are batched to :data:`WRITE_BATCH` before each threaded write, with one write in flight
-while the next batch arrives (at most two batches in memory per upload); blob reads run one chunk
-ahead of the socket. Nothing holds a whole blob.
+The drivers and the blob service block, so every call into them runs on a thread pool. A request
+body goes through two fixed buffers of half a :data:`WRITE_BATCH` each, allocated once per
+request: one is written on the pool while the other fills, so an upload holds one batch however
+long it is, and no buffer is reallocated as it grows (which is what left freed pieces scattered
+over glibc's per-thread arenas). Blob reads run one chunk ahead of the socket. Nothing holds a
+whole blob.
 """
 
 from __future__ import annotations
@@ -13,23 +15,26 @@ import concurrent.futures
 import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from ..ops.scrub import ScrubStats
 from ..registry import Registry
 from .auth import Htpasswd
 from .config import Config
 from .http import Request
+from .memory import upload_finished, upload_started
 from .tokenauth import TokenAuthenticator
 from .tokens import TokenSigner
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 class _Reader(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
     def close(self) -> None: ...
 
+#: What one upload holds of its request body: two halves, one filling while one is written.
 WRITE_BATCH = 4 * 2**20
 READ_CHUNK = 1 * 2**20
 THREADS = 32
@@ -55,35 +60,45 @@ class ServerState:
     #: The scheduled scrub's counters (``storage.maintenance.scrub``), for a metrics exporter.
     scrub: ScrubStats = dataclasses.field(default_factory=ScrubStats)
 
-    async def run(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """Call a blocking function on the pool."""
+    async def run(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Call a blocking function on the pool; mypy checks the arguments against ``fn``."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
-    async def pump(self, request: Request, write: Callable[[bytearray], Any]) -> int:
-        """Stream the request body into ``write`` in batches; the number of bytes written."""
+    async def pump(self, request: Request, write: Callable[[memoryview], object]) -> int:
+        """Stream the request body into ``write`` in half batches; the number of bytes written.
+
+        ``write`` must be done with its buffer when it returns (the buffer is refilled next).
+        """
         loop = asyncio.get_running_loop()
-        pending: asyncio.Future[Any] | None = None
-        buf = bytearray()
-        total = 0
+        pending: asyncio.Future[object] | None = None
+        half = WRITE_BATCH // 2
+        buffers = [memoryview(bytearray(half)), memoryview(bytearray(half))]
+        fill = total = 0
+        upload_started()
         try:
             async for chunk in request.stream():
-                buf += chunk
-                if len(buf) >= WRITE_BATCH:
-                    if pending is not None:
-                        await pending
-                    data, buf = buf, bytearray()
-                    pending = loop.run_in_executor(self.executor, write, data)
-                    total += len(data)
+                piece, taken = memoryview(chunk), 0
+                while taken < len(piece):
+                    n = min(half - fill, len(piece) - taken)
+                    buffers[0][fill : fill + n] = piece[taken : taken + n]
+                    fill, taken = fill + n, taken + n
+                    if fill == half:
+                        if pending is not None:
+                            await pending
+                        pending = loop.run_in_executor(self.executor, write, buffers[0])
+                        buffers.reverse()
+                        total, fill = total + half, 0
             if pending is not None:
                 await pending
                 pending = None
-            if buf:
-                await self.run(write, buf)
-                total += len(buf)
+            if fill:
+                await self.run(write, buffers[0][:fill])
+                total += fill
         finally:
             if pending is not None:  # an error while a write runs: let it finish first
                 await asyncio.gather(pending, return_exceptions=True)
+            upload_finished()
         return total
 
     async def stream_reader(self, reader: _Reader, length: int) -> AsyncIterator[bytes]:

@@ -36,7 +36,7 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, GuestProtocol, KeySet, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
-from ..registry.errors import RegistryError
+from ..registry import errors as registry_errors
 from .access import Grants, Scope
 from .config import ConfigError, TokenAuth
 
@@ -65,15 +65,11 @@ _SIGNER_POLICY = (
 )
 
 
-class UnauthorizedError(RegistryError):
+class UnauthorizedError(registry_errors.UnauthorizedError):
     """No valid token: the challenge says where to get one and for which scopes."""
 
-    code = "UNAUTHORIZED"
-    status = 401
-
     def __init__(self, message: str, challenge: str, detail: Any = None) -> None:
-        super().__init__(message, detail=detail)
-        self.headers = {"WWW-Authenticate": challenge}
+        super().__init__(message, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
 class InsufficientScopeError(UnauthorizedError):

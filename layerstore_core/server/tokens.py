@@ -52,6 +52,9 @@ class TokenSigner:
     def __init__(self, secret: str) -> None:
         self._key = secret.encode("utf-8")
 
+    def __repr__(self) -> str:
+        return "TokenSigner(<secret>)"
+
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()
 

@@ -3,6 +3,8 @@
 Every response that keeps an upload open carries a fresh signed state token in ``Location``; the
 upload's real offset is always the backend's (the token's offset is informational), so a chunk
 that does not start there gets 416 with the current ``Range`` and nothing is appended.
+Read-only requests (GET status, a refused chunk) make no backend write: the resumed session
+wrote nothing, so closing it only releases its writer.
 """
 
 from __future__ import annotations
@@ -10,15 +12,24 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from ..registry import BlobUpload, RegistryError
+from ..registry import BlobUpload
+from ..registry.errors import (
+    BlobUnknownError,
+    BlobUploadInvalidError,
+    DigestInvalidError,
+    NameInvalidError,
+    NameUnknownError,
+    RangeInvalidError,
+    SizeInvalidError,
+)
 from ..registry.names import validate_digest
-from .errors import HTTPError
 from .http import Request, Response, empty, gather_quietly, parse_decimal
 from .state import ServerState
 from .tokens import InvalidTokenError, UploadState
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?$")
-_NO_MOUNT = {"BLOB_UNKNOWN", "NAME_UNKNOWN", "NAME_INVALID", "DIGEST_INVALID"}
+#: A mount failing with one of these falls back to a fresh upload session.
+_NO_MOUNT = (BlobUnknownError, NameUnknownError, NameInvalidError, DigestInvalidError)
 
 
 def range_header(offset: int) -> str:
@@ -52,7 +63,7 @@ def parse_content_range(value: str) -> tuple[int, int]:
     m = _CONTENT_RANGE.match(value.strip())
     first, last = (parse_decimal(m.group(1)), parse_decimal(m.group(2))) if m else (None, None)
     if first is None or last is None or first > last:
-        raise HTTPError("RANGE_INVALID", "malformed Content-Range", detail=value[:100])
+        raise RangeInvalidError("malformed Content-Range", detail=value[:100])
     return first, last
 
 
@@ -63,19 +74,17 @@ async def start(state: ServerState, req: Request, name: str) -> Response:
     if mount is not None and source is not None:
         try:
             await state.run(repo.blobs.mount, mount, source)
-        except RegistryError as exc:  # cannot mount: fall back to a fresh session, as the spec says
-            if exc.code not in _NO_MOUNT:
-                raise
+        except _NO_MOUNT:  # cannot mount: fall back to a fresh session, as the spec says
+            pass
         else:
             await req.drain()
             return _created(name, mount)
     digest = req.arg("digest")
     if digest is not None:
         validate_digest(digest)  # before an upload exists that a bad digest would strand
-    upload = await state.run(repo.blobs.create_upload)
+    upload = await state.run(repo.blobs.create_upload)  # startedat only: no data write yet
     if digest is None:
         await req.drain()
-        await state.run(upload.close)
         resp = _progress(state, name, upload, 202)
         return resp.header("OCI-Chunk-Min-Length", state.chunk_min_length)
     try:
@@ -119,11 +128,11 @@ async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -
     repo = state.registry.repository(name)
     token = req.arg("_state")
     if token is None:
-        raise HTTPError("BLOB_UPLOAD_INVALID", "missing upload state (_state)")
+        raise BlobUploadInvalidError("missing upload state (_state)")
     try:
         state.signer.verify(token, name=name, upload_id=upload_id)
     except InvalidTokenError as exc:
-        raise HTTPError("BLOB_UPLOAD_INVALID", str(exc)) from None
+        raise BlobUploadInvalidError(str(exc)) from None
     return await state.run(repo.blobs.resume_upload, upload_id)
 
 
@@ -139,9 +148,9 @@ async def _check_range(
         first, last = parse_content_range(raw)
         length = req.content_length
         if first != offset or (length is not None and length != last - first + 1):
-            raise HTTPError("RANGE_INVALID", "chunk does not start at the upload's offset",
-                            detail={"offset": offset, "content_range": raw[:100]})
-    except HTTPError as err:
+            raise RangeInvalidError("chunk does not start at the upload's offset",
+                                    detail={"offset": offset, "content_range": raw[:100]})
+    except (RangeInvalidError, SizeInvalidError) as err:
         await state.run(upload.close)
         err.headers.update(
             Location=_location(state, name, upload), Range=range_header(offset),
@@ -164,7 +173,7 @@ async def put(state: ServerState, req: Request, name: str, upload_id: str) -> Re
     """PUT ?digest=: optional final chunk, then verify and commit."""
     digest = req.arg("digest")
     if not digest:
-        raise HTTPError("DIGEST_INVALID", "the digest query parameter is required")
+        raise DigestInvalidError("the digest query parameter is required")
     validate_digest(digest)  # before any byte of the body lands in the upload
     upload = await _resume(state, req, name, upload_id)
     if req.has_body:
@@ -173,14 +182,14 @@ async def put(state: ServerState, req: Request, name: str, upload_id: str) -> Re
 
 
 async def status(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
-    """GET: where the upload stands (204 + Range)."""
+    """GET: where the upload stands (204 + Range); no backend write (the writer is released)."""
     upload = await _resume(state, req, name, upload_id)
     await state.run(upload.close)
     return _progress(state, name, upload, 204)
 
 
 async def cancel(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
-    """DELETE: abandon the upload."""
+    """DELETE: abandon the upload, cancelling the write this request resumed (no second one)."""
     upload = await _resume(state, req, name, upload_id)
     await state.run(upload.cancel)
     return empty(204)

@@ -1,0 +1,157 @@
+"""S3 requests by operation for one skopeo push + pull: layerstore serve vs Distribution 2.8.2.
+
+Usage: python bench/s3_requests.py [--layers 1,32,200] [--chunksize-mib 10] [--json]
+
+Both servers run in the same run against one moto server, each on its own bucket, with 10 MiB
+parts (``chunksize``), behind a counting proxy (``tests/s3proxy.py``) that names each request's
+S3 operation. Redirected blob GETs go to the proxy too, so every backend request is counted.
+Then, for each server, one upload gets a chunk and its status is read with GET: the writes that
+GET made are reported (target 0). Prints per-operation counts, totals and the ratio
+layerstore / Distribution (target <= 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# The repository root instead of bench/, whose copy.py would shadow the stdlib module.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import httpx  # noqa: E402 - after sys.path is fixed: it imports copy
+
+from tests.backends._servers import free_port  # noqa: E402 - the repository root goes first
+from tests.backends.s3 import moto_server  # noqa: E402
+from tests.images import (  # noqa: E402
+    ImageLayout,
+    MiB,
+    RegistryProcess,
+    build_oci_layout,
+    read_oci_layout,
+    skopeo,
+    write_config,
+    write_policy,
+)
+from tests.s3proxy import WRITES, S3Proxy  # noqa: E402
+
+DISTRIBUTION = "/usr/bin/docker-registry"
+SERVERS = ("layerstore", "distribution")
+KEYS = {"accesskey": "testing", "secretkey": "testing", "region": "us-east-1"}
+
+
+def _params(server: str, bucket: str, endpoint: str, chunksize: int) -> dict[str, Any]:
+    params: dict[str, Any] = {**KEYS, "bucket": bucket, "regionendpoint": endpoint,
+                              "secure": False, "chunksize": chunksize}
+    if server == "layerstore":
+        params["forcepathstyle"] = True  # Distribution forces path style for any regionendpoint
+    return params
+
+
+def _start(server: str, config: Path, port: int, log: Path) -> RegistryProcess:
+    env = dict(os.environ)
+    if server == "layerstore":
+        return RegistryProcess.layerstore(config, port, log, env).wait_ready(60)
+    env.pop("AWS_CA_BUNDLE", None)  # Distribution's s3 driver panics on it
+    return RegistryProcess([DISTRIBUTION, "serve", str(config)], port, log, env).wait_ready(60)
+
+
+def _push_pull(url: str, image: ImageLayout, work: Path, policy: Path) -> None:
+    ref = f"docker://{url.removeprefix('http://')}/bench/image:v1"
+    push = skopeo("copy", "--dest-tls-verify=false", f"oci:{image.path}:v1", ref, policy=policy)
+    if push.returncode:
+        raise RuntimeError(f"push failed: {push.stderr}")
+    out = work / "pulled"
+    pull = skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:v1", policy=policy)
+    if pull.returncode:
+        raise RuntimeError(f"pull failed: {pull.stderr}")
+    assert read_oci_layout(out, "v1") == (image.manifest_digest, image.blob_digests)
+    shutil.rmtree(out)
+
+
+def _status_writes(url: str, proxy: S3Proxy) -> dict[str, int]:
+    """Start an upload, send one chunk, then count what ``GET`` of its status sends to S3."""
+    with httpx.Client(base_url=url, timeout=60) as c:
+        started = c.post("/v2/bench/status/blobs/uploads/")
+        started.raise_for_status()
+        patched = c.patch(started.headers["location"], content=b"x" * MiB,
+                          headers={"Content-Type": "application/octet-stream"})
+        patched.raise_for_status()
+        with proxy.counting() as seen:
+            c.get(patched.headers["location"]).raise_for_status()
+        c.delete(patched.headers["location"])
+    return dict(seen)
+
+
+def run_server(server: str, proxy: S3Proxy, moto: str, image: ImageLayout, work: Path,
+               policy: Path, chunksize: int) -> dict[str, Any]:
+    import boto3
+
+    bucket = f"bench-{server}"
+    boto3.client("s3", endpoint_url=moto, aws_access_key_id="testing",
+                 aws_secret_access_key="testing", region_name="us-east-1").create_bucket(
+        Bucket=bucket)
+    port = free_port()
+    config = write_config(work / f"{server}.yml", "s3",
+                          _params(server, bucket, proxy.url, chunksize), port,
+                          {"log": {"level": "error"}})
+    proc = _start(server, config, port, work / f"{server}.log")
+    try:
+        with proxy.counting() as seen:
+            _push_pull(proc.url, image, work, policy)
+        status = _status_writes(proc.url, proxy)
+    finally:
+        proc.stop()
+    return {"push_pull": dict(seen), "status_get": status,
+            "status_get_writes": sum(n for op, n in status.items() if op in WRITES)}
+
+
+def report(results: dict[str, dict[str, Any]]) -> None:
+    ops = sorted({op for r in results.values() for op in r["push_pull"]})
+    print(f"\n{'S3 operation':28}" + "".join(f"{s:>14}" for s in results))
+    for op in ops:
+        print(f"{op:28}" + "".join(f"{r['push_pull'].get(op, 0):>14}" for r in results.values()))
+    totals = {s: sum(r["push_pull"].values()) for s, r in results.items()}
+    print(f"{'total':28}" + "".join(f"{t:>14}" for t in totals.values()))
+    writes = "".join(f"{r['status_get_writes']:>14}" for r in results.values())
+    print(f"{'writes by GET upload status':28}{writes}")
+    if len(totals) == 2:
+        ratio = totals["layerstore"] / totals["distribution"]
+        print(f"\nratio layerstore / distribution: {ratio:.2f} (target <= 0.50)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--layers", default="1,32,200", help="layer sizes in MiB")
+    ap.add_argument("--chunksize-mib", type=int, default=10, help="S3 part size (chunksize)")
+    ap.add_argument("--servers", default=",".join(SERVERS))
+    ap.add_argument("--json", action="store_true", help="print the counts as one JSON document")
+    args = ap.parse_args()
+    servers = args.servers.split(",")
+    for tool in ("skopeo", *([DISTRIBUTION] if "distribution" in servers else [])):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is required: apt-get install skopeo docker-registry")
+    results: dict[str, dict[str, Any]] = collections.OrderedDict()
+    with tempfile.TemporaryDirectory(prefix="bench-s3-requests-") as tmp:
+        work = Path(tmp)
+        image = build_oci_layout(work / "image", [int(float(s) * MiB)
+                                                  for s in args.layers.split(",")], tag="v1")
+        policy = write_policy(work / "policy.json")
+        with moto_server() as moto, S3Proxy(moto) as proxy:
+            for server in servers:
+                results[server] = run_server(server, proxy, moto, image, work, policy,
+                                             args.chunksize_mib * MiB)
+    if args.json:
+        print(json.dumps(results, indent=2, sort_keys=True))
+    else:
+        report(results)
+
+
+if __name__ == "__main__":
+    main()
