@@ -1,6 +1,6 @@
 """A bounded load test: layerstore serve vs Distribution 2.8.2 on the filesystem backend, one run.
 
-Usage: python -P bench/load.py [--clients 64] [--seconds 30] [--rounds 6] [--large-mib 8] [--json]
+Usage: python bench/load.py [--clients 64] [--seconds 30] [--rounds 6] [--large-mib 8] [--json]
 
 Needs Debian's Distribution (``apt-get install docker-registry``). Each server starts on an empty
 store and both stay up; rounds alternate between them (a loaded machine drifts), each seeding one

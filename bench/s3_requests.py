@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-# The repository root instead of bench/, whose copy.py would shadow the stdlib module.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+# The repository root goes first, so that `tests` imports.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402 - after sys.path is fixed: it imports copy
+import httpx  # noqa: E402 - after sys.path is fixed
 
 from tests.backends._servers import free_port  # noqa: E402 - the repository root goes first
 from tests.backends.s3 import moto_server  # noqa: E402

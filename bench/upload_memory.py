@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[0] = str(REPO)  # not bench/, whose copy.py would shadow the stdlib module
+sys.path.insert(0, str(REPO))  # so that `tests` imports
 
-import httpx  # noqa: E402 - after sys.path is fixed: it imports copy
+import httpx  # noqa: E402 - after sys.path is fixed
 
 from tests.backends._servers import free_port  # noqa: E402 - the repository root goes first
 from tests.images import MiB, RegistryProcess, write_config  # noqa: E402

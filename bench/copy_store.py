@@ -10,7 +10,7 @@ store to a fresh prefix in child processes, alternating:
 Prints each run's time, throughput and peak RSS (rclone's from RUSAGE_CHILDREN), then the best
 of each and its ratio to boto3 (target <= 1.0). moto is reset before every run.
 
-    python bench/copy.py [--gib 2] [--blob-mib 64] [--small 200] [--jobs 8] [--runs 2]
+    python bench/copy_store.py [--gib 2] [--blob-mib 64] [--small 200] [--jobs 8] [--runs 2]
 """
 
 from __future__ import annotations
