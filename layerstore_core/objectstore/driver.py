@@ -157,11 +157,12 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         ``path`` itself only loses its state object, as finding it would cost a request.
         """
         key = self.key(path)
-        own = self.bucket.head(key)
         hidden = self.bucket.unfinished_keys(key + "/")
         below = list(hidden) if hidden is not None else [o.key for o in self._objects(key + "/")]
         rel = len(key) + 1
-        found = own is not None or any(is_component(k[rel:].split("/", 1)[0]) for k in below)
+        # A directory with children is found without a HEAD of its own key (deleted blindly).
+        found = any(is_component(k[rel:].split("/", 1)[0]) for k in below)
+        found = found or self.bucket.head(key) is not None
         if not found and not below:
             raise PathNotFoundError(path=path)
         for doomed in below:  # unfinished writes go even where nothing committed is found
