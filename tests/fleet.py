@@ -125,19 +125,20 @@ class Fleet:
     """Instances sharing one backend (and Redis, when given) behind nginx."""
 
     def __init__(self, workdir: Path, driver: str, params: Mapping[str, Any], size: int = 3,
-                 redis_addr: str | None = None, workers: int = 1) -> None:
-        extra: dict[str, Any] = {}
+                 redis_addr: str | None = None, workers: int = 1,
+                 extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        overlay: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (extra or {}).items()}
         if redis_addr is not None:
-            extra = {"storage": {"cache": {"blobdescriptor": "redis"}},
-                     "redis": {"addr": redis_addr, "dialtimeout": "200ms",
-                               "readtimeout": "500ms", "writetimeout": "500ms"}}
+            overlay.setdefault("storage", {})["cache"] = {"blobdescriptor": "redis"}
+            overlay["redis"] = {"addr": redis_addr, "dialtimeout": "200ms",
+                              "readtimeout": "500ms", "writetimeout": "500ms"}
         if workers > 1:
-            extra.setdefault("http", {})["workers"] = workers
+            overlay.setdefault("http", {})["workers"] = workers
         self.instances: list[RegistryProcess] = []
         try:
             for i in range(size):
                 port = free_port()
-                cfg = write_config(workdir / f"config{i}.yml", driver, params, port, extra)
+                cfg = write_config(workdir / f"config{i}.yml", driver, params, port, overlay)
                 self.instances.append(RegistryProcess.layerstore(cfg, port,
                                                                  workdir / f"serve{i}.log"))
             for instance in self.instances:
