@@ -187,7 +187,17 @@ def test_workers_serve_push_and_pull(backend_filesystem: Backend, tmp_path: Path
         host = f"127.0.0.1:{port}"
         push(layout, host, "workers/img:v1", policy)
         pull_and_check(layout, host, "workers/img:v1", tmp_path / "pull", policy)
-        assert len(_worker_pids(workers.proc.pid)) == 2
+        before = _worker_pids(workers.proc.pid)
+        assert len(before) == 2
+        os.kill(workers.proc.pid, signal.SIGHUP)  # graceful reload: new workers, same socket
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            after = _worker_pids(workers.proc.pid)
+            if len(after) == 2 and not set(after) & set(before):
+                break
+            time.sleep(0.2)
+        assert len(after) == 2 and not set(after) & set(before), (before, after)
+        pull_and_check(layout, host, "workers/img:v1", tmp_path / "pull2", policy)
 
 
 def _worker_pids(parent: int) -> list[int]:

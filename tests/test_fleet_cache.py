@@ -184,3 +184,15 @@ def test_config_errors_name_the_key(doc: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         parse_config(doc)
 
+
+
+def test_run_leased_skips_while_another_instance_holds_the_lease(client: redis.Redis) -> None:
+    from layerstore_core.server.fleet import run_leased
+
+    driver = InMemoryDriver()
+    holder = RedisLease(client, "uploadpurge", ttl=30)
+    holder.acquire()
+    assert run_leased(driver, client, "uploadpurge", lambda: "ran") is None
+    holder.release()
+    assert run_leased(driver, client, "uploadpurge", lambda: "ran") == "ran"
+    assert not client.exists("layerstore::lease::uploadpurge")  # released after the job
