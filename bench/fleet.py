@@ -1,6 +1,7 @@
 """A fleet's pulls with and without the Redis cache, and metadata throughput of --workers 2.
 
 Usage: python bench/fleet.py [--pulls 50] [--big-pulls 5] [--seconds 5] [--concurrency 32]
+                             [--only pulls|metadata]
 
 1. Three ``layerstore serve`` on one moto S3 bucket behind nginx (deploy/nginx-fleet.conf),
    redirects off so every byte goes through the fleet; once without a cache, once with
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -168,6 +170,7 @@ def main() -> None:
     ap.add_argument("--big-pulls", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--only", choices=["pulls", "metadata"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         work = Path(tmp)
@@ -175,29 +178,41 @@ def main() -> None:
         images = {"small": build_oci_layout(work / "small", [64 * 1024, 300 * 1024], seed=1),
                   "big": build_oci_layout(work / "big", [1 * MiB, 32 * MiB, 200 * MiB], seed=2)}
         pulls = {"small": args.pulls, "big": args.big_pulls}
-        moto = Moto(work)
-        try:
-            plain = fleet_pulls(work, moto, False, images, pulls, policy)
-            cached = fleet_pulls(work, moto, True, images, pulls, policy)
-        finally:
-            moto.stop()
-        print("fleet of 3 on moto S3 behind nginx, redirects off")
-        print(f"{'image':6} {'pulls':>5} {'cache':>7} {'backend req/pull':>17} "
-              f"{'p50 s':>7} {'max s':>7} {'wall s':>7}")
-        for kind in images:
-            for label, res in (("none", plain[kind]), ("redis", cached[kind])):
-                print(f"{kind:6} {pulls[kind]:5} {label:>7} {res['backend_per_pull']:17.1f} "
-                      f"{res['p50']:7.2f} {res['max']:7.2f} {res['wall']:7.2f}")
-            ratio = cached[kind]["backend_per_pull"] / plain[kind]["backend_per_pull"]
-            print(f"{kind:6} backend requests with the cache / without: {ratio:.2f} "
-                  "(target <= 0.5)")
-        one = metadata(work, 1, images["small"], policy, args.seconds, args.concurrency)
-        two = metadata(work, 2, images["small"], policy, args.seconds, args.concurrency)
-        print(f"\nmetadata requests/s on the filesystem, {args.concurrency} clients, "
-              f"{args.seconds:.0f} s each")
-        for key in ("head_blob", "get_manifest"):
-            print(f"{key:13} 1 worker {one[key]:8.0f}   2 workers {two[key]:8.0f}   "
-                  f"ratio {two[key] / one[key]:.2f} (target ~2)")
+        if args.only != "metadata":
+            report_pulls(work, images, pulls, policy)
+        if args.only != "pulls":
+            report_metadata(work, images["small"], policy, args.seconds, args.concurrency)
+
+
+def report_pulls(work: Path, images: dict[str, ImageLayout], pulls: dict[str, int],
+                 policy: Path) -> None:
+    moto = Moto(work)
+    try:
+        plain = fleet_pulls(work, moto, False, images, pulls, policy)
+        cached = fleet_pulls(work, moto, True, images, pulls, policy)
+    finally:
+        moto.stop()
+    print("fleet of 3 on moto S3 behind nginx, redirects off")
+    print(f"{'image':6} {'pulls':>5} {'cache':>7} {'backend req/pull':>17} "
+          f"{'p50 s':>7} {'max s':>7} {'wall s':>7}")
+    for kind in images:
+        for label, res in (("none", plain[kind]), ("redis", cached[kind])):
+            print(f"{kind:6} {pulls[kind]:5} {label:>7} {res['backend_per_pull']:17.1f} "
+                  f"{res['p50']:7.2f} {res['max']:7.2f} {res['wall']:7.2f}")
+        ratio = cached[kind]["backend_per_pull"] / plain[kind]["backend_per_pull"]
+        print(f"{kind:6} backend requests with the cache / without: {ratio:.2f} "
+              "(target <= 0.5)")
+
+
+def report_metadata(work: Path, image: ImageLayout, policy: Path, seconds: float,
+                    concurrency: int) -> None:
+    one = metadata(work, 1, image, policy, seconds, concurrency)
+    two = metadata(work, 2, image, policy, seconds, concurrency)
+    print(f"\nmetadata requests/s on the filesystem, {concurrency} clients, {seconds:.0f} s each"
+          f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    for key in ("head_blob", "get_manifest"):
+        print(f"{key:13} 1 worker {one[key]:8.0f}   2 workers {two[key]:8.0f}   "
+              f"ratio {two[key] / one[key]:.2f} (target ~2)")
 
 
 if __name__ == "__main__":
