@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import httpx  # noqa: E402 - after the path fix (bench/copy.py shadows the stdlib copy)
-
-from tests.backends._servers import free_port  # noqa: E402
+from tests.backends._servers import free_port  # noqa: E402 - the repository root goes first
 from tests.fleet import Fleet, RedisServer  # noqa: E402
 from tests.images import (  # noqa: E402
     ImageLayout,
