@@ -43,8 +43,15 @@ def _load_config(path: str | None) -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
+    import dataclasses
+
     from .server.config import ConfigError
     from .server.serve import serve
+
+    if args.workers is not None:
+        if args.workers < 1:
+            raise CLIError("--workers: expected at least 1")
+        config = dataclasses.replace(config, workers=args.workers)
 
     try:
         serve(config)
@@ -111,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the OCI Distribution API")
     serve.add_argument("--config", help=f"Distribution-style config.yml (or ${CONFIG_ENV})")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="processes sharing the port (default: http.workers, else 1)")
     serve.set_defaults(func=cmd_serve)
     drivers = sub.add_parser("drivers", help="list installed storage drivers and parameters")
     drivers.set_defaults(func=cmd_drivers)

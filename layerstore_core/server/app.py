@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import random
 import re
@@ -32,6 +33,7 @@ from . import access, blobs, manifests, uploads
 from .auth import Htpasswd, HtpasswdError
 from .config import Config, ConfigError
 from .errors import from_exception
+from .fleet import blob_cache, redis_client, run_leased
 from .http import (
     ClientDisconnected,
     Receive,
@@ -258,12 +260,13 @@ class RegistryApp:
         while True:
             try:
                 found = await self.state.run(
-                    self.state.registry.purge_uploads,
-                    older_than=dt.timedelta(seconds=purge.age),
-                    dry_run=purge.dryrun,
+                    run_leased, self.state.registry.driver, self.state.redis, "uploadpurge",
+                    functools.partial(self.state.registry.purge_uploads,
+                                      dt.timedelta(seconds=purge.age), purge.dryrun),
                 )
-                log.info("upload purge: %d upload(s)%s", len(found),
-                         " (dry run)" if purge.dryrun else "")
+                if found is not None:
+                    log.info("upload purge: %d upload(s)%s", len(found),
+                             " (dry run)" if purge.dryrun else "")
             except Exception:
                 log.exception("upload purge failed")
             await asyncio.sleep(purge.interval)
@@ -310,7 +313,9 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
             htpasswd = Htpasswd(config.htpasswd.path, config.htpasswd.realm)
         except HtpasswdError as exc:
             raise ConfigError(str(exc)) from None
-    state = ServerState(config=config, registry=Registry(driver), signer=TokenSigner(secret),
-                        htpasswd=htpasswd, token_auth=token_auth)
+    client = redis_client(config)
+    state = ServerState(config=config, registry=Registry(driver, blob_cache(config, client)),
+                        signer=TokenSigner(secret), htpasswd=htpasswd, token_auth=token_auth,
+                        redis=client)
     state.chunk_min_length = _chunk_min_length(driver, state.chunk_min_length)
     return RegistryApp(state)

@@ -19,6 +19,8 @@ from typing import Any
 import yaml  # type: ignore[import-untyped,unused-ignore]  # stubs optional
 
 from ..errors import LayerstoreError
+from ..registry.redisconn import RedisSettings
+from .fleetconfig import parse_cache, parse_redis, parse_workers
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +38,10 @@ _STORAGE_OPTIONS = {"delete", "redirect", "maintenance", "cache", "tag"}
 #: Distribution keys we accept but do not act on (dotted paths; a prefix covers its subtree).
 _IGNORED = {
     "version", "log.formatter", "log.fields", "log.accesslog", "log.hooks", "loglevel",
-    "storage.cache", "storage.tag",
+    "storage.tag",
     "http.prefix", "http.host", "http.relativeurls", "http.headers", "http.debug", "http.http2",
     "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
-    "http.tls.ciphersuites", "health", "notifications", "redis",
+    "http.tls.ciphersuites", "health", "notifications",
     "reporting", "middleware", "proxy", "compatibility", "validation", "policy", "catalog",
 }
 _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
@@ -139,6 +141,12 @@ class Config:
     limits: Limits = Limits()
     #: ``http.draintimeout``: on SIGTERM, how long running requests may finish (0: none).
     drain_timeout: float = 0.0
+    #: ``storage.cache.blobdescriptor``: None, ``inmemory`` or ``redis``.
+    blobdescriptor_cache: str | None = None
+    #: The ``redis`` section (cache and fleet-wide leases).
+    redis: RedisSettings | None = None
+    #: ``http.workers``: processes sharing the port.
+    workers: int = 1
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -256,7 +264,10 @@ def _parse_storage(raw: Any) -> dict[str, Any]:
     out["readonly"] = _bool(readonly.get("enabled", False), "storage.maintenance.readonly.enabled")
     out["purge"] = _parse_purge(maintenance.get("uploadpurging"))
     out["scrub"] = _parse_scrub(maintenance.get("scrub"))
-    for k in ("cache", "tag"):
+    out["blobdescriptor_cache"] = parse_cache(
+        _section(storage.get("cache"), "storage.cache"), _check_keys, ConfigError
+    )
+    for k in ("tag",):
         if k in storage:
             log.warning("config key storage.%s is accepted for compatibility and ignored", k)
     return out
@@ -338,10 +349,13 @@ def _parse_limits(http: Mapping[str, Any]) -> Limits:
 
 def _parse_http(raw: Any) -> dict[str, Any]:
     http = _section(raw, "http")
-    _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", *_LIMIT_KEYS})
+    _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", "workers",
+                                    *_LIMIT_KEYS})
     out: dict[str, Any] = {"limits": _parse_limits(http)}
     if "draintimeout" in http:
         out["drain_timeout"] = parse_duration(http["draintimeout"], "http.draintimeout")
+    if "workers" in http:
+        out["workers"] = parse_workers(http["workers"], ConfigError)
     net = _str(http.get("net", "tcp"), "http.net").lower()
     if net not in ("tcp", "unix"):
         raise ConfigError(f"http.net: expected tcp or unix, got {net!r}")
@@ -421,12 +435,16 @@ def parse_config(raw: Mapping[str, Any] | None, environ: Mapping[str, str] | Non
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
     doc = apply_env(dict(raw or {}), environ or {})
-    _check_keys(doc, "", {"storage", "http", "log", "auth"})
+    _check_keys(doc, "", {"storage", "http", "log", "auth", "redis"})
     values: dict[str, Any] = {}
     values.update(_parse_storage(doc.get("storage")))
     values.update(_parse_http(doc.get("http")))
     values.update(_parse_auth(doc.get("auth")))
     values["log_level"] = _parse_log(doc.get("log"), doc.get("loglevel"))
+    values["redis"] = parse_redis(doc.get("redis"), _section, _check_keys, parse_duration,
+                                  ConfigError)
+    if values.get("blobdescriptor_cache") == "redis" and values["redis"] is None:
+        raise ConfigError("storage.cache.blobdescriptor: redis needs a redis section (redis.addr)")
     return Config(**values)
 
 
