@@ -14,11 +14,14 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]  # stubs optional
 
 from ..errors import LayerstoreError
+
+if TYPE_CHECKING:
+    from ..proxy.config import ProxyConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ _IGNORED = {
     "http.prefix", "http.host", "http.relativeurls", "http.headers", "http.debug", "http.http2",
     "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
     "http.tls.ciphersuites", "health", "notifications", "redis",
-    "reporting", "middleware", "proxy", "compatibility", "validation", "policy", "catalog",
+    "reporting", "middleware", "compatibility", "validation", "policy", "catalog",
 }
 _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
                "error": "ERROR", "fatal": "CRITICAL", "panic": "CRITICAL"}
@@ -139,6 +142,8 @@ class Config:
     limits: Limits = Limits()
     #: ``http.draintimeout``: on SIGTERM, how long running requests may finish (0: none).
     drain_timeout: float = 0.0
+    #: ``proxy``: a pull-through cache of these upstreams (None: a plain registry).
+    proxy: ProxyConfig | None = None
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -421,12 +426,15 @@ def parse_config(raw: Mapping[str, Any] | None, environ: Mapping[str, str] | Non
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
     doc = apply_env(dict(raw or {}), environ or {})
-    _check_keys(doc, "", {"storage", "http", "log", "auth"})
+    _check_keys(doc, "", {"storage", "http", "log", "auth", "proxy"})
     values: dict[str, Any] = {}
     values.update(_parse_storage(doc.get("storage")))
     values.update(_parse_http(doc.get("http")))
     values.update(_parse_auth(doc.get("auth")))
     values["log_level"] = _parse_log(doc.get("log"), doc.get("loglevel"))
+    from ..proxy.config import parse_proxy  # the proxy parser uses this module's helpers
+
+    values["proxy"] = parse_proxy(doc.get("proxy"))
     return Config(**values)
 
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import ParamSpec, Protocol, TypeVar
 
 from ..ops.scrub import ScrubStats
+from ..proxy import Proxy
 from ..registry import Registry
 from .auth import Htpasswd
 from .config import Config
@@ -59,6 +60,8 @@ class ServerState:
     chunk_min_length: int = DEFAULT_CHUNK_MIN_LENGTH
     #: The scheduled scrub's counters (``storage.maintenance.scrub``), for a metrics exporter.
     scrub: ScrubStats = dataclasses.field(default_factory=ScrubStats)
+    #: The pull-through cache (``proxy``), when configured.
+    proxy: Proxy | None = None
 
     async def run(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """Call a blocking function on the pool; mypy checks the arguments against ``fn``."""
