@@ -65,11 +65,13 @@ def push(image: ImageLayout, registry: RegistryProcess, ref: str, policy: Path,
 
 
 def pull(registry: RegistryProcess, ref: str, dest: Path, policy: Path,
-         timeout: float = 600) -> Any:
+         timeout: float = 600, creds: str | None = None) -> Any:
     """skopeo copy ``ref`` into an OCI layout at ``dest`` (tag ``pulled``)."""
     dest.mkdir(parents=True, exist_ok=True)
-    return skopeo("copy", "--src-tls-verify=false", f"docker://127.0.0.1:{registry.port}/{ref}",
-                  f"oci:{dest}:pulled", policy=policy, timeout=timeout)
+    auth = ["--src-creds", creds] if creds else []
+    return skopeo("copy", "--src-tls-verify=false", *auth,
+                  f"docker://127.0.0.1:{registry.port}/{ref}", f"oci:{dest}:pulled",
+                  policy=policy, timeout=timeout)
 
 
 _ACCESS = re.compile(r'"(GET|HEAD) (/v2/[^ ]+) HTTP/[\d.]+" (\d{3})')
