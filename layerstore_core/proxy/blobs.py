@@ -56,7 +56,8 @@ class BlobFetcher:
         self._registry = registry
         self._run = run
         self._stats = stats
-        self._inflight: dict[str, asyncio.Future[None]] = {}
+        #: digest → the running fetch's outcome (None, or the error it ended with).
+        self._inflight: dict[str, asyncio.Future[BaseException | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def link_if_stored(self, name: str, digest: str) -> bool:
@@ -76,7 +77,11 @@ class BlobFetcher:
         while True:
             running = self._inflight.get(digest)
             if running is not None:
-                await asyncio.shield(running)
+                failed = await asyncio.shield(running)
+                if isinstance(failed, BlobUnknownError):  # one failure fails its waiters
+                    raise BlobUnknownError(failed.message, detail=failed.detail)
+                if failed is not None:
+                    raise UpstreamError(f"fetching blob {digest} failed: {failed}")
             elif await self._run(self.link_if_stored, name, digest):
                 return None
             else:
@@ -102,7 +107,7 @@ class BlobFetcher:
 
     async def _lead(self, client: UpstreamClient, remote: str, name: str, digest: str,
                     lease: Lease) -> tuple[int, AsyncIterator[bytes]]:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = done
         try:
             resp = await self._run(client.request, "GET", remote, f"blobs/{digest}")
@@ -110,8 +115,8 @@ class BlobFetcher:
                 await self._run(resp.close)
                 raise BlobUnknownError(f"blob {digest} unknown upstream ({resp.status_code})",
                                        detail={"digest": digest})
-        except BaseException:
-            self._finish(digest, done)
+        except BaseException as exc:
+            self._finish(digest, done, exc)
             await self._run(lease.release)
             raise
         size = int(resp.headers.get("content-length", "-1"))
@@ -123,12 +128,13 @@ class BlobFetcher:
         return size, reader.iterate()
 
     async def _copy(self, resp: httpx.Response, name: str, digest: str, lease: Lease,
-                    reader: _Subscriber, done: asyncio.Future[None]) -> None:
+                    reader: _Subscriber, done: asyncio.Future[BaseException | None]) -> None:
         """Upstream body → upload (and the subscribed client); commit verifies the digest."""
-        upload = await self._run(self._registry.repository(name).blobs.create_upload)
         chunks = resp.iter_bytes(CHUNK)
         error: BaseException | None = None
+        upload = None
         try:
+            upload = await self._run(self._registry.repository(name).blobs.create_upload)
             while True:
                 chunk = await self._run(next, chunks, b"")
                 if not chunk:
@@ -143,21 +149,23 @@ class BlobFetcher:
             error = exc
             self._stats.add("upstream_errors")
             log.warning("fetch of blob %s for %s failed: %s", digest, name, exc)
-            with contextlib.suppress(Exception):
-                await self._run(upload.cancel)
+            if upload is not None:
+                with contextlib.suppress(Exception):
+                    await self._run(upload.cancel)
             if not isinstance(exc, Exception):
                 raise
         finally:
             await asyncio.gather(self._run(resp.close), self._run(lease.release),
                                  return_exceptions=True)
-            self._finish(digest, done)
+            self._finish(digest, done, error)
             await reader.end(error)
 
-    def _finish(self, digest: str, done: asyncio.Future[None]) -> None:
+    def _finish(self, digest: str, done: asyncio.Future[BaseException | None],
+                error: BaseException | None = None) -> None:
         if self._inflight.get(digest) is done:
             del self._inflight[digest]
         if not done.done():
-            done.set_result(None)
+            done.set_result(error)
 
 
 class _Subscriber:
