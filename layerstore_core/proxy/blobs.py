@@ -129,19 +129,26 @@ class BlobFetcher:
 
     async def _copy(self, resp: httpx.Response, name: str, digest: str, lease: Lease,
                     reader: _Subscriber, done: asyncio.Future[BaseException | None]) -> None:
-        """Upstream body → upload (and the subscribed client); commit verifies the digest."""
+        """Upstream body → upload (and the subscribed client); commit verifies the digest.
+
+        Pipelined: the next upstream read runs while a chunk is written and handed to the
+        client, so the three overlap.
+        """
         chunks = resp.iter_bytes(CHUNK)
         error: BaseException | None = None
         upload = None
+        pending: asyncio.Future[Any] | None = None
         try:
             upload = await self._run(self._registry.repository(name).blobs.create_upload)
+            pending = asyncio.ensure_future(self._run(next, chunks, b""))
             while True:
-                chunk = await self._run(next, chunks, b"")
+                chunk = await pending
+                pending = None
                 if not chunk:
                     break
-                await self._run(upload.write, chunk)
+                pending = asyncio.ensure_future(self._run(next, chunks, b""))
+                await asyncio.gather(self._run(upload.write, chunk), reader.put(chunk))
                 self._stats.add("upstream_bytes", len(chunk))
-                await reader.put(chunk)
                 await self._run(lease.renew)
             await self._run(upload.commit, digest)
             log.info("cached blob %s for %s", digest, name)
@@ -155,6 +162,8 @@ class BlobFetcher:
             if not isinstance(exc, Exception):
                 raise
         finally:
+            if pending is not None:  # a read in flight must end before the response closes
+                await asyncio.gather(pending, return_exceptions=True)
             await asyncio.gather(self._run(resp.close), self._run(lease.release),
                                  return_exceptions=True)
             self._finish(digest, done, error)
