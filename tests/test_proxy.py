@@ -6,8 +6,9 @@
 - Upstream stopped: cached images still pull (a stale serve, logged), uncached ones fail with
   UNAVAILABLE naming the upstream.
 - A tag moved upstream: after the ttl the new digest is served (revalidated with a HEAD).
-- Two upstreams by prefix; pushes to an unclaimed namespace with ``allowpush``, refused in a
-  pure mirror and in claimed namespaces.
+- Two upstreams by prefix, the second ``layerstore serve`` with token auth (the Bearer flow
+  with configured credentials); podman pulls through the cache; pushes to an unclaimed
+  namespace with ``allowpush``, refused in a pure mirror and in claimed namespaces.
 - A blob whose upstream bytes do not match its digest is never stored.
 - Expiry drops cached tags and manifests past the ttl, keeps pushed ones and every blob.
 """
@@ -15,6 +16,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +30,13 @@ from layerstore_core.proxy.config import parse_proxy
 from layerstore_core.proxy.expiry import expire_cache
 from layerstore_core.registry import Registry
 from layerstore_core.server.config import ConfigError
+from tests.backends._servers import free_port
 from tests.images import (
     MiB,
     RegistryProcess,
     build_oci_layout,
     read_oci_layout,
+    write_config,
     write_policy,
 )
 from tests.proxy_env import (
@@ -44,6 +49,9 @@ from tests.proxy_env import (
     start_distribution,
     start_proxy,
 )
+from tests.test_clients_tokenauth import USERS as TOKEN_USERS
+from tests.test_clients_tokenauth import _podman as podman
+from tests.tokenserver import PKI, TokenServer
 
 pytestmark = pytest.mark.timeout(600)
 TTL = 3.0
@@ -144,34 +152,65 @@ def test_upstream_stopped_serves_cached_and_fails_uncached_clearly(world: World)
 
 
 @pytest.fixture(scope="module")
-def prefixed(world: World) -> Iterator[tuple[RegistryProcess, RegistryProcess]]:
-    """A second upstream (no auth) and a proxy serving one/… and two/…, pushes elsewhere."""
-    second = world.start(start_distribution(world.work / "upstream2", world.work, "second",
-                                            auth=False))
-    push(world.other, second, "tools/other:v1", world.policy, creds=None)
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PKI, TokenServer]]:
+    pki = PKI.create(tmp_path_factory.mktemp("pki"))
+    with TokenServer(pki.chain_signer, TOKEN_USERS).running() as server:
+        yield pki, server
+
+
+@pytest.fixture(scope="module")
+def prefixed(world: World, tokens: tuple[PKI, TokenServer]
+             ) -> Iterator[tuple[RegistryProcess, RegistryProcess]]:
+    """A second upstream (``layerstore serve`` with token auth) and a proxy serving one/… and
+    two/…, pushes elsewhere."""
+    pki, server = tokens
+    port = free_port()
+    config = write_config(world.work / "second.yml", "filesystem",
+                          {"rootdirectory": str(world.work / "upstream2")}, port,
+                          extra={"auth": {"token": pki.auth_config(server.realm)}})
+    second = world.start(RegistryProcess.layerstore(config, port, world.work / "second.log")
+                         .wait_ready())
+    push(world.other, second, "tools/other:v1", world.policy, creds="alice:alice-pw")
     proxy = world.start(start_proxy(world.work / "prefixed", world.work, "prefixed", {
         "allowpush": True,
         "upstreams": [
             {"prefix": "one", "remoteurl": world.upstream.url, "username": USER,
              "password": PASSWORD, "ttl": f"{TTL}s"},
-            {"prefix": "two", "remoteurl": second.url},
+            {"prefix": "two", "remoteurl": second.url, "username": "bob", "password": "bob-pw"},
         ]}))
-    return second, proxy
+    yield second, proxy
 
 
-def test_two_upstreams_by_prefix(world: World,
+def test_two_upstreams_by_prefix(world: World, tokens: tuple[PKI, TokenServer],
                                  prefixed: tuple[RegistryProcess, RegistryProcess]) -> None:
-    second, proxy = prefixed
+    _, proxy = prefixed
     config = world.other.blob_digests[0]
     head = httpx.head(f"{proxy.url}/v2/two/tools/other/blobs/{config}")  # asked, not fetched
     size = (world.other.path / "blobs/sha256" / config[7:]).stat().st_size
     assert head.status_code == 200 and head.headers["content-length"] == str(size)
-    assert blob_gets(second) == 0
+    stored = world.work / "prefixed/docker/registry/v2/blobs/sha256" / config[7:9] / config[7:]
+    assert not stored.exists()
+    assert tokens[1].issued.get("bob", 0) >= 1  # the Bearer flow with the configured user
     assert world.pulled(proxy, "one/lib/small:v1", "p1") == world.small.manifest_digest
     assert world.pulled(proxy, "two/tools/other:v1", "p2") == world.other.manifest_digest
-    assert blob_gets(second) == len(world.other.blob_digests)
+    assert (stored / "data").exists()
     resp = httpx.get(f"{proxy.url}/v2/two/lib/small/manifests/v1")
     assert resp.status_code == 404  # not on the second upstream
+
+
+def test_podman_pulls_through_the_cache(world: World,
+                                        prefixed: tuple[RegistryProcess, RegistryProcess]) -> None:
+    assert shutil.which("podman"), "podman is required (apt-get install podman)"
+    _, proxy = prefixed
+    store = world.work / "podman"
+    store.mkdir()
+    run = Path(tempfile.mkdtemp(prefix="lsp-"))  # podman wants a --runroot under 50 characters
+    try:
+        done = podman(store, run, "pull", "--tls-verify=false",
+                      f"{proxy.url.removeprefix('http://')}/two/tools/other:v1")
+        assert done.returncode == 0, done.stderr
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def test_push_to_an_unclaimed_namespace_when_allowed(
