@@ -26,10 +26,12 @@ import httpx
 import pytest
 
 from layerstore_core import load_driver
+from layerstore_core.drivers.inmemory import InMemoryDriver
 from layerstore_core.proxy.config import parse_proxy
 from layerstore_core.proxy.expiry import expire_cache
 from layerstore_core.registry import Registry
-from layerstore_core.server.config import ConfigError
+from layerstore_core.server.config import ConfigError, parse_config
+from layerstore_core.server.threaded import ThreadedServer
 from tests.backends._servers import free_port
 from tests.images import (
     MiB,
@@ -291,3 +293,29 @@ def test_proxy_config_keys() -> None:
             parse_proxy(bad)
 
 
+
+
+def test_counters_hits_misses_bytes_errors_and_stale_serves(world: World) -> None:
+    """In-process servers (their ``ProxyStats`` readable) sharing one in-memory store."""
+    driver = InMemoryDriver()
+    live = parse_config({"proxy": {"remoteurl": world.upstream.url, "username": USER,
+                                   "password": PASSWORD, "ttl": "0s"}})
+    config, layer = world.small.blob_digests[0], world.small.blob_digests[1]
+    with ThreadedServer(live, driver) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get("/v2/lib/small/manifests/v1").status_code == 200
+        assert c.get(f"/v2/lib/small/blobs/{layer}").status_code == 200
+        assert c.get(f"/v2/lib/small/blobs/{layer}").status_code == 200
+        assert srv.app.state.proxy is not None
+        stats = srv.app.state.proxy.stats.snapshot()
+    assert stats["misses"] == 2 and stats["hits"] == 1
+    layer_size = (world.small.path / "blobs/sha256" / layer[7:]).stat().st_size
+    assert stats["upstream_bytes"] >= layer_size
+    dead = parse_config({"proxy": {"remoteurl": f"http://127.0.0.1:{free_port()}", "ttl": "0s"}})
+    with ThreadedServer(dead, driver) as srv, httpx.Client(base_url=srv.url) as c:
+        resp = c.get("/v2/lib/small/manifests/v1")  # due for revalidation: upstream is gone
+        assert resp.status_code == 200
+        assert resp.headers["docker-content-digest"] == world.small.manifest_digest
+        assert c.get(f"/v2/lib/small/blobs/{config}").status_code == 503
+        assert srv.app.state.proxy is not None
+        stats = srv.app.state.proxy.stats.snapshot()
+    assert stats["stale_serves"] == 1 and stats["upstream_errors"] == 2
