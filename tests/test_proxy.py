@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import json
 import shutil
 import tempfile
 import time
@@ -27,6 +29,7 @@ import pytest
 
 from layerstore_core import load_driver
 from layerstore_core.drivers.inmemory import InMemoryDriver
+from layerstore_core.proxy.cache import lease_path
 from layerstore_core.proxy.config import parse_proxy
 from layerstore_core.proxy.expiry import expire_cache
 from layerstore_core.registry import Registry
@@ -319,3 +322,19 @@ def test_counters_hits_misses_bytes_errors_and_stale_serves(world: World) -> Non
         assert srv.app.state.proxy is not None
         stats = srv.app.state.proxy.stats.snapshot()
     assert stats["stale_serves"] == 1 and stats["upstream_errors"] == 2
+
+
+def test_an_abandoned_lease_is_broken(world: World) -> None:
+    """A holder that died (its lease past the deadline) does not block the blob for good."""
+    driver = InMemoryDriver()
+    layer = world.small.blob_digests[2]
+    stale = json.dumps({"owner": "dead", "expires": time.time() - 1}).encode()
+    driver.put_content(lease_path(layer), stale)
+    cfg = parse_config({"proxy": {"remoteurl": world.upstream.url, "username": USER,
+                                  "password": PASSWORD}})
+    with ThreadedServer(cfg, driver) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        resp = c.get(f"/v2/lib/small/blobs/{layer}")
+        assert resp.status_code == 200
+        assert "sha256:" + hashlib.sha256(resp.content).hexdigest() == layer
+    with pytest.raises(FileNotFoundError):  # released after the fetch
+        driver.stat(lease_path(layer))

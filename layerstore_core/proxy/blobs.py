@@ -101,7 +101,7 @@ class BlobFetcher:
             await asyncio.sleep(POLL)
             if await self._run(blob_size, driver, p.path_for(p.BlobDataPath(digest))) is not None:
                 return
-            if not await self._run(_exists, driver, lease.path):
+            if not await self._run(lease.held_elsewhere):
                 return
         raise UpstreamError(f"blob {digest}: another process's fetch did not finish")
 
@@ -110,7 +110,8 @@ class BlobFetcher:
         done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = done
         try:
-            resp = await self._run(client.request, "GET", remote, f"blobs/{digest}")
+            resp = await self._run(client.request, "GET", remote, f"blobs/{digest}",
+                                   {"Accept-Encoding": "identity"})
             if resp.status_code != 200:
                 await self._run(resp.close)
                 raise BlobUnknownError(f"blob {digest} unknown upstream ({resp.status_code})",
@@ -134,7 +135,7 @@ class BlobFetcher:
         Pipelined: the next upstream read runs while a chunk is written and handed to the
         client, so the three overlap.
         """
-        chunks = resp.iter_bytes(CHUNK)
+        chunks = resp.iter_raw(CHUNK)  # the bytes as stored: no content decoding
         error: BaseException | None = None
         upload = None
         pending: asyncio.Future[Any] | None = None
@@ -207,12 +208,5 @@ class _Subscriber:
                 while True:
                     self._queue.get_nowait()
 
-
-def _exists(driver: Any, path: str) -> bool:
-    try:
-        driver.stat(path)
-    except FileNotFoundError:
-        return False
-    return True
 
 

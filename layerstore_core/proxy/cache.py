@@ -136,20 +136,25 @@ class Lease:
         return json.dumps({"owner": self.owner, "expires": time.time() + LEASE_TTL}).encode()
 
     def try_acquire(self) -> bool:
-        """Take the lease; False while another live holder has it."""
+        """Take the lease; False while another holder has it (or just had it)."""
         if self._driver.put_content_if_absent(self.path, self._doc()):
             self.renewed = time.monotonic()
             return True
+        self.held_elsewhere()  # breaks an abandoned lease, so the next try can win
+        return False
+
+    def held_elsewhere(self) -> bool:
+        """Whether another live holder has the lease; an abandoned one is broken (False)."""
         try:
             raw = self._driver.get_content(self.path)
         except PathNotFoundError:
-            return False  # released meanwhile: the caller looks at storage, then tries again
+            return False
         try:
             expires = float(json.loads(raw)["expires"])
         except (ValueError, KeyError, TypeError):
             expires = 0.0
         if expires > time.time():
-            return False
+            return True
         log.warning("breaking the abandoned fetch lease %s", self.path)
         try:
             if self._driver.get_content(self.path) == raw:
