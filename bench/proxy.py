@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# The repository root replaces bench/ on the path: bench/copy.py would shadow the stdlib's copy.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.images import MiB, RegistryProcess, build_oci_layout, write_policy  # noqa: E402
 from tests.proxy_env import (  # noqa: E402 - the repository root goes on sys.path first
