@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable
 from .. import discovery
 from ..driver import StorageDriver
 from ..ops.scrub import scrub_once
+from ..proxy import Proxy
+from ..proxy.expiry import expiry_loop
 from ..registry import Registry
 from ..registry.errors import NameUnknownError, UnauthorizedError, UnsupportedError
 from ..registry.names import NAME_PATTERN
@@ -202,6 +204,13 @@ class RegistryApp:
         if self.state.config.readonly and req.method not in ("GET", "HEAD"):
             await req.drain()
             raise UnsupportedError("the registry is in read-only mode")
+        proxy = self.state.proxy
+        if proxy is not None and req.method not in ("GET", "HEAD") and routed.name is not None \
+                and not proxy.allows_write(routed.name):
+            await req.drain()
+            raise UnsupportedError("this registry is a pull-through cache: "
+                                   f"{routed.name} takes no pushes (proxy.allowpush, "
+                                   "unclaimed names)")
         return await routed.call(self.state, req)
 
     async def _authorize(self, req: Request, routed: Route) -> None:
@@ -245,10 +254,15 @@ class RegistryApp:
                     self._tasks.append(asyncio.create_task(self._purge_loop()))
                 if self.state.config.scrub.enabled:
                     self._tasks.append(asyncio.create_task(self._scrub_loop()))
+                if self.state.proxy is not None and not self.state.config.readonly:
+                    self._tasks.append(asyncio.create_task(expiry_loop(
+                        self.state.registry, self.state.proxy.config, self.state.run)))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in self._tasks:
                     task.cancel()
+                if self.state.proxy is not None:
+                    self.state.proxy.close()
                 self.state.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -318,4 +332,6 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
                         signer=TokenSigner(secret), htpasswd=htpasswd, token_auth=token_auth,
                         redis=client)
     state.chunk_min_length = _chunk_min_length(driver, state.chunk_min_length)
+    if config.proxy is not None:
+        state.proxy = Proxy(config.proxy, state.registry, state.run)
     return RegistryApp(state)

@@ -14,13 +14,16 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]  # stubs optional
 
 from ..errors import LayerstoreError
 from ..registry.redisconn import RedisSettings
 from .fleetconfig import parse_cache, parse_redis, parse_workers
+
+if TYPE_CHECKING:
+    from ..proxy.config import ProxyConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ _IGNORED = {
     "http.prefix", "http.host", "http.relativeurls", "http.headers", "http.debug", "http.http2",
     "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
     "http.tls.ciphersuites", "health", "notifications",
-    "reporting", "middleware", "proxy", "compatibility", "validation", "policy", "catalog",
+    "reporting", "middleware", "compatibility", "validation", "policy", "catalog",
 }
 _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
                "error": "ERROR", "fatal": "CRITICAL", "panic": "CRITICAL"}
@@ -147,6 +150,8 @@ class Config:
     redis: RedisSettings | None = None
     #: ``http.workers``: processes sharing the port.
     workers: int = 1
+    #: ``proxy``: a pull-through cache of these upstreams (None: a plain registry).
+    proxy: ProxyConfig | None = None
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -435,7 +440,7 @@ def parse_config(raw: Mapping[str, Any] | None, environ: Mapping[str, str] | Non
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
     doc = apply_env(dict(raw or {}), environ or {})
-    _check_keys(doc, "", {"storage", "http", "log", "auth", "redis"})
+    _check_keys(doc, "", {"storage", "http", "log", "auth", "redis", "proxy"})
     values: dict[str, Any] = {}
     values.update(_parse_storage(doc.get("storage")))
     values.update(_parse_http(doc.get("http")))
@@ -445,6 +450,10 @@ def parse_config(raw: Mapping[str, Any] | None, environ: Mapping[str, str] | Non
                                   ConfigError)
     if values.get("blobdescriptor_cache") == "redis" and values["redis"] is None:
         raise ConfigError("storage.cache.blobdescriptor: redis needs a redis section (redis.addr)")
+
+    from ..proxy.config import parse_proxy  # the proxy parser uses this module's helpers
+
+    values["proxy"] = parse_proxy(doc.get("proxy"))
     return Config(**values)
 
 
