@@ -9,6 +9,7 @@ from ..driver import StorageDriver
 from . import paths as p
 from .descriptor import Descriptor, blob_size, read_link, write_link
 from .errors import BlobUnknownError
+from .fence import wait_until_safe
 from .names import validate_digest, validate_name
 from .uploads import BlobUpload
 
@@ -143,7 +144,12 @@ class BlobStore:
         """Link a blob that ``from_repository`` sees into this one; else BlobUnknownError."""
         validate_name(from_repository)
         desc = BlobStore(self._driver, from_repository).stat(digest)
-        write_link(self._driver, p.path_for(p.LayerLinkPath(self.name, digest)), digest)
+        link = p.path_for(p.LayerLinkPath(self.name, digest))
+        write_link(self._driver, link, digest)
+        data = p.path_for(p.BlobDataPath(digest))
+        if wait_until_safe(self._driver, [digest]) and blob_size(self._driver, data) is None:
+            self._driver.delete(link)  # collected before the sweep saw our link
+            raise BlobUnknownError(f"blob {digest} was collected", detail={"digest": digest})
         return desc
 
     def delete(self, digest: str) -> None:

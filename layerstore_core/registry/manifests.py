@@ -22,6 +22,7 @@ from .errors import (
     ManifestInvalidError,
     ManifestUnknownError,
 )
+from .fence import wait_until_safe
 from .names import is_digest_like, validate_digest, validate_tag
 from .tags import TagStore
 
@@ -126,24 +127,50 @@ class ManifestStore:
             validate_tag(tag)
         content = bytes(content)
         doc, kind = _parse(content, media_type)
-        self._check_references(*references(doc, kind))
+        refs = references(doc, kind)
+        self._check_references(*refs)
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
         blob = p.path_for(p.BlobDataPath(digest))
         if blob_size(self._driver, blob) != len(content):
             self._driver.put_content(blob, content)
-        write_link(self._driver, p.path_for(p.ManifestRevisionLinkPath(self.name, digest)), digest)
+        revision = p.path_for(p.ManifestRevisionLinkPath(self.name, digest))
+        write_link(self._driver, revision, digest)
+        if wait_until_safe(self._driver, [digest, *refs[0], *refs[1]]):
+            self._recheck_after_sweep(content, digest, revision, *refs)
         if tag is not None:
             TagStore(self._driver, self.name).tag(tag, digest)
         return digest
 
+    def _recheck_after_sweep(
+        self, content: bytes, digest: str, revision: str, blobs: list[str], children: list[str]
+    ) -> None:
+        """A sweep ran while we linked: restore our own data, or undo the link if a blob went."""
+        blob = p.path_for(p.BlobDataPath(digest))
+        if blob_size(self._driver, blob) != len(content):
+            self._driver.put_content(blob, content)
+        try:
+            self._check_references(blobs, children)
+        except ManifestBlobUnknownError:
+            try:
+                self._driver.delete(revision)
+            except PathNotFoundError:
+                pass
+            raise
+
     def _check_references(self, blobs: list[str], children: list[str]) -> None:
         missing = [d for d in blobs if not self._blob_visible(d)]
-        missing += [d for d in children if not self.exists(d)]
+        missing += [d for d in children if not self._child_present(d)]
         if missing:
             raise ManifestBlobUnknownError(
                 f"{len(missing)} referenced blob(s) unknown to {self.name}: {missing[0]}",
                 detail=[{"digest": d} for d in missing],
             )
+
+    def _child_present(self, digest: str) -> bool:
+        return (
+            self.exists(digest)
+            and blob_size(self._driver, p.path_for(p.BlobDataPath(digest))) is not None
+        )
 
     def _blob_visible(self, digest: str) -> bool:
         link = read_link(self._driver, p.path_for(p.LayerLinkPath(self.name, digest)))
@@ -188,11 +215,21 @@ class ManifestStore:
         return True
 
     def delete(self, digest: str) -> None:
-        """Unlink a manifest revision and remove the tags pointing at it (as Distribution)."""
+        """Unlink a manifest revision, remove the tags pointing at it and its tag history.
+
+        The one way manifests are deleted (the API and garbage collection), so that anything
+        kept about a manifest elsewhere is cleaned up in one place.
+        """
         validate_digest(digest)
         self.resolve(digest)
         tags = TagStore(self._driver, self.name)
         for tag in tags.list():
             if tags.lookup(tag) == digest:
                 tags.untag(tag)
-        self._driver.delete(p.path_for(p.ManifestRevisionLinkPath(self.name, digest)))
+                continue
+            try:
+                self._driver.delete(p.path_for(p.ManifestTagIndexEntryPath(self.name, tag, digest)))
+            except PathNotFoundError:
+                pass
+        link = p.path_for(p.ManifestRevisionLinkPath(self.name, digest))
+        self._driver.delete(link.rsplit("/", 1)[0])

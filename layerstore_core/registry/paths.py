@@ -9,6 +9,10 @@ Names, tags and digests are validated by the caller (see :mod:`.names`) before a
     /docker/registry/v2                                         ROOT
     ├── blobs/<alg>/<hex[0:2]>/<hex>/                           BlobPath
     │   └── data                                                BlobDataPath (content)
+    ├── _gc/                                                    GCPath (ours; Distribution
+    │   ├── lease                                               GCLeasePath  ignores it)
+    │   ├── sweep                                               GCSweepPath
+    │   └── doomed/<alg>-<hex[0:2]>                             GCDoomedPath
     └── repositories/                                           RepositoriesPath
         └── <name>/                                             RepositoryPath
             ├── _layers/<alg>/<hex>/link                        LayerLinkPath
@@ -166,6 +170,28 @@ class ManifestTagIndexEntryPath:
     digest: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class GCPath:
+    """The collector's state: its lease, the sweep marker and the doomed-digest shards."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GCLeasePath:
+    """The lease that lets one collector at a time run against this storage."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GCSweepPath:
+    """Present while a collector deletes: its run id and expiry (writers read it)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GCDoomedPath:
+    """The digests (one per line) a running sweep may delete, for one shard."""
+
+    shard: str
+
+
 PathSpec = (
     BlobPath
     | BlobDataPath
@@ -183,6 +209,10 @@ PathSpec = (
     | ManifestTagPath
     | ManifestTagCurrentPath
     | ManifestTagIndexEntryPath
+    | GCPath
+    | GCLeasePath
+    | GCSweepPath
+    | GCDoomedPath
 )
 
 
@@ -226,5 +256,13 @@ def path_for(spec: PathSpec) -> str:
         case ManifestTagIndexEntryPath(name, tag, digest):
             alg, hex_ = _split(digest)
             return f"{repo}/{name}/_manifests/tags/{tag}/index/{alg}/{hex_}/link"
+        case GCPath():
+            return f"{ROOT}/_gc"
+        case GCLeasePath():
+            return f"{ROOT}/_gc/lease"
+        case GCSweepPath():
+            return f"{ROOT}/_gc/sweep"
+        case GCDoomedPath(shard):
+            return f"{ROOT}/_gc/doomed/{shard}"
         case _:
             assert_never(spec)
