@@ -36,7 +36,7 @@ class GCBusyError(RuntimeError):
 
 
 class LeaseLostError(RuntimeError):
-    """This collector no longer holds the lease (expired, or taken over)."""
+    """The lease is no longer ours (it expired, or another collector took it)."""
 
 
 class Lease(Protocol):

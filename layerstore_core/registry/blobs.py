@@ -6,6 +6,7 @@ import io
 from typing import IO, TYPE_CHECKING
 
 from ..driver import StorageDriver
+from ..errors import PathNotFoundError
 from . import paths as p
 from .descriptor import Descriptor, blob_size, read_link, write_link
 from .errors import BlobUnknownError
@@ -147,9 +148,14 @@ class BlobStore:
         link = p.path_for(p.LayerLinkPath(self.name, digest))
         write_link(self._driver, link, digest)
         data = p.path_for(p.BlobDataPath(digest))
-        if wait_until_safe(self._driver, [digest]) and blob_size(self._driver, data) is None:
-            self._driver.delete(link)  # collected before the sweep saw our link
-            raise BlobUnknownError(f"blob {digest} was collected", detail={"digest": digest})
+        if wait_until_safe(self._driver, [digest]):  # a sweep ran: it may have collected it
+            if blob_size(self._driver, data) is None:
+                try:
+                    self._driver.delete(link)
+                except PathNotFoundError:
+                    pass
+                raise BlobUnknownError(f"blob {digest} was collected", detail={"digest": digest})
+            write_link(self._driver, link, digest)
         return desc
 
     def delete(self, digest: str) -> None:

@@ -255,22 +255,23 @@ class BlobUpload:
         write_link(self._driver, p.path_for(p.LayerLinkPath(self._name, digest)), digest)
 
     def _settle(self, digest: str, length: int) -> None:
-        """Wait out a sweep that may delete the blob we linked; put our copy in if it did.
+        """Wait out a sweep that may delete the blob we linked; put our copy and link back.
 
         Twice: the blob is in place, nothing moves. Our upload data is still there when the
-        blob existed before (the move was skipped), so a collected blob is restored from it.
+        blob existed before (the move was skipped), so a collected blob is restored from it;
+        the link is written again, as the sweep deletes the links of what it collects.
         """
         if not wait_until_safe(self._driver, [digest]):
             return
         blob = p.path_for(p.BlobDataPath(digest))
-        if blob_size(self._driver, blob) == length:
-            return
-        try:
-            self._driver.move(self._data_path, blob)
-        except PathNotFoundError:
-            raise BlobUploadInvalidError(
-                f"blob {digest} was collected during commit; upload it again"
-            ) from None
+        if blob_size(self._driver, blob) != length:
+            try:
+                self._driver.move(self._data_path, blob)
+            except PathNotFoundError:
+                raise BlobUploadInvalidError(
+                    f"blob {digest} was collected during commit; upload it again"
+                ) from None
+        self._link(digest)
 
     def _remove_upload(self) -> None:
         """Delete ``_uploads/<id>/`` entirely. Twice: finds nothing, does nothing."""

@@ -1,0 +1,203 @@
+"""Sweep: publish what may go, take a last look, then delete in batches, re-checking each blob.
+
+Order (the safety argument is in docs/DESIGN.md, "Garbage collection"):
+
+1. write the doomed digests (``_gc/doomed/<shard>``), then the sweep marker (``_gc/sweep``);
+2. walk ``repositories/`` again: a link, revision or tag younger than the cutoff (or new since
+   the first walk) spares what it reaches; shards are rewritten without the spared digests;
+3. delete untagged manifests (through ``ManifestStore.delete``), then blobs shard by shard:
+   stat the data again and spare it if it is younger than the cutoff, delete its directory,
+   then its links; drop the shard, which releases writers waiting on it;
+4. remove the marker and the shards.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from ..driver import StorageDriver
+from ..errors import PathNotFoundError
+from ..registry import Registry
+from ..registry import paths as p
+from ..registry.errors import ManifestUnknownError
+from ..registry.fence import SweepMarker, shard_of
+from .lease import Lease
+from .mark import ManifestReader, _closure
+from .plan import Plan
+from .report import GCReport, Progress
+from .scan import RepoScan, read_tags, scan_repositories
+
+log = logging.getLogger(__name__)
+
+#: Deletes in flight at once (the contract deletes one path per call).
+DELETE_THREADS = 16
+
+
+def _ignore_missing(fn: Callable[[], None]) -> bool:
+    """Run a delete; False when there was nothing to delete."""
+    try:
+        fn()
+    except (PathNotFoundError, ManifestUnknownError):
+        return False
+    return True
+
+
+@dataclasses.dataclass
+class Sweeper:
+    """Deletes one plan while writers keep pushing; holds the lease throughout."""
+
+    registry: Registry
+    lease: Lease
+    cutoff: dt.datetime
+    report: GCReport
+    progress: Progress
+    run: str
+    _renewed: float = dataclasses.field(default_factory=time.monotonic)
+    _shards: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    #: Guards ``report`` against the delete threads.
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def driver(self) -> StorageDriver:
+        return self.registry.driver
+
+    # -- lease and marker -------------------------------------------------------------------
+
+    def keep_alive(self, force: bool = False) -> None:
+        """Renew the lease and the marker when a third of the lease time has gone by."""
+        if force or time.monotonic() - self._renewed > self.lease.ttl / 3:
+            self.lease.renew()
+            self._renewed = time.monotonic()
+            if self._shards:
+                self._write_marker()
+
+    def _write_marker(self) -> None:
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.lease.ttl)
+        marker = SweepMarker(self.run, expires)
+        self.driver.put_content(p.path_for(p.GCSweepPath()), marker.encode())
+
+    # -- 1. publish -------------------------------------------------------------------------
+
+    def publish(self, plan: Plan) -> None:
+        """Doomed shards first, the marker after them: a writer that sees the marker sees them."""
+        for digest in plan.doomed_digests():
+            self._shards.setdefault(shard_of(digest), set()).add(digest)
+        for shard, digests in sorted(self._shards.items()):
+            self._write_shard(shard, digests)
+        self.keep_alive(force=True)
+
+    def _write_shard(self, shard: str, digests: set[str]) -> None:
+        path = p.path_for(p.GCDoomedPath(shard))
+        if digests:
+            self.driver.put_content(path, "\n".join(sorted(digests)).encode("ascii"))
+        else:
+            _ignore_missing(lambda: self.driver.delete(path))
+
+    def finish(self) -> None:
+        """Remove the marker, then every shard (writers see no sweep from the marker on)."""
+        _ignore_missing(lambda: self.driver.delete(p.path_for(p.GCSweepPath())))
+        _ignore_missing(lambda: self.driver.delete(p.path_for(p.GCPath()) + "/doomed"))
+        self._shards.clear()
+
+    # -- 2. last look -----------------------------------------------------------------------
+
+    def rescue(
+        self, plan: Plan, before: Mapping[str, RepoScan], reader: ManifestReader,
+        delete_untagged: bool,
+    ) -> None:
+        """Spare what anything linked, pushed or tagged since the first walk reaches."""
+        self.progress.phase("re-checking repositories")
+        now = scan_repositories(self.driver, lambda n: self._seen(n))
+        read_tags(self.driver, now.values())
+        spared: set[str] = set()
+        for repo in now.values():
+            old = before.get(repo.name, RepoScan(repo.name))
+            spared |= {d for d, t in repo.layers.items()
+                       if t >= self.cutoff or d not in old.layers}
+            roots = {d for d, t in repo.revisions.items()
+                     if t >= self.cutoff or d not in old.revisions}
+            if delete_untagged:
+                roots |= {d for t, d in repo.tags.items()
+                          if repo.tag_times[t] >= self.cutoff or old.tags.get(t) != d}
+            for digest in _closure(reader, roots):
+                refs = reader.get(digest)
+                spared |= {digest, *refs.blobs, *refs.children}
+                plan.manifests.discard((repo.name, digest))
+        self._spare(plan, spared & (plan.blobs.keys() | plan.links.keys()))
+
+    def _seen(self, n: int) -> None:
+        self.progress.advance(n)
+        self.keep_alive()
+
+    def _spare(self, plan: Plan, digests: Iterable[str]) -> None:
+        changed: set[str] = set()
+        for digest in digests:
+            plan.blobs.pop(digest, None)
+            plan.links.pop(digest, None)
+            self.report.rescued += 1
+            changed.add(shard_of(digest))
+        still = plan.doomed_digests()
+        for shard in sorted(changed):
+            self._shards[shard] = {d for d in self._shards.get(shard, set()) if d in still}
+            self._write_shard(shard, self._shards[shard])
+
+    # -- 3. delete --------------------------------------------------------------------------
+
+    def delete(self, plan: Plan, pool: concurrent.futures.ThreadPoolExecutor) -> None:
+        """Untagged manifests, then blobs and their links one shard at a time."""
+        self.progress.phase("deleting manifests", len(plan.manifests))
+        for (name, digest), done in zip(
+            sorted(plan.manifests),
+            pool.map(lambda item: self._delete_manifest(*item), sorted(plan.manifests)),
+            strict=True,
+        ):
+            if done:
+                self.report.manifests_deleted.append((name, digest))
+            self.progress.advance()
+        by_shard: dict[str, list[str]] = {}
+        for digest in plan.links.keys() | plan.blobs.keys():
+            by_shard.setdefault(shard_of(digest), []).append(digest)
+        self.progress.phase("deleting blobs", len(plan.blobs))
+        for shard in sorted(by_shard):
+            self.keep_alive()
+            list(pool.map(lambda d: self._delete_blob(plan, d), sorted(by_shard[shard])))
+            self._shards.pop(shard, None)
+            self._write_shard(shard, set())
+
+    def _delete_manifest(self, name: str, digest: str) -> bool:
+        return _ignore_missing(lambda: self.registry.repository(name).manifests.delete(digest))
+
+    def _delete_blob(self, plan: Plan, digest: str) -> None:
+        """Re-check the data, delete it, then the links naming it."""
+        if digest in plan.blobs:
+            try:
+                info = self.driver.stat(p.path_for(p.BlobDataPath(digest)))
+            except PathNotFoundError:
+                info = None
+            if info is not None and info.modified >= self.cutoff:
+                with self._lock:
+                    self.report.rescued += 1  # pushed again since the walk
+                return
+            remove = functools.partial(self.driver.delete, p.path_for(p.BlobPath(digest)))
+            if info is not None and _ignore_missing(remove):
+                with self._lock:
+                    self.report.blobs_deleted.append(digest)
+                    self.report.bytes_freed += info.size
+            with self._lock:
+                self.progress.advance(1, info.size if info else 0)
+        for name in sorted(plan.links.get(digest, ())):
+            if _ignore_missing(functools.partial(self.driver.delete, _link_dir(name, digest))):
+                with self._lock:
+                    self.report.links_deleted += 1
+
+
+def _link_dir(name: str, digest: str) -> str:
+    """The ``_layers/<alg>/<hex>`` directory of a layer link (removed whole, left empty)."""
+    return p.path_for(p.LayerLinkPath(name, digest)).rsplit("/", 1)[0]
