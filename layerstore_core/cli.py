@@ -1,4 +1,4 @@
-"""The ``layerstore`` command: ``serve``, ``drivers``, ``purge-uploads``.
+"""The ``layerstore`` command: ``serve``, ``drivers``, ``purge-uploads``, ``gc``.
 
 Server dependencies are imported inside the subcommands, so ``layerstore drivers`` works on a
 core-only install and a missing extra is reported with the command that installs it.
@@ -39,6 +39,14 @@ def _load_config(path: str | None) -> Any:
         return load_config(path or os.environ.get(CONFIG_ENV) or None, os.environ)
     except ConfigError as exc:
         raise CLIError(f"configuration error: {exc}") from None
+
+
+def load_configured_driver(config: Any) -> Any:
+    """The storage driver a validated config names; a bad driver setting is a CLIError."""
+    try:
+        return discovery.load_driver(config.driver, **dict(config.driver_params))
+    except (discovery.DriverNotFoundError, discovery.DriverLoadError, ParameterError) as exc:
+        raise CLIError(f"storage.{config.driver}: {exc}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -119,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--age", help="minimum age, a Go duration such as 168h (default: config)")
     purge.add_argument("--dry-run", action="store_true", help="only list what would go")
     purge.set_defaults(func=cmd_purge_uploads)
+    from .gc.cli import add_parser as add_gc
+
+    add_gc(sub)
     return parser
 
 

@@ -227,8 +227,9 @@ class ManifestStore:
             if tags.lookup(tag) == digest:
                 tags.untag(tag)
                 continue
+            entry = p.path_for(p.ManifestTagIndexEntryPath(self.name, tag, digest))
             try:
-                self._driver.delete(p.path_for(p.ManifestTagIndexEntryPath(self.name, tag, digest)))
+                self._driver.delete(entry.rsplit("/", 1)[0])
             except PathNotFoundError:
                 pass
         link = p.path_for(p.ManifestRevisionLinkPath(self.name, digest))

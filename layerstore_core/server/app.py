@@ -1,4 +1,4 @@
-"""The ASGI application: routing, authentication, error responses, upload purging.
+"""The ASGI application: routing, authentication, error responses, upload purging and gc.
 
 Routes (``<name>`` may hold slashes, so the route regex anchors on the trailing keywords)::
 
@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from .. import discovery
 from ..driver import StorageDriver
+from ..gc import GCBusyError
 from ..registry import Registry
 from . import blobs, manifests, uploads
 from .auth import Htpasswd, HtpasswdError
@@ -118,6 +119,7 @@ class RegistryApp:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self._purger: asyncio.Task[None] | None = None
+        self._collector: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -163,10 +165,14 @@ class RegistryApp:
                 purge = self.state.config.purge
                 if purge.enabled and purge.interval > 0:
                     self._purger = asyncio.create_task(self._purge_loop())
+                gc = self.state.config.gc
+                if gc.enabled and gc.interval > 0:
+                    self._collector = asyncio.create_task(self._gc_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._purger is not None:
-                    self._purger.cancel()
+                for task in (self._purger, self._collector):
+                    if task is not None:
+                        task.cancel()
                 self.state.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -187,6 +193,29 @@ class RegistryApp:
             except Exception:
                 log.exception("upload purge failed")
             await asyncio.sleep(purge.interval)
+
+
+    async def _gc_loop(self) -> None:
+        """Collect garbage every interval; with a fleet, whoever holds the lease collects."""
+        config = self.state.config
+        gc = config.gc
+        await asyncio.sleep(min(gc.interval, random.uniform(60, 3600)))
+        while True:
+            try:
+                report = await self.state.run(
+                    self.state.registry.collect_garbage,
+                    delete_untagged=gc.deleteuntagged,
+                    grace=dt.timedelta(seconds=gc.grace),
+                    dry_run=gc.dryrun,
+                    retention=config.retention,
+                    purge_uploads_older_than=None,  # uploadpurging has its own schedule
+                )
+                log.info("gc: %s", report.summary())
+            except GCBusyError as exc:
+                log.info("gc skipped: %s", exc)
+            except Exception:
+                log.exception("gc failed")
+            await asyncio.sleep(gc.interval)
 
 
 def _chunk_min_length(driver: StorageDriver, default: int) -> int:

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]  # stubs optional
 
+from ..gc.retention import RetentionError, RetentionPolicy, parse_policies
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "./registry-data"
@@ -25,6 +27,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_PURGE_AGE = 168 * 3600.0
 DEFAULT_PURGE_INTERVAL = 24 * 3600.0
+DEFAULT_GC_INTERVAL = 24 * 3600.0
+DEFAULT_GC_GRACE = 3600.0
 ENV_PREFIX = "REGISTRY_"
 
 #: Keys of ``storage`` that are options, not a driver's name.
@@ -59,6 +63,17 @@ class PurgeConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class GCConfig:
+    """``storage.maintenance.gc`` (ours): collect garbage every ``interval``, online."""
+
+    enabled: bool = False
+    interval: float = DEFAULT_GC_INTERVAL
+    grace: float = DEFAULT_GC_GRACE
+    deleteuntagged: bool = False
+    dryrun: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Htpasswd:
     """``auth.htpasswd``: a realm and a file of ``user:bcrypt-hash`` lines."""
 
@@ -77,6 +92,8 @@ class Config:
     delete_enabled: bool = False
     redirect_disabled: bool = False
     purge: PurgeConfig = PurgeConfig()
+    gc: GCConfig = GCConfig()
+    retention: tuple[RetentionPolicy, ...] = ()
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     unix_socket: str | None = None
@@ -196,8 +213,13 @@ def _parse_storage(raw: Any) -> dict[str, Any]:
     _check_keys(redirect, "storage.redirect", {"disable"})
     out["redirect_disabled"] = _bool(redirect.get("disable", False), "storage.redirect.disable")
     maintenance = _section(storage.get("maintenance"), "storage.maintenance")
-    _check_keys(maintenance, "storage.maintenance", {"uploadpurging"})
+    _check_keys(maintenance, "storage.maintenance", {"uploadpurging", "gc", "retention"})
     out["purge"] = _parse_purge(maintenance.get("uploadpurging"))
+    out["gc"] = _parse_gc(maintenance.get("gc"))
+    try:
+        out["retention"] = parse_policies(maintenance.get("retention"), parse_duration)
+    except RetentionError as exc:
+        raise ConfigError(str(exc)) from None
     for k in ("cache", "tag"):
         if k in storage:
             log.warning("config key storage.%s is accepted for compatibility and ignored", k)
@@ -214,6 +236,24 @@ def _parse_purge(raw: Any) -> PurgeConfig:
         age=parse_duration(sec["age"], f"{key}.age") if "age" in sec else d.age,
         interval=(parse_duration(sec["interval"], f"{key}.interval")
                   if "interval" in sec else d.interval),
+        dryrun=_bool(sec.get("dryrun", d.dryrun), f"{key}.dryrun"),
+    )
+
+
+def _parse_gc(raw: Any) -> GCConfig:
+    key = "storage.maintenance.gc"
+    sec = _section(raw, key)
+    _check_keys(sec, key, {"enabled", "interval", "grace", "deleteuntagged", "dryrun"})
+    d = GCConfig()
+
+    def duration(name: str, default: float) -> float:
+        return parse_duration(sec[name], f"{key}.{name}") if name in sec else default
+
+    return GCConfig(
+        enabled=_bool(sec.get("enabled", d.enabled), f"{key}.enabled"),
+        interval=duration("interval", d.interval),
+        grace=duration("grace", d.grace),
+        deleteuntagged=_bool(sec.get("deleteuntagged", d.deleteuntagged), f"{key}.deleteuntagged"),
         dryrun=_bool(sec.get("dryrun", d.dryrun), f"{key}.dryrun"),
     )
 
