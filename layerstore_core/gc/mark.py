@@ -113,6 +113,7 @@ def kept_revisions(
     """The revisions of ``repo`` that stay (all of them unless ``delete_untagged``)."""
     if not delete_untagged:
         return set(repo.revisions)
+    reader.load(repo.revisions)  # every subject field is needed to find the referrers
     roots = set(repo.tags.values()) | {d for d, t in repo.revisions.items() if t >= cutoff}
     kept = _closure(reader, roots & set(repo.revisions))
     while True:  # referrers live with their subject
