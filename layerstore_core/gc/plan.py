@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 
+from ..registry import paths as p
 from .mark import MarkResult
 from .scan import BlobInfo, RepoScan
 
@@ -20,6 +21,8 @@ class Plan:
     links: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     #: (repository, digest) of untagged manifest revisions to delete.
     manifests: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    #: Blobs per ``blobs/<alg>/<xx>`` directory, to choose how to re-check a batch.
+    dir_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def doomed_digests(self) -> set[str]:
         """Every digest this plan may delete (published to writers before the sweep)."""
@@ -41,6 +44,8 @@ def make_plan(
             if modified >= cutoff:
                 young_links.add(digest)
     plan = Plan()
+    for digest in blobs:
+        plan.dir_sizes[blob_dir(digest)] = plan.dir_sizes.get(blob_dir(digest), 0) + 1
     for digest, info in blobs.items():
         if digest in marked.marked or digest in young_links or info.modified >= cutoff:
             continue
@@ -53,3 +58,8 @@ def make_plan(
         kept = marked.kept.get(repo.name, set(repo.revisions))
         plan.manifests.update((repo.name, d) for d in repo.revisions if d not in kept)
     return plan
+
+
+def blob_dir(digest: str) -> str:
+    """The ``blobs/<alg>/<xx>`` directory a blob lives under (the unit of a delete batch)."""
+    return p.path_for(p.BlobPath(digest)).rsplit("/", 1)[0]

@@ -5,9 +5,11 @@ Order (the safety argument is in docs/DESIGN.md, "Garbage collection"):
 1. write the doomed digests (``_gc/doomed/<shard>``), then the sweep marker (``_gc/sweep``);
 2. walk ``repositories/`` again: a link, revision or tag younger than the cutoff (or new since
    the first walk) spares what it reaches; shards are rewritten without the spared digests;
-3. delete untagged manifests (through ``ManifestStore.delete``), then blobs shard by shard:
-   stat the data again and spare it if it is younger than the cutoff, delete its directory,
-   then its links; drop the shard, which releases writers waiting on it;
+3. delete untagged manifests (through ``ManifestStore.delete``), then blobs one
+   ``blobs/<alg>/<xx>`` directory at a time, shard by shard: look at the data again (one walk of
+   the directory, or a stat per blob) and spare what is younger than the cutoff, delete the
+   rest's directories, then their links; drop each finished shard, which releases writers
+   waiting on it;
 4. remove the marker and the shards.
 """
 
@@ -18,11 +20,10 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from ..driver import StorageDriver
+from ..driver import FileInfo, StorageDriver
 from ..errors import PathNotFoundError
 from ..registry import Registry
 from ..registry import paths as p
@@ -30,7 +31,7 @@ from ..registry.errors import ManifestUnknownError
 from ..registry.fence import SweepMarker, shard_of
 from .lease import Lease
 from .mark import ManifestReader, _closure
-from .plan import Plan
+from .plan import Plan, blob_dir
 from .report import GCReport, Progress
 from .scan import RepoScan, read_tags, scan_repositories
 
@@ -61,8 +62,6 @@ class Sweeper:
     run: str
     _renewed: float = dataclasses.field(default_factory=time.monotonic)
     _shards: dict[str, set[str]] = dataclasses.field(default_factory=dict)
-    #: Guards ``report`` against the delete threads.
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @property
     def driver(self) -> StorageDriver:
@@ -161,41 +160,70 @@ class Sweeper:
             if done:
                 self.report.manifests_deleted.append((name, digest))
             self.progress.advance()
-        by_shard: dict[str, list[str]] = {}
+        batches: dict[str, list[str]] = {}
         for digest in plan.links.keys() | plan.blobs.keys():
-            by_shard.setdefault(shard_of(digest), []).append(digest)
+            batches.setdefault(blob_dir(digest), []).append(digest)
         self.progress.phase("deleting blobs", len(plan.blobs))
-        for shard in sorted(by_shard):
+        order = sorted(batches, key=lambda d: shard_of(batches[d][0]))
+        for i, directory in enumerate(order):
             self.keep_alive()
-            list(pool.map(lambda d: self._delete_blob(plan, d), sorted(by_shard[shard])))
-            self._shards.pop(shard, None)
-            self._write_shard(shard, set())
+            self._delete_batch(plan, directory, sorted(batches[directory]), pool)
+            shard = shard_of(batches[directory][0])
+            if i + 1 == len(order) or shard_of(batches[order[i + 1]][0]) != shard:
+                self._shards.pop(shard, None)
+                self._write_shard(shard, set())  # releases the writers waiting on it
 
     def _delete_manifest(self, name: str, digest: str) -> bool:
         return _ignore_missing(lambda: self.registry.repository(name).manifests.delete(digest))
 
-    def _delete_blob(self, plan: Plan, digest: str) -> None:
-        """Re-check the data, delete it, then the links naming it."""
-        if digest in plan.blobs:
+    def _delete_batch(self, plan: Plan, directory: str, digests: list[str],
+                      pool: concurrent.futures.ThreadPoolExecutor) -> None:
+        """Re-check the batch's blobs, delete the data still old, then the links naming them."""
+        blobs = [d for d in digests if d in plan.blobs]
+        now = self._recheck(directory, blobs, plan.dir_sizes.get(directory, 0), pool)
+        spared = {d for d, info in now.items() if info is not None and info.modified >= self.cutoff}
+        self.report.rescued += len(spared)  # pushed again since the walk
+        doomed = [(d, info) for d, info in now.items() if d not in spared]
+        for (digest, info), gone in zip(doomed, pool.map(self._delete_data, doomed), strict=True):
+            if gone and info is not None:
+                self.report.blobs_deleted.append(digest)
+                self.report.bytes_freed += info.size
+            self.progress.advance(1, info.size if info else 0)
+        links = [(name, d) for d in digests if d not in spared for name in plan.links.get(d, ())]
+        self.report.links_deleted += sum(pool.map(lambda link: self._delete_link(*link), links))
+
+    def _recheck(self, directory: str, digests: list[str], size: int,
+                 pool: concurrent.futures.ThreadPoolExecutor) -> dict[str, FileInfo | None]:
+        """Each blob's data as it is now: one walk of the directory or a stat per blob.
+
+        Whichever is fewer requests: a LIST returns up to a thousand keys.
+        """
+        if len(digests) > size // 1000 + 1:
+            found: dict[str, FileInfo] = {}
             try:
-                info = self.driver.stat(p.path_for(p.BlobDataPath(digest)))
+                for info in self.driver.walk(directory):
+                    if not info.is_dir and info.path.endswith("/data"):
+                        found[info.path.split("/")[-2]] = info
             except PathNotFoundError:
-                info = None
-            if info is not None and info.modified >= self.cutoff:
-                with self._lock:
-                    self.report.rescued += 1  # pushed again since the walk
-                return
-            remove = functools.partial(self.driver.delete, p.path_for(p.BlobPath(digest)))
-            if info is not None and _ignore_missing(remove):
-                with self._lock:
-                    self.report.blobs_deleted.append(digest)
-                    self.report.bytes_freed += info.size
-            with self._lock:
-                self.progress.advance(1, info.size if info else 0)
-        for name in sorted(plan.links.get(digest, ())):
-            if _ignore_missing(functools.partial(self.driver.delete, _link_dir(name, digest))):
-                with self._lock:
-                    self.report.links_deleted += 1
+                pass
+            return {d: found.get(d.partition(":")[2]) for d in digests}
+        return dict(zip(digests, pool.map(self._stat_data, digests), strict=True))
+
+    def _stat_data(self, digest: str) -> FileInfo | None:
+        try:
+            return self.driver.stat(p.path_for(p.BlobDataPath(digest)))
+        except PathNotFoundError:
+            return None
+
+    def _delete_data(self, item: tuple[str, FileInfo | None]) -> bool:
+        digest, info = item
+        if info is None:
+            return False
+        remove = functools.partial(self.driver.delete, p.path_for(p.BlobPath(digest)))
+        return _ignore_missing(remove)
+
+    def _delete_link(self, name: str, digest: str) -> bool:
+        return _ignore_missing(functools.partial(self.driver.delete, _link_dir(name, digest)))
 
 
 def _link_dir(name: str, digest: str) -> str:

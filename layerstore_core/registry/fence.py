@@ -57,9 +57,9 @@ class SweepMarker:
 
 
 def shard_of(digest: str) -> str:
-    """The doomed-list shard a digest belongs to (``sha256-ab``)."""
+    """The doomed-list shard a digest belongs to (``sha256-a``): 16 per algorithm."""
     alg, _, hex_ = digest.partition(":")
-    return f"{alg}-{hex_[:2]}"
+    return f"{alg}-{hex_[:1]}"
 
 
 def read_marker(driver: StorageDriver) -> SweepMarker | None:

@@ -12,7 +12,7 @@ Names, tags and digests are validated by the caller (see :mod:`.names`) before a
     ├── _gc/                                                    GCPath (ours; Distribution
     │   ├── lease                                               GCLeasePath  ignores it)
     │   ├── sweep                                               GCSweepPath
-    │   └── doomed/<alg>-<hex[0:2]>                             GCDoomedPath
+    │   └── doomed/<alg>-<hex[0]>                               GCDoomedPath
     └── repositories/                                           RepositoriesPath
         └── <name>/                                             RepositoryPath
             ├── _layers/<alg>/<hex>/link                        LayerLinkPath
