@@ -122,7 +122,7 @@ def doom(registry: Registry, digests: set[str]) -> None:
     """Publish a sweep of ``digests`` the way a collector does: shards, then the marker."""
     driver = registry.driver
     for digest in digests:
-        driver.put_content(p.path_for(p.GCDoomedPath(shard_of(digest))), digest.encode())
+        driver.put_content(p.path_for(p.GCDoomedPath("test", shard_of(digest))), digest.encode())
     marker = SweepMarker("test", dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
     driver.put_content(p.path_for(p.GCSweepPath()), marker.encode())
 
@@ -133,7 +133,7 @@ def collect_now(registry: Registry, digest: str, repos: list[str]) -> None:
     driver.delete(p.path_for(p.BlobPath(digest)))
     for repo in repos:
         driver.delete(p.path_for(p.LayerLinkPath(repo, digest)))
-    driver.delete(p.path_for(p.GCDoomedPath(shard_of(digest))))
+    driver.delete(p.path_for(p.GCDoomedPath("test", shard_of(digest))))
 
 
 def in_thread(fn: object) -> tuple[threading.Thread, list[object]]:

@@ -36,24 +36,20 @@ def add_parser(sub: Any) -> None:
 
 
 class RichBar:
-    """Phases as a rich progress bar: objects seen, blobs deleted, bytes."""
+    """Phases as a rich progress bar: objects seen, blobs to delete and deleted, bytes freed."""
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RichProgress
 
         self._bar: RichProgress = RichProgress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            DownloadColumn(), TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+            TextColumn("{task.fields[freed]}"), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True,
         )
         self._task: TaskID | None = None
+        self._bytes = 0
 
     def __enter__(self) -> RichBar:
         self._bar.start()
@@ -67,11 +63,13 @@ class RichBar:
     def phase(self, name: str, total: int | None = None) -> None:
         if self._task is not None:
             self._bar.update(self._task, visible=False)
-        self._task = self._bar.add_task(name, total=total)
+        self._task = self._bar.add_task(name, total=total, freed="")
 
     def advance(self, items: int = 1, size: int = 0) -> None:
         if self._task is not None:
-            self._bar.advance(self._task, items)
+            self._bytes += size
+            freed = f"{self._bytes / 1e6:.1f} MB" if self._bytes else ""
+            self._bar.update(self._task, advance=items, freed=freed)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -91,7 +89,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
         "grace": dt.timedelta(seconds=grace),
         "dry_run": args.dry_run,
         "retention": config.retention,
-        "purge_uploads_older_than": dt.timedelta(seconds=config.purge.age),
+        "purge_uploads_older_than": (
+            dt.timedelta(seconds=config.purge.age) if config.purge.enabled else None
+        ),
     }
     try:
         if sys.stderr.isatty():

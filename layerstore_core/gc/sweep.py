@@ -2,7 +2,7 @@
 
 Order (the safety argument is in docs/DESIGN.md, "Garbage collection"):
 
-1. write the doomed digests (``_gc/doomed/<shard>``), then the sweep marker (``_gc/sweep``);
+1. write the doomed digests (``_gc/doomed/<run>/<shard>``), then the sweep marker (``_gc/sweep``);
 2. walk ``repositories/`` again: a link, revision or tag younger than the cutoff (or new since
    the first walk) spares what it reaches; shards are rewritten without the spared digests;
 3. delete untagged manifests (through ``ManifestStore.delete``), then blobs one
@@ -28,7 +28,7 @@ from ..errors import PathNotFoundError
 from ..registry import Registry
 from ..registry import paths as p
 from ..registry.errors import ManifestUnknownError
-from ..registry.fence import SweepMarker, shard_of
+from ..registry.fence import SweepMarker, read_marker, shard_of
 from .lease import Lease
 from .mark import ManifestReader, _closure
 from .plan import Plan, blob_dir
@@ -93,16 +93,23 @@ class Sweeper:
         self.keep_alive(force=True)
 
     def _write_shard(self, shard: str, digests: set[str]) -> None:
-        path = p.path_for(p.GCDoomedPath(shard))
+        path = p.path_for(p.GCDoomedPath(self.run, shard))
         if digests:
             self.driver.put_content(path, "\n".join(sorted(digests)).encode("ascii"))
         else:
             _ignore_missing(lambda: self.driver.delete(path))
 
     def finish(self) -> None:
-        """Remove the marker, then every shard (writers see no sweep from the marker on)."""
-        _ignore_missing(lambda: self.driver.delete(p.path_for(p.GCSweepPath())))
-        _ignore_missing(lambda: self.driver.delete(p.path_for(p.GCPath()) + "/doomed"))
+        """Remove our marker, then our shards (writers see no sweep from the marker on).
+
+        A marker of another run (a collector that took over an expired lease) stays, and so do
+        its shards.
+        """
+        marker = read_marker(self.driver)
+        if marker is not None and marker.run == self.run:
+            _ignore_missing(lambda: self.driver.delete(p.path_for(p.GCSweepPath())))
+        doomed = p.path_for(p.GCDoomedPath(self.run, "x")).rsplit("/", 1)[0]
+        _ignore_missing(lambda: self.driver.delete(doomed))
         self._shards.clear()
 
     # -- 2. last look -----------------------------------------------------------------------

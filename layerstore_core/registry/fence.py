@@ -1,12 +1,12 @@
 """The writers' half of online garbage collection: never rely on a digest a sweep may delete.
 
-A collector that is about to delete first publishes the digests it may delete (``_gc/doomed/``
-shards) and then the sweep marker (``_gc/sweep``, with an expiry), and only then takes its last
-look at the repositories (see ``layerstore_core.gc``). A writer (manifest PUT, tag, blob commit
-that found the blob already stored, mount) first writes its own link, then calls
-:func:`wait_until_safe` and then re-checks that what it relies on still exists. Either the
-writer sees the marker, or the collector's last look sees the writer's link (each side writes
-before it reads), so no digest a writer relied on is deleted behind its back.
+A collector that is about to delete first publishes the digests it may delete
+(``_gc/doomed/<run>/`` shards) and then the sweep marker (``_gc/sweep``, with an expiry), and
+only then takes its last look at the repositories (see ``layerstore_core.gc``). A writer
+(manifest PUT, tag, blob commit that found the blob already stored, mount) first writes its own
+link, then calls :func:`wait_until_safe` and then re-checks that what it relies on still
+exists. Either the writer sees the marker, or the collector's last look sees the writer's link
+(each side writes before it reads), so no digest a writer relied on is deleted behind its back.
 
 Without a sweep in progress this costs one read of a missing object per write.
 """
@@ -71,10 +71,10 @@ def read_marker(driver: StorageDriver) -> SweepMarker | None:
     return SweepMarker.decode(raw)
 
 
-def read_shard(driver: StorageDriver, shard: str) -> set[str]:
-    """The doomed digests of one shard (empty when the shard is gone)."""
+def read_shard(driver: StorageDriver, run: str, shard: str) -> set[str]:
+    """The digests of one shard that sweep ``run`` may delete (empty when the shard is gone)."""
     try:
-        raw = driver.get_content(p.path_for(p.GCDoomedPath(shard)))
+        raw = driver.get_content(p.path_for(p.GCDoomedPath(run, shard)))
     except PathNotFoundError:
         return set()
     return set(raw.decode("ascii", "replace").split())
@@ -88,7 +88,7 @@ def doomed_among(driver: StorageDriver, digests: Iterable[str]) -> set[str]:
         return set()
     found: set[str] = set()
     for shard in sorted({shard_of(d) for d in wanted}):
-        found |= wanted & read_shard(driver, shard)
+        found |= wanted & read_shard(driver, marker.run, shard)
     return found
 
 

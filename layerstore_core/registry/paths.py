@@ -12,7 +12,7 @@ Names, tags and digests are validated by the caller (see :mod:`.names`) before a
     ├── _gc/                                                    GCPath (ours; Distribution
     │   ├── lease                                               GCLeasePath  ignores it)
     │   ├── sweep                                               GCSweepPath
-    │   └── doomed/<alg>-<hex[0]>                               GCDoomedPath
+    │   └── doomed/<run>/<alg>-<hex[0]>                         GCDoomedPath
     └── repositories/                                           RepositoriesPath
         └── <name>/                                             RepositoryPath
             ├── _layers/<alg>/<hex>/link                        LayerLinkPath
@@ -187,8 +187,9 @@ class GCSweepPath:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GCDoomedPath:
-    """The digests (one per line) a running sweep may delete, for one shard."""
+    """The digests (one per line) that sweep ``run`` may delete, for one shard."""
 
+    run: str
     shard: str
 
 
@@ -262,7 +263,7 @@ def path_for(spec: PathSpec) -> str:
             return f"{ROOT}/_gc/lease"
         case GCSweepPath():
             return f"{ROOT}/_gc/sweep"
-        case GCDoomedPath(shard):
-            return f"{ROOT}/_gc/doomed/{shard}"
+        case GCDoomedPath(run, shard):
+            return f"{ROOT}/_gc/doomed/{run}/{shard}"
         case _:
             assert_never(spec)
