@@ -5,10 +5,10 @@ Usage: python bench/gc.py [--repos 200] [--tags 20] [--layers 3] [--backends fil
 A synthetic store (repos × tags images of a config and ``--layers`` layers; every other image's
 manifest deleted, so about half the blobs are unreferenced) is written twice, identically, in
 Distribution's layout; one copy is collected by ``layerstore gc --grace 0s`` and the other by
-``docker-registry garbage-collect``, each as a subprocess, in default mode. Prints wall time,
-backend requests (S3: HTTP requests counted by a proxy in front of moto; the filesystem has no
-requests to count) and the ratio layerstore / Distribution (target on S3: at most 0.25), and
-checks that both left the same blobs.
+``docker-registry garbage-collect``, each as a subprocess, in default mode, first as a dry run
+(marking only) and then for real. Prints wall time, backend requests (S3: HTTP requests counted
+by a proxy in front of moto; the filesystem has no requests to count) and the ratio
+layerstore / Distribution (target on S3: at most 0.25), and checks that both left the same blobs.
 """
 
 from __future__ import annotations
@@ -197,24 +197,30 @@ def layerstore_argv(config: Path) -> list[str]:
 
 def compare(backend: str, stores: dict[str, tuple[StorageDriver, Path, Callable[[], int]]],
             written: int) -> None:
-    results: dict[str, tuple[float, int]] = {}
+    """Mark only (each tool's dry run), then the real collection, on each copy."""
+    results: dict[tuple[str, str], tuple[float, int]] = {}
     before = blobs_left(stores["layerstore"][0])
-    for name, (_, config, requests) in stores.items():
-        argv = layerstore_argv(config) if name == "layerstore" else [
-            DISTRIBUTION, "garbage-collect", str(config)]
-        start_count = requests()
-        took = run_timed(argv)
-        results[name] = (took, requests() - start_count)
-        print(f"  {backend} {name:12} {took:8.2f}s {results[name][1]:>8} requests", flush=True)
+    for mode in ("dry run", "collect"):
+        for name, (_, config, requests) in stores.items():
+            argv = layerstore_argv(config) if name == "layerstore" else [
+                DISTRIBUTION, "garbage-collect", str(config)]
+            if mode == "dry run":
+                argv.append("--dry-run")
+            start_count = requests()
+            took = run_timed(argv)
+            results[name, mode] = (took, requests() - start_count)
+            print(f"  {backend} {mode:8} {name:12} {took:8.2f}s "
+                  f"{results[name, mode][1]:>8} requests", flush=True)
     left = {name: blobs_left(driver) for name, (driver, _, _) in stores.items()}
     same = left["layerstore"] == left["distribution"]
     print(f"\n== {backend}: {written} objects written per copy, {len(before)} blobs, "
           f"{len(before) - len(left['layerstore'])} deleted; same blobs deleted: {same} ==")
-    print(f"{'':14}{'layerstore':>12}{'distribution':>14}{'ratio':>8}")
-    (t1, r1), (t2, r2) = results["layerstore"], results["distribution"]
-    print(f"{'wall time (s)':14}{t1:>12.2f}{t2:>14.2f}{t1 / t2:>8.2f}")
-    if r2:
-        print(f"{'requests':14}{r1:>12}{r2:>14}{r1 / r2:>8.2f}")
+    print(f"{'':24}{'layerstore':>12}{'distribution':>14}{'ratio':>8}")
+    for mode in ("dry run", "collect"):
+        (t1, r1), (t2, r2) = results["layerstore", mode], results["distribution", mode]
+        print(f"{mode + ' wall time (s)':24}{t1:>12.2f}{t2:>14.2f}{t1 / t2:>8.2f}")
+        if r2:
+            print(f"{mode + ' requests':24}{r1:>12}{r2:>14}{r1 / r2:>8.2f}")
     if not same:
         sys.exit("the two collectors left different blobs")
 
