@@ -1,4 +1,4 @@
-"""The ``layerstore`` command: ``serve``, ``drivers``, ``purge-uploads``, ``copy``, ``verify``.
+"""The ``layerstore`` command: serve, drivers, purge-uploads, gc, copy and verify.
 
 Server dependencies are imported inside the subcommands, so ``layerstore drivers`` works on a
 core-only install and a missing extra is reported with the command that installs it.
@@ -39,6 +39,14 @@ def _load_config(path: str | None) -> Any:
         return load_config(path or os.environ.get(CONFIG_ENV) or None, os.environ)
     except ConfigError as exc:
         raise CLIError(f"configuration error: {exc}") from None
+
+
+def load_configured_driver(config: Any) -> Any:
+    """The storage driver a validated config names; a bad driver setting is a CLIError."""
+    try:
+        return discovery.load_driver(config.driver, **dict(config.driver_params))
+    except (discovery.DriverNotFoundError, discovery.DriverLoadError, ParameterError) as exc:
+        raise CLIError(f"storage.{config.driver}: {exc}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -131,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .ops.cli import register as register_copy_verify  # ops imports CLIError from here
 
     register_copy_verify(sub)
+
+    from .gc.cli import add_parser as add_gc
+
+    add_gc(sub)
     return parser
 
 

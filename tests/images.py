@@ -127,6 +127,61 @@ def build_oci_layout(dest: Path, layer_sizes: Sequence[int], tag: str = "latest"
                        (config_digest, *(d for d, _, _ in layers)))
 
 
+@dataclasses.dataclass(frozen=True)
+class IndexLayout:
+    """An OCI layout whose tag names an image index of several platforms."""
+
+    path: Path
+    tag: str
+    index_digest: str
+    #: Per platform: (manifest digest, blob digests: config first, then layers).
+    children: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @property
+    def all_digests(self) -> set[str]:
+        return {self.index_digest} | {d for m, blobs in self.children for d in (m, *blobs)}
+
+
+def _write_image(blobs: Path, layer_sizes: Sequence[int], seed: int,
+                 arch: str = "amd64") -> tuple[str, int, tuple[str, ...]]:
+    """Layers, config and manifest into ``blobs``; (manifest digest, its size, blob digests)."""
+    layers = [_write_layer(blobs, size, seed * 1000 + i) for i, size in enumerate(layer_sizes)]
+    config = json.dumps({
+        "architecture": arch, "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff for _, _, diff in layers]},
+    }, sort_keys=True).encode()
+    config_digest, config_size = _put_blob(blobs, config)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": LAYER_GZIP, "digest": d, "size": s} for d, s, _ in layers],
+    }, sort_keys=True).encode()
+    digest, size = _put_blob(blobs, manifest)
+    return digest, size, (config_digest, *(d for d, _, _ in layers))
+
+
+def build_oci_index(dest: Path, platforms: Sequence[tuple[str, Sequence[int]]], tag: str,
+                    seed: int = 0) -> IndexLayout:
+    """An OCI layout whose ``tag`` is an image index with one image per (arch, layer sizes)."""
+    blobs = dest / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    children = []
+    entries = []
+    for i, (arch, sizes) in enumerate(platforms):
+        digest, size, blob_digests = _write_image(blobs, sizes, seed * 100 + i, arch)
+        children.append((digest, blob_digests))
+        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                        "platform": {"architecture": arch, "os": "linux"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries},
+                       sort_keys=True).encode()
+    index_digest, index_size = _put_blob(blobs, index)
+    (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": OCI_INDEX, "digest": index_digest, "size": index_size,
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
+    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    return IndexLayout(dest, tag, index_digest, tuple(children))
+
+
 def read_oci_layout(path: Path, tag: str) -> tuple[str, tuple[str, ...]]:
     """(manifest digest, blob digests) of ``tag`` in a layout, verifying each blob's hash."""
     index = json.loads((path / "index.json").read_text())

@@ -96,7 +96,7 @@ def test_paths_match_distribution_layout() -> None:
 
 def test_every_path_spec_maps() -> None:
     values = {"digest": D, "name": "a/b", "id": "u", "alg": "sha256", "offset": 5, "tag": "t",
-              "subject": D}
+              "subject": D, "run": "r1", "shard": "sha256-a"}
     for spec_type in typing.get_args(p.PathSpec):
         fields = {f.name: values[f.name] for f in dataclasses.fields(spec_type)}
         assert p.path_for(spec_type(**fields)).startswith(p.ROOT)

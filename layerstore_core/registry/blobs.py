@@ -6,10 +6,12 @@ import io
 from typing import IO, TYPE_CHECKING
 
 from ..driver import StorageDriver
+from ..errors import PathNotFoundError
 from . import paths as p
 from .cache import BlobDescriptorCache
 from .descriptor import Descriptor, blob_size, read_link, write_link
 from .errors import BlobUnknownError
+from .fence import wait_until_safe
 from .names import validate_digest, validate_name
 from .uploads import BlobUpload
 
@@ -165,7 +167,17 @@ class BlobStore:
         """Link a blob that ``from_repository`` sees into this one; else BlobUnknownError."""
         validate_name(from_repository)
         desc = BlobStore(self._driver, from_repository, self._cache).stat(digest)
-        write_link(self._driver, p.path_for(p.LayerLinkPath(self.name, digest)), digest)
+        link = p.path_for(p.LayerLinkPath(self.name, digest))
+        write_link(self._driver, link, digest)
+        data = p.path_for(p.BlobDataPath(digest))
+        if wait_until_safe(self._driver, [digest]):  # a sweep ran: it may have collected it
+            if blob_size(self._driver, data) is None:
+                try:
+                    self._driver.delete(link)
+                except PathNotFoundError:
+                    pass
+                raise BlobUnknownError(f"blob {digest} was collected", detail={"digest": digest})
+            write_link(self._driver, link, digest)
         return desc
 
     def delete(self, digest: str) -> None:

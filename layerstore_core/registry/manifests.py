@@ -24,6 +24,7 @@ from .errors import (
     ManifestTooLargeError,
     ManifestUnknownError,
 )
+from .fence import wait_until_safe
 from .names import is_digest_like, validate_digest, validate_tag
 from .referrers import MAX_PAGE, ReferrerIndex, referrer_descriptor, subject_of
 from .tags import TagStore
@@ -170,7 +171,10 @@ class ManifestStore:
         blob = p.path_for(p.BlobDataPath(digest))
         if not self._stored(blob, content):
             self._driver.put_content(blob, content)
-        write_link(self._driver, p.path_for(p.ManifestRevisionLinkPath(self.name, digest)), digest)
+        revision = p.path_for(p.ManifestRevisionLinkPath(self.name, digest))
+        write_link(self._driver, revision, digest)
+        if check_references and wait_until_safe(self._driver, [digest, *refs[0], *refs[1]]):
+            self._recheck_after_sweep(content, digest, revision, *refs)
         if subject is not None:
             self._referrers.add(subject, digest)
         for tag in dict.fromkeys(tags):
@@ -186,14 +190,36 @@ class ManifestStore:
         except PathNotFoundError:
             return False
 
+    def _recheck_after_sweep(
+        self, content: bytes, digest: str, revision: str, blobs: list[str], children: list[str]
+    ) -> None:
+        """A sweep ran while we linked: restore our own data, or undo the link if a blob went."""
+        blob = p.path_for(p.BlobDataPath(digest))
+        if blob_size(self._driver, blob) != len(content):
+            self._driver.put_content(blob, content)
+        try:
+            self._check_references(blobs, children)
+        except ManifestBlobUnknownError:
+            try:
+                self._driver.delete(revision)
+            except PathNotFoundError:
+                pass
+            raise
+
     def _check_references(self, blobs: list[str], children: list[str]) -> None:
         missing = [d for d in blobs if not self._blob_visible(d)]
-        missing += [d for d in children if not self.exists(d)]
+        missing += [d for d in children if not self._child_present(d)]
         if missing:
             raise ManifestBlobUnknownError(
                 f"{len(missing)} referenced blob(s) unknown to {self.name}: {missing[0]}",
                 detail=[{"digest": d} for d in missing],
             )
+
+    def _child_present(self, digest: str) -> bool:
+        return (
+            self.exists(digest)
+            and blob_size(self._driver, p.path_for(p.BlobDataPath(digest))) is not None
+        )
 
     def _blob_visible(self, digest: str) -> bool:
         link = read_link(self._driver, p.path_for(p.LayerLinkPath(self.name, digest)))
@@ -238,10 +264,12 @@ class ManifestStore:
         return True
 
     def delete(self, digest: str) -> None:
-        """Unlink a manifest revision, its tags (as Distribution) and its referrers entry.
+        """Unlink a manifest revision, its tags (as Distribution), tag history and referrers entry.
 
-        The referrers entry goes first: a crash after it leaves a manifest that is still there
-        but not listed, and the client's repeated DELETE finishes the job.
+        The one way manifests are deleted (the API and garbage collection), so that anything
+        kept about a manifest elsewhere is cleaned up in one place. The referrers entry goes
+        first: a crash after it leaves a manifest still there but not listed, and a repeated
+        DELETE finishes the job.
         """
         validate_digest(digest)
         self.resolve(digest)
@@ -252,7 +280,14 @@ class ManifestStore:
         for tag in tags.list():
             if tags.lookup(tag) == digest:
                 tags.untag(tag)
-        self._driver.delete(p.path_for(p.ManifestRevisionLinkPath(self.name, digest)))
+                continue
+            entry = p.path_for(p.ManifestTagIndexEntryPath(self.name, tag, digest))
+            try:
+                self._driver.delete(entry.rsplit("/", 1)[0])
+            except PathNotFoundError:
+                pass
+        link = p.path_for(p.ManifestRevisionLinkPath(self.name, digest))
+        self._driver.delete(link.rsplit("/", 1)[0])
 
     def _subject_of_stored(self, digest: str) -> str | None:
         try:

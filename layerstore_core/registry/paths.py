@@ -9,6 +9,10 @@ Names, tags and digests are validated by the caller (see :mod:`.names`) before a
     /docker/registry/v2                                         ROOT
     ├── blobs/<alg>/<hex[0:2]>/<hex>/                           BlobPath
     │   └── data                                                BlobDataPath (content)
+    ├── _gc/                                                    GCPath (ours; Distribution
+    │   ├── lease                                               GCLeasePath  ignores it)
+    │   ├── sweep                                               GCSweepPath
+    │   └── doomed/<run>/<alg>-<hex[0]>                         GCDoomedPath
     └── repositories/                                           RepositoriesPath
         └── <name>/                                             RepositoryPath
             ├── _layers/<alg>/<hex>/link                        LayerLinkPath
@@ -189,6 +193,29 @@ class ReferrerLinkPath:
     digest: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class GCPath:
+    """The collector's state: its lease, the sweep marker and the doomed-digest shards."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GCLeasePath:
+    """The lease that lets one collector at a time run against this storage."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GCSweepPath:
+    """Present while a collector deletes: its run id and expiry (writers read it)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GCDoomedPath:
+    """The digests (one per line) that sweep ``run`` may delete, for one shard."""
+
+    run: str
+    shard: str
+
+
 PathSpec = (
     BlobPath
     | BlobDataPath
@@ -208,6 +235,10 @@ PathSpec = (
     | ManifestTagIndexEntryPath
     | ReferrersPath
     | ReferrerLinkPath
+    | GCPath
+    | GCLeasePath
+    | GCSweepPath
+    | GCDoomedPath
 )
 
 
@@ -257,5 +288,13 @@ def path_for(spec: PathSpec) -> str:
         case ReferrerLinkPath(name, subject, digest):
             alg, hex_ = _split(digest)
             return path_for(ReferrersPath(name, subject)) + f"/{alg}/{hex_}/link"
+        case GCPath():
+            return f"{ROOT}/_gc"
+        case GCLeasePath():
+            return f"{ROOT}/_gc/lease"
+        case GCSweepPath():
+            return f"{ROOT}/_gc/sweep"
+        case GCDoomedPath(run, shard):
+            return f"{ROOT}/_gc/doomed/{run}/{shard}"
         case _:
             assert_never(spec)

@@ -16,6 +16,9 @@ from .names import validate_name
 from .tags import TagStore, paginate
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..gc import GCReport, Lease, Progress, RetentionPolicy
     from .purge import PurgedUpload
 
 
@@ -63,6 +66,26 @@ class Registry:
         from .purge import purge_uploads  # purge needs this module; import when called
 
         return purge_uploads(self.driver, older_than, dry_run)
+
+    def collect_garbage(
+        self,
+        *,
+        delete_untagged: bool = False,
+        grace: dt.timedelta = dt.timedelta(hours=1),
+        dry_run: bool = False,
+        retention: Sequence[RetentionPolicy] = (),
+        purge_uploads_older_than: dt.timedelta | None = dt.timedelta(hours=168),
+        lease: Lease | None = None,
+        progress: Progress | None = None,
+    ) -> GCReport:
+        """Collect what no kept manifest needs, online (see :func:`.gc.collect_garbage`)."""
+        from ..gc import collect_garbage  # gc needs this module; import when called
+
+        return collect_garbage(
+            self, delete_untagged=delete_untagged, grace=grace, dry_run=dry_run,
+            retention=retention, purge_uploads_older_than=purge_uploads_older_than,
+            lease=lease, progress=progress,
+        )
 
 
 def repository_names(driver: StorageDriver, marker: str | None = None) -> list[str]:

@@ -12,6 +12,7 @@ from .errors import (
     PaginationNumberInvalidError,
     TagInvalidError,
 )
+from .fence import wait_until_safe
 from .names import validate_digest, validate_tag
 
 
@@ -76,6 +77,9 @@ class TagStore:
             self._driver, p.path_for(p.ManifestTagIndexEntryPath(self.name, tag, digest)), digest
         )
         write_link(self._driver, p.path_for(p.ManifestTagCurrentPath(self.name, tag)), digest)
+        if wait_until_safe(self._driver, [digest]) and read_link(self._driver, revision) != digest:
+            self.untag(tag)  # a sweep deleted the untagged manifest before it saw the tag
+            raise ManifestUnknownError(f"manifest {digest} was collected; push it again")
 
     def untag(self, tag: str) -> None:
         """Remove the tag (its whole directory); unknown tag → ManifestUnknownError."""

@@ -39,6 +39,7 @@ from .errors import (
     DigestInvalidError,
     SizeInvalidError,
 )
+from .fence import wait_until_safe
 from .hashstate import HashStateError, ResumableSHA256, new_sha256
 from .names import split_digest, validate_upload_id
 
@@ -230,6 +231,7 @@ class BlobUpload:
             raise
         self._move_into_place(digest, length)
         self._link(digest)
+        self._settle(digest, length)
         self._remove_upload()
         self._done = True
         return Descriptor(digest, length)
@@ -312,6 +314,25 @@ class BlobUpload:
     def _link(self, digest: str) -> None:
         """Link the blob into the repository. Twice: rewrites the same 71 bytes."""
         write_link(self._driver, p.path_for(p.LayerLinkPath(self._name, digest)), digest)
+
+    def _settle(self, digest: str, length: int) -> None:
+        """Wait out a sweep that may delete the blob we linked; put our copy and link back.
+
+        Twice: the blob is in place, nothing moves. Our upload data is still there when the
+        blob existed before (the move was skipped), so a collected blob is restored from it;
+        the link is written again, as the sweep deletes the links of what it collects.
+        """
+        if not wait_until_safe(self._driver, [digest]):
+            return
+        blob = p.path_for(p.BlobDataPath(digest))
+        if blob_size(self._driver, blob) != length:
+            try:
+                self._driver.move(self._data_path, blob)
+            except PathNotFoundError:
+                raise BlobUploadInvalidError(
+                    f"blob {digest} was collected during commit; upload it again"
+                ) from None
+        self._link(digest)
 
     def _remove_upload(self) -> None:
         """Delete ``_uploads/<id>/`` entirely. Twice: finds nothing, does nothing."""

@@ -1,4 +1,4 @@
-"""The ASGI application: routing, authentication, error responses, upload purging, scrub.
+"""The ASGI application: routing, authentication, error responses, upload purging, scrub, gc.
 
 Routes (``<name>`` may hold slashes, so the route regex anchors on the trailing keywords)::
 
@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from .. import discovery
 from ..driver import StorageDriver
+from ..gc import GCBusyError
 from ..ops.scrub import scrub_once
 from ..proxy import Proxy
 from ..proxy.expiry import expiry_loop
@@ -257,6 +258,9 @@ class RegistryApp:
                 if self.state.proxy is not None and not self.state.config.readonly:
                     self._tasks.append(asyncio.create_task(expiry_loop(
                         self.state.registry, self.state.proxy.config, self.state.run)))
+                gc = self.state.config.gc
+                if gc.enabled and gc.interval > 0 and not self.state.config.readonly:
+                    self._tasks.append(asyncio.create_task(self._gc_loop()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in self._tasks:
@@ -297,6 +301,28 @@ class RegistryApp:
             await self.state.run(scrub_once, self.state.registry.driver, scrub.ratelimit or None,
                                  self.state.scrub)
             await asyncio.sleep(scrub.interval)
+
+    async def _gc_loop(self) -> None:
+        """Collect garbage every interval; with a fleet, whoever holds the lease collects."""
+        config = self.state.config
+        gc = config.gc
+        await asyncio.sleep(min(gc.interval, random.uniform(60, 3600)))
+        while True:
+            try:
+                report = await self.state.run(
+                    self.state.registry.collect_garbage,
+                    delete_untagged=gc.deleteuntagged,
+                    grace=dt.timedelta(seconds=gc.grace),
+                    dry_run=gc.dryrun,
+                    retention=config.retention,
+                    purge_uploads_older_than=None,  # uploadpurging has its own schedule
+                )
+                log.info("gc: %s", report.summary())
+            except GCBusyError as exc:
+                log.info("gc skipped: %s", exc)
+            except Exception:
+                log.exception("gc failed")
+            await asyncio.sleep(gc.interval)
 
 
 def _chunk_min_length(driver: StorageDriver, default: int) -> int:

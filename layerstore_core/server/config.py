@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml  # type: ignore[import-untyped,unused-ignore]  # stubs optional
 
 from ..errors import LayerstoreError
+from ..gc.retention import RetentionError, RetentionPolicy, parse_policies
 from ..registry.redisconn import RedisSettings
 from .fleetconfig import parse_cache, parse_redis, parse_workers
 
@@ -34,6 +35,8 @@ DEFAULT_PURGE_AGE = 168 * 3600.0
 DEFAULT_PURGE_INTERVAL = 24 * 3600.0
 DEFAULT_SCRUB_INTERVAL = 24 * 3600.0
 DEFAULT_SCRUB_RATE = 50 * 2**20
+DEFAULT_GC_INTERVAL = 24 * 3600.0
+DEFAULT_GC_GRACE = 3600.0
 ENV_PREFIX = "REGISTRY_"
 
 #: Keys of ``storage`` that are options, not a driver's name.
@@ -96,6 +99,17 @@ class ScrubConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class GCConfig:
+    """``storage.maintenance.gc`` (ours): collect garbage every ``interval``, online."""
+
+    enabled: bool = False
+    interval: float = DEFAULT_GC_INTERVAL
+    grace: float = DEFAULT_GC_GRACE
+    deleteuntagged: bool = False
+    dryrun: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Htpasswd:
     """``auth.htpasswd``: a realm and a file of ``user:bcrypt-hash`` lines."""
 
@@ -132,6 +146,8 @@ class Config:
     scrub: ScrubConfig = ScrubConfig()
     #: ``storage.maintenance.readonly.enabled``: refuse every write (405), purge nothing.
     readonly: bool = False
+    gc: GCConfig = GCConfig()
+    retention: tuple[RetentionPolicy, ...] = ()
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     unix_socket: str | None = None
@@ -263,12 +279,18 @@ def _parse_storage(raw: Any) -> dict[str, Any]:
     _check_keys(redirect, "storage.redirect", {"disable"})
     out["redirect_disabled"] = _bool(redirect.get("disable", False), "storage.redirect.disable")
     maintenance = _section(storage.get("maintenance"), "storage.maintenance")
-    _check_keys(maintenance, "storage.maintenance", {"uploadpurging", "scrub", "readonly"})
+    _check_keys(maintenance, "storage.maintenance",
+                {"uploadpurging", "scrub", "readonly", "gc", "retention"})
     readonly = _section(maintenance.get("readonly"), "storage.maintenance.readonly")
     _check_keys(readonly, "storage.maintenance.readonly", {"enabled"})
     out["readonly"] = _bool(readonly.get("enabled", False), "storage.maintenance.readonly.enabled")
     out["purge"] = _parse_purge(maintenance.get("uploadpurging"))
     out["scrub"] = _parse_scrub(maintenance.get("scrub"))
+    out["gc"] = _parse_gc(maintenance.get("gc"))
+    try:
+        out["retention"] = parse_policies(maintenance.get("retention"), parse_duration)
+    except RetentionError as exc:
+        raise ConfigError(str(exc)) from None
     out["blobdescriptor_cache"] = parse_cache(
         _section(storage.get("cache"), "storage.cache"), _check_keys, ConfigError
     )
@@ -307,6 +329,24 @@ def _parse_scrub(raw: Any) -> ScrubConfig:
     if enabled and interval <= 0:
         raise ConfigError(f"{key}.interval: must be positive when the scrub is enabled")
     return ScrubConfig(enabled=enabled, interval=interval, ratelimit=int(str(rate).strip()))
+
+
+def _parse_gc(raw: Any) -> GCConfig:
+    key = "storage.maintenance.gc"
+    sec = _section(raw, key)
+    _check_keys(sec, key, {"enabled", "interval", "grace", "deleteuntagged", "dryrun"})
+    d = GCConfig()
+
+    def duration(name: str, default: float) -> float:
+        return parse_duration(sec[name], f"{key}.{name}") if name in sec else default
+
+    return GCConfig(
+        enabled=_bool(sec.get("enabled", d.enabled), f"{key}.enabled"),
+        interval=duration("interval", d.interval),
+        grace=duration("grace", d.grace),
+        deleteuntagged=_bool(sec.get("deleteuntagged", d.deleteuntagged), f"{key}.deleteuntagged"),
+        dryrun=_bool(sec.get("dryrun", d.dryrun), f"{key}.dryrun"),
+    )
 
 
 def parse_addr(value: Any, key: str = "http.addr") -> tuple[str, int]:

@@ -1,0 +1,26 @@
+"""Garbage collection on the storage layout alone, safe while registries serve pushes.
+
+``collect_garbage`` (also ``Registry.collect_garbage`` and ``layerstore gc``) marks from the
+manifests, spares anything a push in progress linked, and deletes the rest in batches; one
+collector runs at a time across a fleet (a :class:`Lease`). See docs/DESIGN.md.
+"""
+
+from .collector import DEFAULT_GRACE, collect_garbage
+from .lease import GCBusyError, Lease, LeaseLostError, StorageLease
+from .report import GCReport, NoProgress, Progress
+from .retention import RetentionError, RetentionPolicy, parse_policies
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "GCBusyError",
+    "GCReport",
+    "Lease",
+    "LeaseLostError",
+    "NoProgress",
+    "Progress",
+    "RetentionError",
+    "RetentionPolicy",
+    "StorageLease",
+    "collect_garbage",
+    "parse_policies",
+]
