@@ -7,6 +7,7 @@ core-only install and a missing extra is reported with the command that installs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -42,6 +43,10 @@ def _load_config(path: str | None) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    with contextlib.suppress(ImportError):  # without the extra, _load_config says so
+        from .server.logsetup import hold
+
+        hold()  # the config's warnings are written once logging is set up
     config = _load_config(args.config)
     from .server.config import ConfigError
     from .server.serve import serve

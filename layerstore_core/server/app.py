@@ -28,10 +28,13 @@ from ..ops.scrub import scrub_once
 from ..registry import Registry
 from ..registry.errors import NameUnknownError, UnauthorizedError, UnsupportedError
 from ..registry.names import NAME_PATTERN
-from . import access, blobs, manifests, uploads
+from . import access, blobs, manifests, metrics, uploads
+from .accesslog import access_logged
 from .auth import Htpasswd, HtpasswdError
 from .config import Config, ConfigError
+from .debug import DebugServer
 from .errors import from_exception
+from .health import StorageHealth
 from .http import (
     ClientDisconnected,
     Receive,
@@ -39,10 +42,12 @@ from .http import (
     Response,
     Scope,
     Send,
+    empty,
     error_response,
     json_response,
     send_response,
 )
+from .instrument import Consumer, instrumented, set_user
 from .state import ServerState
 from .tokenauth import TokenAuthenticator
 from .tokens import TokenSigner, random_secret
@@ -152,6 +157,29 @@ def required_scopes(method: str, routed: Route) -> list[access.Scope]:
     return [access.repository(name, access.PULL)]
 
 
+def route_name(path: str) -> str:
+    """Distribution's name for the route ``path`` falls under: the label metrics and logs use."""
+    if path == "/":
+        return "root"
+    if path in ("/v2", "/v2/"):
+        return "base"
+    if path == "/v2/_catalog":
+        return "catalog"
+    m = _ROUTE.match(path + "/" if path.endswith("/blobs/uploads") else path)
+    if m is None:
+        return "unknown"
+    if m.group("tags"):
+        return "tags"
+    if m.group("reference") is not None:
+        return "manifest"
+    if m.group("subject") is not None:
+        return "referrers"
+    if m.group("upload") is not None:
+        return "blob_upload_chunk" if m.group("upload") else "blob_upload"
+    return "blob"
+
+
+
 def _bind(table: dict[str, _NamedRoute], method: str, name: str, arg: str) -> Route:
     handler = table.get(method)
     if handler is None:
@@ -165,12 +193,27 @@ class RegistryApp:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self._tasks: list[asyncio.Task[None]] = []
+        #: Who sees each finished request (the access log, webhook notifications).
+        self.consumers: list[Consumer] = []
+        #: The ``health.storagedriver`` check, when enabled (``serve`` starts it).
+        self.health: StorageHealth | None = None
+        self.debug: DebugServer | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            await self._http(Request(scope, receive), send)
+            await instrumented(scope, receive, send, self._serve, route_name(scope["path"]),
+                               self.consumers)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/":  # Distribution's load-balancer probe: always 200, no auth
+            await send_response(send, empty(200))
+            return
+        if self.health is not None and not self.health.healthy:  # as Distribution: all 503
+            await send_response(send, self.health.unavailable())
+            return
+        await self._http(Request(scope, receive), send)
 
     async def _http(self, req: Request, send: Send) -> None:
         head = req.method == "HEAD"
@@ -233,6 +276,7 @@ class RegistryApp:
         user = await self.state.run(htpasswd.check, req.headers.get("authorization"))
         if user is None:  # answered as soon as the headers are in; the body is never read
             raise UnauthorizedError(headers={"WWW-Authenticate": htpasswd.challenge})
+        set_user(req.scope, user)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -243,13 +287,23 @@ class RegistryApp:
                     self._tasks.append(asyncio.create_task(self._purge_loop()))
                 if self.state.config.scrub.enabled:
                     self._tasks.append(asyncio.create_task(self._scrub_loop()))
+                self._start_ops()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in self._tasks:
                     task.cancel()
+                if self.debug is not None:
+                    self.debug.stop()
                 self.state.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _start_ops(self) -> None:
+        """Start the health check and the debug server (``health``, ``http.debug``)."""
+        if self.health is not None:
+            self._tasks.append(asyncio.create_task(self.health.run(self.state.run)))
+        if self.state.config.debug is not None:
+            self.debug = DebugServer(self.state.config.debug, self.health).start()
 
     async def _purge_loop(self) -> None:
         purge = self.state.config.purge
@@ -293,6 +347,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
     An htpasswd file, root certificate bundle or JWKS that cannot be read is a ConfigError,
     like any other bad setting.
     """
+    metrics.install()
     if driver is None:
         driver = discovery.load_driver(config.driver, **dict(config.driver_params))
     secret = config.secret
@@ -313,4 +368,10 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
     state = ServerState(config=config, registry=Registry(driver), signer=TokenSigner(secret),
                         htpasswd=htpasswd, token_auth=token_auth)
     state.chunk_min_length = _chunk_min_length(driver, state.chunk_min_length)
-    return RegistryApp(state)
+    app = RegistryApp(state)
+    if not config.accesslog_disabled:
+        app.consumers.append(access_logged)
+    health = config.health
+    if health.enabled:
+        app.health = StorageHealth(driver, health.interval, health.threshold)
+    return app

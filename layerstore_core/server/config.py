@@ -35,11 +35,11 @@ ENV_PREFIX = "REGISTRY_"
 _STORAGE_OPTIONS = {"delete", "redirect", "maintenance", "cache", "tag"}
 #: Distribution keys we accept but do not act on (dotted paths; a prefix covers its subtree).
 _IGNORED = {
-    "version", "log.formatter", "log.fields", "log.accesslog", "log.hooks", "loglevel",
+    "version", "log.hooks",
     "storage.cache", "storage.tag",
-    "http.prefix", "http.host", "http.relativeurls", "http.headers", "http.debug", "http.http2",
+    "http.prefix", "http.host", "http.relativeurls", "http.headers", "http.http2",
     "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
-    "http.tls.ciphersuites", "health", "notifications", "redis",
+    "http.tls.ciphersuites", "health.file", "health.http", "health.tcp", "notifications", "redis",
     "reporting", "middleware", "proxy", "compatibility", "validation", "policy", "catalog",
 }
 _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
@@ -113,6 +113,25 @@ class TokenAuth:
 
 
 @dataclasses.dataclass(frozen=True)
+class DebugConfig:
+    """``http.debug``: the debug server's address and its Prometheus endpoint."""
+
+    host: str
+    port: int
+    prometheus: bool = False
+    prometheus_path: str = "/metrics"
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthConfig:
+    """``health.storagedriver``: stat the storage every ``interval``; see ``health.py``."""
+
+    enabled: bool = False
+    interval: float = 10.0
+    threshold: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything ``layerstore serve`` needs, validated."""
 
@@ -134,11 +153,17 @@ class Config:
     tls_certificate: str | None = None
     tls_key: str | None = None
     log_level: str = "INFO"
+    #: ``log.formatter``, ``log.fields`` (added to every line), ``log.accesslog.disabled``.
+    log_formatter: str = "text"
+    log_fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    accesslog_disabled: bool = False
     htpasswd: Htpasswd | None = None
     token: TokenAuth | None = None
     limits: Limits = Limits()
     #: ``http.draintimeout``: on SIGTERM, how long running requests may finish (0: none).
     drain_timeout: float = 0.0
+    debug: DebugConfig | None = None
+    health: HealthConfig = HealthConfig()
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -338,8 +363,9 @@ def _parse_limits(http: Mapping[str, Any]) -> Limits:
 
 def _parse_http(raw: Any) -> dict[str, Any]:
     http = _section(raw, "http")
-    _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", *_LIMIT_KEYS})
-    out: dict[str, Any] = {"limits": _parse_limits(http)}
+    _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", "debug",
+                               *_LIMIT_KEYS})
+    out: dict[str, Any] = {"limits": _parse_limits(http), "debug": _parse_debug(http.get("debug"))}
     if "draintimeout" in http:
         out["drain_timeout"] = parse_duration(http["draintimeout"], "http.draintimeout")
     net = _str(http.get("net", "tcp"), "http.net").lower()
@@ -360,6 +386,40 @@ def _parse_http(raw: Any) -> dict[str, Any]:
         out["tls_certificate"] = _str(tls["certificate"], "http.tls.certificate")
         out["tls_key"] = _str(tls["key"], "http.tls.key")
     return out
+
+
+def _parse_debug(raw: Any) -> DebugConfig | None:
+    sec = _section(raw, "http.debug")
+    _check_keys(sec, "http.debug", {"addr", "prometheus"})
+    prom = _section(sec.get("prometheus"), "http.debug.prometheus")
+    _check_keys(prom, "http.debug.prometheus", {"enabled", "path"})
+    if not sec.get("addr"):
+        if prom:
+            raise ConfigError("http.debug.prometheus: needs http.debug.addr to serve on")
+        return None
+    host, port = parse_addr(sec["addr"], "http.debug.addr")
+    path = _str(prom.get("path", "/metrics"), "http.debug.prometheus.path")
+    if not path.startswith("/") or path.startswith("/debug/"):
+        raise ConfigError(f"http.debug.prometheus.path: expected a path such as /metrics "
+                          f"outside /debug/, got {path!r}")
+    return DebugConfig(host, port, _bool(prom.get("enabled", False),
+                                         "http.debug.prometheus.enabled"), path)
+
+
+def _parse_health(raw: Any) -> HealthConfig:
+    sec = _section(raw, "health")
+    _check_keys(sec, "health", {"storagedriver"})
+    key = "health.storagedriver"
+    check = _section(sec.get("storagedriver"), key)
+    _check_keys(check, key, {"enabled", "interval", "threshold"})
+    interval = parse_duration(check.get("interval", "10s"), f"{key}.interval")
+    threshold = check.get("threshold", 0)
+    if isinstance(threshold, bool) or not str(threshold).strip().isdigit():
+        raise ConfigError(f"{key}.threshold: expected an integer >= 0, got {threshold!r}")
+    enabled = _bool(check.get("enabled", False), f"{key}.enabled")
+    if enabled and interval <= 0:
+        raise ConfigError(f"{key}.interval: must be positive when the check is enabled")
+    return HealthConfig(enabled, interval, int(str(threshold).strip()))
 
 
 def _parse_auth(raw: Any) -> dict[str, Any]:
@@ -406,14 +466,26 @@ def _parse_token(sec: dict[str, Any]) -> TokenAuth:
     )
 
 
-def _parse_log(raw: Any, top_level: Any) -> str:
+def _parse_log(raw: Any, top_level: Any) -> dict[str, Any]:
     sec = _section(raw, "log")
-    _check_keys(sec, "log", {"level"})
+    _check_keys(sec, "log", {"level", "formatter", "fields", "accesslog"})
     level = sec.get("level", top_level if top_level is not None else "info")
     name = _LOG_LEVELS.get(_str(level, "log.level").lower())
     if name is None:
         raise ConfigError(f"log.level: expected one of {sorted(_LOG_LEVELS)}, got {level!r}")
-    return name
+    formatter = _str(sec.get("formatter", "text"), "log.formatter").lower()
+    if formatter not in ("text", "json"):
+        raise ConfigError(f"log.formatter: expected text or json, got {formatter!r}"
+                          + (" (logstash is not supported: use json)"
+                             if formatter == "logstash" else ""))
+    fields = sec.get("fields") or {}
+    if not isinstance(fields, dict):
+        raise ConfigError(f"log.fields: expected a mapping, got {fields!r}")
+    access = _section(sec.get("accesslog"), "log.accesslog")
+    _check_keys(access, "log.accesslog", {"disabled"})
+    return {"log_level": name, "log_formatter": formatter,
+            "log_fields": {str(k): v for k, v in fields.items()},
+            "accesslog_disabled": _bool(access.get("disabled", False), "log.accesslog.disabled")}
 
 
 def parse_config(raw: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -421,12 +493,13 @@ def parse_config(raw: Mapping[str, Any] | None, environ: Mapping[str, str] | Non
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
     doc = apply_env(dict(raw or {}), environ or {})
-    _check_keys(doc, "", {"storage", "http", "log", "auth"})
+    _check_keys(doc, "", {"storage", "http", "log", "auth", "health", "loglevel"})
     values: dict[str, Any] = {}
     values.update(_parse_storage(doc.get("storage")))
     values.update(_parse_http(doc.get("http")))
     values.update(_parse_auth(doc.get("auth")))
-    values["log_level"] = _parse_log(doc.get("log"), doc.get("loglevel"))
+    values["health"] = _parse_health(doc.get("health"))
+    values.update(_parse_log(doc.get("log"), doc.get("loglevel")))
     return Config(**values)
 
 

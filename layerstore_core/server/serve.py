@@ -18,6 +18,7 @@ import uvicorn
 from .app import RegistryApp, create_app
 from .config import Config, ConfigError
 from .guard import protocol_for
+from .logsetup import setup_logging
 from .memory import tune_malloc
 from .probe import check_storage
 
@@ -93,7 +94,8 @@ def serve(config: Config) -> None:
     An unreadable htpasswd file or TLS key pair, unusable storage or an address in use is a
     ConfigError, found before the first connection is accepted.
     """
-    configure_logging(config.log_level)
+    setup_logging(config.log_level, config.log_formatter, config.log_fields)
+    redact_upload_state()
     tune_malloc()
     app = create_app(config)
     check_storage(app.state.registry.driver, config.driver)
@@ -106,7 +108,7 @@ def serve(config: Config) -> None:
         ssl_certfile=config.tls_certificate,
         ssl_keyfile=config.tls_key,
         log_level=config.log_level.lower(),
-        access_log=config.log_level == "DEBUG",
+        access_log=False,  # ours (accesslog.py) redacts the upload state token
     )
     try:
         server_config.load()  # builds the TLS context now, so a bad pair is a config error
