@@ -266,6 +266,8 @@ class RegistryApp:
         except Exception:
             await req.drain()
             raise
+        if grants.subject:
+            set_user(req.scope, grants.subject)
         if optional and not grants.allows(optional[0]):
             req.query.pop("mount", None)
             req.query.pop("from", None)
