@@ -37,6 +37,7 @@ from .errors import from_exception
 from .health import StorageHealth
 from .http import (
     ClientDisconnected,
+    Message,
     Receive,
     Request,
     Response,
@@ -207,6 +208,14 @@ class RegistryApp:
                                self.consumers)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.state.config.headers]
+        if extra:  # http.headers, on every response
+            plain_send = send
+
+            async def send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), *extra]
+                await plain_send(message)
         if scope["path"] == "/":  # Distribution's load-balancer probe: always 200, no auth
             await send_response(send, empty(200))
             return

@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from . import tlspolicy
 from .app import RegistryApp, create_app
 from .config import Config, ConfigError
 from .guard import protocol_for
@@ -114,4 +115,10 @@ def serve(config: Config) -> None:
         server_config.load()  # builds the TLS context now, so a bad pair is a config error
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"http.tls: cannot load the certificate and key: {exc}") from None
+    if server_config.ssl is not None:
+        try:
+            tlspolicy.apply(server_config.ssl, config.tls_minimum, config.tls_ciphersuites,
+                            config.tls_clientcas)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"http.tls: cannot apply clientcas/ciphersuites: {exc}") from None
     uvicorn.Server(server_config).run(sockets=None if sock is None else [sock])
