@@ -365,8 +365,8 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
     if not secret:
         secret = random_secret()
         log.warning(
-            "http.secret is not set: using a random secret, so uploads in progress will not "
-            "survive a restart and cannot be continued by a second instance"
+            "http.secret is not set: uploads in progress will not survive a restart "
+            "(set it, the same on every instance, to run several)"
         )
     htpasswd = token_auth = None
     if config.token is not None:

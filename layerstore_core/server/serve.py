@@ -8,6 +8,7 @@ extra installs them), and handles TLS and Unix sockets itself.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import ssl
@@ -17,7 +18,7 @@ import uvicorn
 
 from . import tlspolicy
 from .app import RegistryApp, create_app
-from .config import Config, ConfigError
+from .config import DEFAULT_ROOT, Config, ConfigError
 from .guard import protocol_for
 from .logsetup import setup_logging
 from .memory import tune_malloc
@@ -78,6 +79,18 @@ def uvicorn_config(app: RegistryApp, config: Config, **options: Any) -> uvicorn.
     )
 
 
+def storage_location(config: Config) -> str:
+    """Where the data lives, for the startup line: an absolute path, a bucket, a container."""
+    params = config.driver_params
+    if config.driver == "filesystem":
+        return os.path.abspath(str(params.get("rootdirectory", DEFAULT_ROOT)))
+    if config.driver == "inmemory":
+        return "in process memory"
+    found = [f"{k} {params[k]}" for k in ("bucket", "container", "rootdirectory")
+             if params.get(k)]
+    return ", ".join(found) or "the driver's default location"
+
+
 def listen(config: Config) -> socket.socket:
     """Bind ``http.addr`` now, so an address in use is an error that names the key."""
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
@@ -101,8 +114,10 @@ def serve(config: Config) -> None:
     app = create_app(config)
     check_storage(app.state.registry.driver, config.driver)
     sock = None if config.unix_socket else listen(config)
-    where = config.unix_socket or f"{config.host}:{config.port}"
-    log.info("layerstore serving %s storage on %s", config.driver, where)
+    scheme = "https" if config.tls_certificate else "http"
+    where = config.unix_socket or f"{scheme}://{config.host}:{config.port}"
+    log.info("layerstore serving %s storage (%s) on %s", config.driver,
+             storage_location(config), where)
     server_config = uvicorn_config(
         app, config,
         uds=config.unix_socket,
