@@ -49,6 +49,7 @@ from .http import (
     send_response,
 )
 from .instrument import Consumer, instrumented, set_user
+from .notifications import Notifier
 from .state import ServerState
 from .tokenauth import TokenAuthenticator
 from .tokens import TokenSigner, random_secret
@@ -199,6 +200,7 @@ class RegistryApp:
         #: The ``health.storagedriver`` check, when enabled (``serve`` starts it).
         self.health: StorageHealth | None = None
         self.debug: DebugServer | None = None
+        self.notifier: Notifier | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -305,6 +307,8 @@ class RegistryApp:
                     task.cancel()
                 if self.debug is not None:
                     self.debug.stop()
+                if self.notifier is not None:
+                    self.notifier.close()
                 self.state.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -382,6 +386,9 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
     app = RegistryApp(state)
     if not config.accesslog_disabled:
         app.consumers.append(access_logged)
+    if config.notifications:
+        app.notifier = Notifier(config.notifications)
+        app.consumers.append(app.notifier)
     health = config.health
     if health.enabled:
         app.health = StorageHealth(driver, health.interval, health.threshold)

@@ -45,7 +45,7 @@ _IGNORED = {
     "version", "log.hooks",
     "storage.cache", "storage.tag",
     "http.prefix", "http.host", "http.relativeurls", "http.http2",
-    "health.file", "health.http", "health.tcp", "notifications", "redis",
+    "health.file", "health.http", "health.tcp", "notifications.events", "redis",
     "reporting", "compatibility", "validation", "policy", "catalog",
 }
 #: Distribution keys whose absence would change security or correctness: refused, with why.
@@ -184,6 +184,8 @@ class Config:
     #: ``http.draintimeout``: on SIGTERM, how long running requests may finish (0: none).
     drain_timeout: float = 0.0
     debug: DebugConfig | None = None
+    #: ``notifications.endpoints`` (``notifications.Endpoint``), the enabled ones.
+    notifications: tuple[Any, ...] = ()
     health: HealthConfig = HealthConfig()
 
 
@@ -588,12 +590,16 @@ def parse_config(raw: Mapping[str, Any] | None, environ: Mapping[str, str] | Non
 
 
 def _parse_doc(doc: dict[str, Any]) -> Config:
-    _check_keys(doc, "", {"storage", "http", "log", "auth", "health", "loglevel"})
+    from .notifications import parse_endpoints  # it uses this module's parsers
+
+    _check_keys(doc, "", {"storage", "http", "log", "auth", "health", "loglevel",
+                          "notifications"})
     values: dict[str, Any] = {}
     values.update(_parse_storage(doc.get("storage")))
     values.update(_parse_http(doc.get("http")))
     values.update(_parse_auth(doc.get("auth")))
     values["health"] = _parse_health(doc.get("health"))
+    values["notifications"] = parse_endpoints(doc.get("notifications"))
     values.update(_parse_log(doc.get("log"), doc.get("loglevel")))
     return Config(**values)
 

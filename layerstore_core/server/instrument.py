@@ -39,6 +39,7 @@ async def instrumented(scope: Scope, receive: Receive, send: Send, app: ASGIApp,
     async def counting_send(message: Message) -> None:
         if message["type"] == "http.response.start":
             record.status = int(message["status"])
+            record.response_headers = list(message.get("headers", []))
         else:
             record.bytes_out += len(message.get("body", b""))
         await send(message)

@@ -93,6 +93,9 @@ class RequestRecord:
     #: The ASGI scope (headers, query, client address), for consumers that need more.
     scope: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    #: The response's headers as sent (raw ASGI pairs).
+    response_headers: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list,
+                                                                    repr=False)
     #: The authenticated user, set by the app once it knows.
     user: str | None = None
     started: float = dataclasses.field(default_factory=time.perf_counter)
