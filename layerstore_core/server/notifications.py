@@ -162,7 +162,7 @@ class _Sink:
             try:
                 status = client.post(self.endpoint.url, content=body).status_code
                 error = None if 200 <= status < 300 else f"HTTP {status}"
-            except httpx.HTTPError as exc:
+            except httpx.RequestError as exc:  # every failure to get an answer
                 error = f"{type(exc).__name__}: {exc}"
             if error is None:
                 NOTIFICATIONS.labels(self.endpoint.name, "delivered").inc()
