@@ -61,8 +61,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         hold()  # the config's warnings are written once logging is set up
     config = _load_config(args.config, _serve_overrides(args))
+    import dataclasses
+
     from .server.config import ConfigError
     from .server.serve import serve
+
+    if args.workers is not None:
+        if args.workers < 1:
+            raise CLIError("--workers: expected at least 1")
+        config = dataclasses.replace(config, workers=args.workers)
 
     try:
         serve(config)
@@ -135,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--addr", help="listen on HOST:PORT (overrides http.addr)")
     serve.add_argument("--root", help="serve filesystem storage in this directory "
                                       "(overrides storage)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="processes sharing the port (default: http.workers, else 1)")
     serve.set_defaults(func=cmd_serve)
     drivers = sub.add_parser("drivers", help="list installed storage drivers and parameters")
     drivers.set_defaults(func=cmd_drivers)

@@ -39,7 +39,6 @@ def test_unknown_registry_variables_warn(caplog: pytest.LogCaptureFixture) -> No
 @pytest.mark.parametrize("doc", [
     {"middleware": {"storage": [{"name": "cloudfront"}]}},
     {"http": {"tls": {"letsencrypt": {"cachefile": "/x"}}}},
-    {"proxy": {"remoteurl": "https://registry-1.docker.io"}},
     {"validation": {"manifests": {"urls": {"allow": ["^https://"]}}}},
 ])
 def test_security_keys_we_lack_are_refused(doc: dict[str, object]) -> None:

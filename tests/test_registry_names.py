@@ -104,16 +104,17 @@ def test_every_path_spec_maps() -> None:
 
 def test_error_tree_codes() -> None:
     codes = {
-        cls.code: cls.status
+        (cls.code, cls.status)
         for cls in vars(errors).values()
         if isinstance(cls, type) and issubclass(cls, RegistryError) and cls is not RegistryError
     }
     assert codes == {
-        "BLOB_UNKNOWN": 404, "BLOB_UPLOAD_UNKNOWN": 404, "BLOB_UPLOAD_INVALID": 400,
-        "DIGEST_INVALID": 400, "SIZE_INVALID": 400, "NAME_INVALID": 400, "NAME_UNKNOWN": 404,
-        "MANIFEST_UNKNOWN": 404, "MANIFEST_INVALID": 400, "MANIFEST_BLOB_UNKNOWN": 400,
-        "TAG_INVALID": 400, "RANGE_INVALID": 416, "UNSUPPORTED": 405,
-        "PAGINATION_NUMBER_INVALID": 400,
+        ("BLOB_UNKNOWN", 404), ("BLOB_UPLOAD_UNKNOWN", 404), ("BLOB_UPLOAD_INVALID", 400),
+        ("DIGEST_INVALID", 400), ("SIZE_INVALID", 400), ("NAME_INVALID", 400),
+        ("NAME_UNKNOWN", 404), ("MANIFEST_UNKNOWN", 404), ("MANIFEST_INVALID", 400),
+        ("MANIFEST_INVALID", 413), ("MANIFEST_BLOB_UNKNOWN", 400), ("TAG_INVALID", 400),
+        ("RANGE_INVALID", 416), ("UNSUPPORTED", 405), ("PAGINATION_NUMBER_INVALID", 400),
+        ("UNAUTHORIZED", 401),
     }  # fmt: skip
     for name in errors.__all__:
         assert getattr(layerstore_core, name) is getattr(errors, name)

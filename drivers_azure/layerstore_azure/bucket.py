@@ -139,6 +139,9 @@ class AzureBucket(Bucket):
         self.max_concurrency = maxconcurrency
         self.redirectexpiry = redirectexpiry
         self._owns = owns
+
+    def store_id(self) -> str:
+        return f"azure:{self.container.url}"
         self._delegation: tuple[UserDelegationKey, dt.datetime] | None = None
 
     def part_size(self, number: int) -> int:

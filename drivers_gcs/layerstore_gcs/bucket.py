@@ -45,6 +45,9 @@ class GCSBucket(Bucket):
 
     max_parts: ClassVar[int] = _MAX_PARTS
 
+    def store_id(self) -> str:
+        return f"gcs:{self.params.endpoint or 'storage.googleapis.com'}/{self.params.bucket}"
+
     def __init__(
         self,
         client: Any,

@@ -55,6 +55,9 @@ class S3Bucket(Bucket):
     def part_size(self, number: int) -> int:
         return self.params.chunksize
 
+    def store_id(self) -> str:
+        return f"s3:{self.params.endpoint_url or self.client.meta.endpoint_url}/{self.name}"
+
     # -- objects ------------------------------------------------------------------------------
 
     def head(self, key: str) -> ObjectInfo | None:

@@ -52,6 +52,9 @@ class MemoryBucket(Bucket):
     def part_size(self, number: int) -> int:
         return PART_SIZE
 
+    def store_id(self) -> str:
+        return f"inmemory:{id(self)}"
+
     def head(self, key: str) -> ObjectInfo | None:
         with self._lock:
             obj = self._objects.get(key)

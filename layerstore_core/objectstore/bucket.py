@@ -180,6 +180,13 @@ class Bucket(ABC):
 
     # -- the rest ----------------------------------------------------------------------------
 
+    def store_id(self) -> str | None:
+        """Who can :meth:`copy` between two buckets: equal ids name one store, None never.
+
+        ``layerstore copy`` copies server side between drivers whose buckets share an id.
+        """
+        return None
+
     def signed_url(self, key: str, method: str) -> str | None:
         """A URL that lets a client ``method`` the object directly, or None where unsupported."""
         return None

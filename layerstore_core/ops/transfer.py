@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from ..driver import StorageDriver, WriterState
 from ..errors import PathNotFoundError, StorageDriverError
+from ..objectstore import ObjectStoreDriver
 from ..registry import paths as p
 from .ratelimit import RateLimiter
 
@@ -54,10 +55,28 @@ def server_side_copy(source: StorageDriver, src_path: str, dest: StorageDriver,
                      dst_path: str) -> bool:
     """Copy without streaming through this process when a registered copier can; else False.
 
-    The public driver contract has no copy (``move`` is not one: it removes the source), so
-    without a registered copier this always streams.
+    The public driver contract has no copy (``move`` is not one: it removes the source); the
+    object-store base's copy primitive is registered below for two drivers on one bucket.
     """
     return any(copier(source, src_path, dest, dst_path) for copier in _SERVER_SIDE)
+
+
+def _copy_in_object_store(source: StorageDriver, src_path: str, dest: StorageDriver,
+                          dst_path: str) -> bool:
+    """The object-store base's copy primitive, when both drivers sit on one bucket."""
+    if not (isinstance(source, ObjectStoreDriver) and isinstance(dest, ObjectStoreDriver)):
+        return False
+    store = source.bucket.store_id()
+    if store is None or store != dest.bucket.store_id():
+        return False
+    info = source.bucket.head(source.key(src_path))
+    if info is None:
+        raise PathNotFoundError(path=src_path, driver=source.name)
+    dest.bucket.copy(info, dest.key(dst_path))
+    return True
+
+
+register_server_side_copy(_copy_in_object_store)
 
 
 def same_store(a: StorageDriver, b: StorageDriver) -> bool:

@@ -7,6 +7,7 @@ from typing import IO, TYPE_CHECKING
 
 from ..driver import StorageDriver
 from . import paths as p
+from .cache import BlobDescriptorCache
 from .descriptor import Descriptor, blob_size, read_link, write_link
 from .errors import BlobUnknownError
 from .names import validate_digest, validate_name
@@ -93,24 +94,38 @@ class BlobReader(io.RawIOBase):
 class BlobStore:
     """Blobs of one repository: stat, open, redirect, upload, mount, delete (unlink)."""
 
-    def __init__(self, driver: StorageDriver, name: str) -> None:
+    def __init__(
+        self, driver: StorageDriver, name: str, cache: BlobDescriptorCache | None = None
+    ) -> None:
         self._driver = driver
         self.name = name
+        self._cache = cache
 
     def stat(self, digest: str) -> Descriptor:
-        """Return the blob's descriptor; not linked here (or its data gone) → BlobUnknownError."""
+        """Return the blob's descriptor; not linked here (or its data gone) → BlobUnknownError.
+
+        A cache answers what it knows (see :mod:`.cache`); the rest comes from the storage.
+        """
         validate_digest(digest)
+        known, cached = self._cache.lookup(self.name, digest) if self._cache else (False, None)
+        if known and cached is not None:
+            return cached
         linked = read_link(self._driver, p.path_for(p.LayerLinkPath(self.name, digest)))
-        size = (
-            blob_size(self._driver, p.path_for(p.BlobDataPath(digest)))
-            if linked == digest
-            else None
-        )
+        size = None
+        if linked == digest:
+            size = (
+                cached.size
+                if cached is not None
+                else blob_size(self._driver, p.path_for(p.BlobDataPath(digest)))
+            )
         if size is None:
             raise BlobUnknownError(
                 f"blob {digest} unknown to {self.name}", detail={"digest": digest}
             )
-        return Descriptor(digest, size)
+        desc = cached or Descriptor(digest, size)
+        if self._cache is not None:
+            self._cache.remember(self.name, desc)
+        return desc
 
     def exists(self, digest: str) -> bool:
         """Whether this repository sees the blob."""
@@ -149,16 +164,24 @@ class BlobStore:
     def mount(self, digest: str, from_repository: str) -> Descriptor:
         """Link a blob that ``from_repository`` sees into this one; else BlobUnknownError."""
         validate_name(from_repository)
-        desc = BlobStore(self._driver, from_repository).stat(digest)
+        desc = BlobStore(self._driver, from_repository, self._cache).stat(digest)
         write_link(self._driver, p.path_for(p.LayerLinkPath(self.name, digest)), digest)
         return desc
 
     def delete(self, digest: str) -> None:
-        """Remove this repository's link only; the data stays for garbage collection."""
+        """Remove this repository's link only; the data stays for garbage collection.
+
+        The cache forgets the link before and after, so a ``stat`` racing the delete cannot
+        leave it cached.
+        """
         validate_digest(digest)
         path = p.path_for(p.LayerLinkPath(self.name, digest))
+        if self._cache is not None:
+            self._cache.forget_member(self.name, digest)
         if read_link(self._driver, path) != digest:
             raise BlobUnknownError(
                 f"blob {digest} unknown to {self.name}", detail={"digest": digest}
             )
         self._driver.delete(path)
+        if self._cache is not None:
+            self._cache.forget_member(self.name, digest)

@@ -140,12 +140,18 @@ class ManifestStore:
 
     def put(
         self, content: bytes, media_type: str | None, tag: str | None = None,
-        tags: Sequence[str] = (),
+        tags: Sequence[str] = (), *, check_references: bool = True,
     ) -> str:
-        """Validate and store a manifest (and tag it with ``tag`` and each of ``tags``)."""
-        return self.store(content, media_type, [*([tag] if tag is not None else []), *tags]).digest
+        """Validate and store a manifest (and tag it with ``tag`` and each of ``tags``).
 
-    def store(self, content: bytes, media_type: str | None, tags: Sequence[str] = ()) -> PutResult:
+        ``check_references=False`` is for the pull-through cache, which stores a manifest before
+        the blobs it names (they are fetched when a client asks for them).
+        """
+        return self.store(content, media_type, [*([tag] if tag is not None else []), *tags],
+                          check_references=check_references).digest
+
+    def store(self, content: bytes, media_type: str | None, tags: Sequence[str] = (), *,
+              check_references: bool = True) -> PutResult:
         """:meth:`put`, also saying which ``subject`` the manifest refers to (``OCI-Subject``).
 
         Every tag is checked before anything is written, so a bad one stores nothing. The
@@ -157,7 +163,9 @@ class ManifestStore:
         content = bytes(content)
         doc, kind = _parse(content, media_type)
         subject = subject_of(doc)
-        self._check_references(*references(doc, kind))
+        refs = references(doc, kind)
+        if check_references:
+            self._check_references(*refs)
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
         blob = p.path_for(p.BlobDataPath(digest))
         if not self._stored(blob, content):

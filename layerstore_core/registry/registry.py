@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError
 from . import paths as p
 from .blobs import BlobStore
+from .cache import BlobDescriptorCache
 from .manifests import ManifestStore
 from .names import validate_name
 from .tags import TagStore, paginate
@@ -20,9 +22,11 @@ if TYPE_CHECKING:
 class Repository:
     """One repository: its ``blobs``, ``manifests`` and ``tags``."""
 
-    def __init__(self, driver: StorageDriver, name: str) -> None:
+    def __init__(
+        self, driver: StorageDriver, name: str, cache: BlobDescriptorCache | None = None
+    ) -> None:
         self.name = validate_name(name)
-        self.blobs = BlobStore(driver, name)
+        self.blobs = BlobStore(driver, name, cache)
         self.manifests = ManifestStore(driver, name)
         self.tags = TagStore(driver, name)
 
@@ -33,12 +37,19 @@ class Repository:
 class Registry:
     """The blob and manifest service on a storage driver, in Distribution's v2 layout."""
 
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, cache: BlobDescriptorCache | None = None) -> None:
         self.driver = driver
+        #: ``storage.cache.blobdescriptor``; None: every answer comes from the storage.
+        self.cache = cache
 
     def repository(self, name: str) -> Repository:
         """Return repository ``name`` (validated; it need not exist yet — a push creates it)."""
-        return Repository(self.driver, name)
+        return Repository(self.driver, name, self.cache)
+
+    def blobs_removed(self, digests: Iterable[str]) -> None:
+        """The one cache-invalidation hook for removed blob data (garbage collection calls it)."""
+        if self.cache is not None:
+            self.cache.forget_blobs(digests)
 
     def catalog(self, n: int | None = None, last: str | None = None) -> list[str]:
         """Repository names, sorted, after ``last``, at most ``n``.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import random
 import re
@@ -25,6 +26,8 @@ from collections.abc import Awaitable, Callable
 from .. import discovery
 from ..driver import StorageDriver
 from ..ops.scrub import scrub_once
+from ..proxy import Proxy
+from ..proxy.expiry import expiry_loop
 from ..registry import Registry
 from ..registry.errors import NameUnknownError, UnauthorizedError, UnsupportedError
 from ..registry.names import NAME_PATTERN
@@ -34,6 +37,7 @@ from .auth import Htpasswd, HtpasswdError
 from .config import Config, ConfigError
 from .debug import DebugServer
 from .errors import from_exception
+from .fleet import blob_cache, redis_client, run_leased
 from .health import StorageHealth
 from .http import (
     ClientDisconnected,
@@ -254,6 +258,13 @@ class RegistryApp:
         if self.state.config.readonly and req.method not in ("GET", "HEAD"):
             await req.drain()
             raise UnsupportedError("the registry is in read-only mode")
+        proxy = self.state.proxy
+        if proxy is not None and req.method not in ("GET", "HEAD") and routed.name is not None \
+                and not proxy.allows_write(routed.name):
+            await req.drain()
+            raise UnsupportedError("this registry is a pull-through cache: "
+                                   f"{routed.name} takes no pushes (proxy.allowpush, "
+                                   "unclaimed names)")
         return await routed.call(self.state, req)
 
     async def _authorize(self, req: Request, routed: Route) -> None:
@@ -300,6 +311,9 @@ class RegistryApp:
                     self._tasks.append(asyncio.create_task(self._purge_loop()))
                 if self.state.config.scrub.enabled:
                     self._tasks.append(asyncio.create_task(self._scrub_loop()))
+                if self.state.proxy is not None and not self.state.config.readonly:
+                    self._tasks.append(asyncio.create_task(expiry_loop(
+                        self.state.registry, self.state.proxy.config, self.state.run)))
                 self._start_ops()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -309,6 +323,8 @@ class RegistryApp:
                     self.debug.stop()
                 if self.notifier is not None:
                     self.notifier.close()
+                if self.state.proxy is not None:
+                    self.state.proxy.close()
                 self.state.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -327,12 +343,13 @@ class RegistryApp:
         while True:
             try:
                 found = await self.state.run(
-                    self.state.registry.purge_uploads,
-                    older_than=dt.timedelta(seconds=purge.age),
-                    dry_run=purge.dryrun,
+                    run_leased, self.state.registry.driver, self.state.redis, "uploadpurge",
+                    functools.partial(self.state.registry.purge_uploads,
+                                      dt.timedelta(seconds=purge.age), purge.dryrun),
                 )
-                log.info("upload purge: %d upload(s)%s", len(found),
-                         " (dry run)" if purge.dryrun else "")
+                if found is not None:
+                    log.info("upload purge: %d upload(s)%s", len(found),
+                             " (dry run)" if purge.dryrun else "")
             except Exception:
                 log.exception("upload purge failed")
             await asyncio.sleep(purge.interval)
@@ -380,9 +397,13 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
             htpasswd = Htpasswd(config.htpasswd.path, config.htpasswd.realm)
         except HtpasswdError as exc:
             raise ConfigError(str(exc)) from None
-    state = ServerState(config=config, registry=Registry(driver), signer=TokenSigner(secret),
-                        htpasswd=htpasswd, token_auth=token_auth)
+    client = redis_client(config)
+    state = ServerState(config=config, registry=Registry(driver, blob_cache(config, client)),
+                        signer=TokenSigner(secret), htpasswd=htpasswd, token_auth=token_auth,
+                        redis=client)
     state.chunk_min_length = _chunk_min_length(driver, state.chunk_min_length)
+    if config.proxy is not None:
+        state.proxy = Proxy(config.proxy, state.registry, state.run)
     app = RegistryApp(state)
     if not config.accesslog_disabled:
         app.consumers.append(access_logged)

@@ -54,6 +54,11 @@ def _headers(digest: str) -> list[tuple[str, str]]:
 
 async def head(state: ServerState, req: Request, name: str, digest: str) -> Response:
     """HEAD: served here, never redirected (clients probe existence and size with it)."""
+    if state.proxy is not None and state.proxy.claims(name):
+        upstream_size = await state.proxy.blob_size(name, digest)
+        if upstream_size is not None:
+            return Response(200, _headers(digest) + [("Content-Length", str(upstream_size))],
+                            head=True)
     repo = state.registry.repository(name)
     size = (await state.run(repo.blobs.stat, digest)).size
     hdrs = _headers(digest) + [("Content-Length", str(size))]
@@ -61,7 +66,19 @@ async def head(state: ServerState, req: Request, name: str, digest: str) -> Resp
 
 
 async def get(state: ServerState, req: Request, name: str, digest: str) -> Response:
-    """GET: a 307 to the backend where it offers one, else the bytes (one Range → 206)."""
+    """GET: a 307 to the backend where it offers one, else the bytes (one Range → 206).
+
+    A pull-through cache's miss streams from the upstream fetch, whole (a Range is not
+    served from a fetch; the client's retry after it finds the blob in storage).
+    """
+    if state.proxy is not None and state.proxy.claims(name):
+        fetched = await state.proxy.blob(name, digest)
+        if fetched is not None:
+            size, body = fetched
+            hdrs = _headers(digest)
+            if size >= 0:
+                hdrs.append(("Content-Length", str(size)))
+            return Response(200, hdrs, body)
     repo = state.registry.repository(name)
     desc = await state.run(repo.blobs.stat, digest)
     size = desc.size

@@ -16,11 +16,16 @@ import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]  # stubs optional
 
 from ..errors import LayerstoreError
+from ..registry.redisconn import RedisSettings
+from .fleetconfig import parse_cache, parse_redis, parse_workers
+
+if TYPE_CHECKING:
+    from ..proxy.config import ProxyConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +48,9 @@ _STORAGE_OPTIONS = {"delete", "redirect", "maintenance", "cache", "tag"}
 #: Distribution keys we accept but do not act on (dotted paths; a prefix covers its subtree).
 _IGNORED = {
     "version", "log.hooks",
-    "storage.cache", "storage.tag",
+    "storage.tag",
     "http.prefix", "http.host", "http.relativeurls", "http.http2",
-    "health.file", "health.http", "health.tcp", "notifications.events", "redis",
+    "health.file", "health.http", "health.tcp", "notifications.events",
     "reporting", "compatibility", "validation", "policy", "catalog",
 }
 #: Distribution keys whose absence would change security or correctness: refused, with why.
@@ -54,7 +59,6 @@ _REFUSED = {
                   "implemented; remove the section",
     "http.tls.letsencrypt": "automatic certificates are not implemented; give "
                             "http.tls.certificate and key (e.g. from certbot)",
-    "proxy": "the pull-through cache is not implemented yet; remove the section",
     "validation.manifests.urls": "foreign-layer URL allow/deny lists are not implemented yet",
 }
 _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
@@ -187,6 +191,14 @@ class Config:
     #: ``notifications.endpoints`` (``notifications.Endpoint``), the enabled ones.
     notifications: tuple[Any, ...] = ()
     health: HealthConfig = HealthConfig()
+    #: ``storage.cache.blobdescriptor``: None, ``inmemory`` or ``redis``.
+    blobdescriptor_cache: str | None = None
+    #: The ``redis`` section (cache and fleet-wide leases).
+    redis: RedisSettings | None = None
+    #: ``http.workers``: processes sharing the port.
+    workers: int = 1
+    #: ``proxy``: a pull-through cache of these upstreams (None: a plain registry).
+    proxy: ProxyConfig | None = None
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -330,7 +342,10 @@ def _parse_storage(raw: Any) -> dict[str, Any]:
     out["readonly"] = _bool(readonly.get("enabled", False), "storage.maintenance.readonly.enabled")
     out["purge"] = _parse_purge(maintenance.get("uploadpurging"))
     out["scrub"] = _parse_scrub(maintenance.get("scrub"))
-    for k in ("cache", "tag"):
+    out["blobdescriptor_cache"] = parse_cache(
+        _section(storage.get("cache"), "storage.cache"), _check_keys, ConfigError
+    )
+    for k in ("tag",):
         if k in storage:
             log.warning("config key storage.%s is accepted for compatibility and ignored", k)
     return out
@@ -412,7 +427,7 @@ def _parse_limits(http: Mapping[str, Any]) -> Limits:
 
 def _parse_http(raw: Any) -> dict[str, Any]:
     http = _section(raw, "http")
-    _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", "debug",
+    _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", "debug", "workers",
                                "headers", *_LIMIT_KEYS})
     out: dict[str, Any] = {"limits": _parse_limits(http), "debug": _parse_debug(http.get("debug"))}
     headers = http.get("headers") or {}
@@ -422,6 +437,8 @@ def _parse_http(raw: Any) -> dict[str, Any]:
                            for value in _str_list(values, f"http.headers.{name}"))
     if "draintimeout" in http:
         out["drain_timeout"] = parse_duration(http["draintimeout"], "http.draintimeout")
+    if "workers" in http:
+        out["workers"] = parse_workers(http["workers"], ConfigError)
     net = _str(http.get("net", "tcp"), "http.net").lower()
     if net not in ("tcp", "unix"):
         raise ConfigError(f"http.net: expected tcp or unix, got {net!r}")
@@ -593,7 +610,7 @@ def _parse_doc(doc: dict[str, Any]) -> Config:
     from .notifications import parse_endpoints  # it uses this module's parsers
 
     _check_keys(doc, "", {"storage", "http", "log", "auth", "health", "loglevel",
-                          "notifications"})
+                          "notifications", "redis", "proxy"})
     values: dict[str, Any] = {}
     values.update(_parse_storage(doc.get("storage")))
     values.update(_parse_http(doc.get("http")))
@@ -601,6 +618,14 @@ def _parse_doc(doc: dict[str, Any]) -> Config:
     values["health"] = _parse_health(doc.get("health"))
     values["notifications"] = parse_endpoints(doc.get("notifications"))
     values.update(_parse_log(doc.get("log"), doc.get("loglevel")))
+    values["redis"] = parse_redis(doc.get("redis"), _section, _check_keys, parse_duration,
+                                  ConfigError)
+    if values.get("blobdescriptor_cache") == "redis" and values["redis"] is None:
+        raise ConfigError("storage.cache.blobdescriptor: redis needs a redis section (redis.addr)")
+
+    from ..proxy.config import parse_proxy  # the proxy parser uses this module's helpers
+
+    values["proxy"] = parse_proxy(doc.get("proxy"))
     return Config(**values)
 
 

@@ -37,7 +37,10 @@ def _accepts(req: Request, media_type: str) -> bool:
 async def get(state: ServerState, req: Request, name: str, reference: str) -> Response:
     """GET/HEAD by tag or digest; a type the client's ``Accept`` excludes is MANIFEST_UNKNOWN."""
     repo = state.registry.repository(name)
-    content, media_type, digest = await state.run(repo.manifests.get, reference)
+    if state.proxy is not None and state.proxy.claims(name):
+        content, media_type, digest = await state.run(state.proxy.manifest, name, reference)
+    else:
+        content, media_type, digest = await state.run(repo.manifests.get, reference)
     if not _accepts(req, media_type):
         raise ManifestUnknownError(f"manifest is {media_type}, not in the Accept header",
                                    detail={"mediaType": media_type})

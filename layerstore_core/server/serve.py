@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from . import tlspolicy
+from . import tlspolicy, workers
 from .app import RegistryApp, create_app
 from .config import DEFAULT_ROOT, Config, ConfigError
 from .guard import protocol_for
@@ -63,11 +63,17 @@ def redact_upload_state() -> None:
             logger.addFilter(RedactUploadState())
 
 
-def uvicorn_config(app: RegistryApp, config: Config, **options: Any) -> uvicorn.Config:
-    """The uvicorn settings from ours: the guarded protocol, keep-alive and drain timeouts."""
+def uvicorn_config(app: RegistryApp | str, config: Config, **options: Any) -> uvicorn.Config:
+    """The uvicorn settings from ours: the guarded protocol, keep-alive and drain timeouts.
+
+    With ``http.workers`` > 1, ``app`` is the workers' app factory and the protocol is named by
+    import string, as each worker builds its own (see :mod:`.workers`).
+    """
     return uvicorn.Config(
         app,
-        http=protocol_for(config.limits),
+        http=protocol_for(config.limits) if config.workers == 1 else workers.PROTOCOL,
+        factory=config.workers > 1,
+        workers=config.workers,
         timeout_keep_alive=config.limits.keepalive_timeout,  # type: ignore[arg-type]  # a float works; the stub says int
         # uvicorn times out a zero wait before it even looks: 0.1 s is "at once" without the
         # spurious "graceful shutdown exceeded" error on every stop
@@ -118,8 +124,10 @@ def serve(config: Config) -> None:
     where = config.unix_socket or f"{scheme}://{config.host}:{config.port}"
     log.info("layerstore serving %s storage (%s) on %s", config.driver,
              storage_location(config), where)
+    if config.workers > 1:
+        workers.export_config(config)
     server_config = uvicorn_config(
-        app, config,
+        app if config.workers == 1 else workers.APP, config,
         uds=config.unix_socket,
         ssl_certfile=config.tls_certificate,
         ssl_keyfile=config.tls_key,
@@ -127,7 +135,11 @@ def serve(config: Config) -> None:
         access_log=False,  # ours (accesslog.py) redacts the upload state token
     )
     try:
-        server_config.load()  # builds the TLS context now, so a bad pair is a config error
+        if config.workers == 1:
+            server_config.load()  # builds the TLS context now, so a bad pair is a config error
+        elif config.tls_certificate:  # the workers load the app; the parent checks the pair
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+                config.tls_certificate, config.tls_key)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"http.tls: cannot load the certificate and key: {exc}") from None
     if server_config.ssl is not None:
@@ -136,4 +148,8 @@ def serve(config: Config) -> None:
                             config.tls_clientcas)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"http.tls: cannot apply clientcas/ciphersuites: {exc}") from None
+    if config.workers > 1:
+        log.info("layerstore starting %d workers", config.workers)
+        workers.run_workers(server_config, sock)
+        return
     uvicorn.Server(server_config).run(sockets=None if sock is None else [sock])

@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import ParamSpec, Protocol, TypeVar
 
 from ..ops.scrub import ScrubStats
+from ..proxy import Proxy
 from ..registry import Registry
+from ..registry.rediscache import Client
 from .auth import Htpasswd
 from .config import Config
 from .http import Request
@@ -59,6 +61,10 @@ class ServerState:
     chunk_min_length: int = DEFAULT_CHUNK_MIN_LENGTH
     #: The scheduled scrub's counters (``storage.maintenance.scrub``), for a metrics exporter.
     scrub: ScrubStats = dataclasses.field(default_factory=ScrubStats)
+    #: The ``redis`` section's client (shared cache, fleet-wide leases), if configured.
+    redis: Client | None = None
+    #: The pull-through cache (``proxy``), when configured.
+    proxy: Proxy | None = None
 
     async def run(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """Call a blocking function on the pool; mypy checks the arguments against ``fn``."""

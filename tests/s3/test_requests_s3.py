@@ -111,3 +111,24 @@ def test_session_supplies_credentials(moto_endpoint: str,
     driver.close()
     assert closed == ["built"]  # built from the session by the driver: the driver closes it
     assert BUCKET == params.bucket
+
+
+def test_copy_between_roots_of_one_bucket_is_server_side(make_driver: MakeDriver,
+                                                         moto_endpoint: str) -> None:
+    """``layerstore copy`` between two roots of one bucket sends no byte through this process."""
+    from layerstore_core import load_driver
+    from layerstore_core.ops.transfer import copy_file
+
+    source = make_driver()
+    root = s3_params(moto_endpoint)["rootdirectory"]
+    dest = load_driver("s3", **s3_params(moto_endpoint, rootdirectory=root))
+    try:
+        data = bytes(range(256)) * (3 * MIB // 256)
+        source.put_content("/blobs/b", data)
+        requests = _Requests(dest)
+        copy_file(source, dest, "/blobs/b", size=len(data))
+        assert requests.take() == {"CopyObject": 1}
+        assert dest.get_content("/blobs/b") == data
+        dest.delete("/blobs")
+    finally:
+        dest.close()

@@ -1,0 +1,218 @@
+"""A fleet's pulls with and without the Redis cache, and metadata throughput of --workers 2.
+
+Usage: python bench/fleet.py [--pulls 50] [--big-pulls 5] [--seconds 5] [--concurrency 32]
+                             [--only pulls|metadata]
+
+1. Three ``layerstore serve`` on one moto S3 bucket behind nginx (deploy/nginx-fleet.conf),
+   redirects off so every byte goes through the fleet; once without a cache, once with
+   ``storage.cache.blobdescriptor: redis``. A burst of concurrent pulls (GET manifest by tag,
+   then every blob) of a small image, then of the 1 + 32 + 200 MiB image; the backend requests
+   are counted from moto's request log. Target: the cache halves backend requests per pull.
+2. One ``layerstore serve`` on the filesystem with 1 worker, then ``--workers 2``: blob HEADs
+   and manifest GETs per second from ``--concurrency`` clients for ``--seconds``. Target: two
+   workers close to double one (on two cores; the client shares them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.backends._servers import free_port  # noqa: E402 - the repository root goes first
+from tests.fleet import Fleet, RedisServer  # noqa: E402
+from tests.images import (  # noqa: E402
+    ImageLayout,
+    RegistryProcess,
+    build_oci_layout,
+    skopeo,
+    write_config,
+    write_policy,
+)
+
+MiB = 2**20
+BUCKET = "fleet-bench"
+
+
+class Moto:
+    """moto's S3 server with its request log in a file, so requests can be counted."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = work / "moto.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                httpx.put(f"{self.url}/{BUCKET}", timeout=2)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("moto did not start")
+
+    def requests(self) -> int:
+        return sum(1 for line in self.log.read_text(errors="replace").splitlines()
+                   if '" 2' in line or '" 3' in line or '" 4' in line)
+
+    def params(self, prefix: str) -> dict[str, Any]:
+        return {"bucket": BUCKET, "region": "us-east-1", "regionendpoint": self.url,
+                "accesskey": "testing", "secretkey": "testing",
+                "rootdirectory": f"/{prefix}", "forcepathstyle": True, "secure": False}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+async def _pull(client: httpx.AsyncClient, base: str, repo: str, tag: str) -> float:
+    start = time.perf_counter()
+    r = await client.get(f"{base}/v2/{repo}/manifests/{tag}", headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json"})
+    r.raise_for_status()
+    doc = r.json()
+    for digest in [doc["config"]["digest"], *(layer["digest"] for layer in doc["layers"])]:
+        async with client.stream("GET", f"{base}/v2/{repo}/blobs/{digest}") as blob:
+            blob.raise_for_status()
+            async for _ in blob.aiter_raw(MiB):
+                pass
+    return time.perf_counter() - start
+
+
+async def burst(base: str, repo: str, tag: str, n: int) -> list[float]:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        return list(await asyncio.gather(*(_pull(client, base, repo, tag) for _ in range(n))))
+
+
+def push(layout: ImageLayout, host: str, ref: str, policy: Path) -> None:
+    r = skopeo("copy", "--dest-tls-verify=false", f"oci:{layout.path}:{layout.tag}",
+               f"docker://{host}/{ref}", policy=policy)
+    assert r.returncode == 0, r.stderr
+
+
+def fleet_pulls(work: Path, moto: Moto, cached: bool, images: dict[str, ImageLayout],
+                pulls: dict[str, int], policy: Path) -> dict[str, dict[str, float]]:
+    name = "redis" if cached else "nocache"
+    rds = RedisServer(work).start() if cached else None
+    run = work / name
+    run.mkdir()
+    params = moto.params(name)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        with Fleet(run, "s3", params, redis_addr=rds.addr if rds else None,
+                   extra={"storage": {"redirect": {"disable": True}}}) as fleet:
+            for kind, layout in images.items():
+                push(layout, fleet.nginx.host, f"bench/{kind}:v1", policy)
+            for kind in images:
+                asyncio.run(burst(fleet.nginx.url, f"bench/{kind}", "v1", 1))  # warm
+                before = moto.requests()
+                t0 = time.perf_counter()
+                times = asyncio.run(burst(fleet.nginx.url, f"bench/{kind}", "v1", pulls[kind]))
+                wall = time.perf_counter() - t0
+                out[kind] = {"backend_per_pull": (moto.requests() - before) / pulls[kind],
+                             "p50": statistics.median(times), "max": max(times), "wall": wall}
+    finally:
+        if rds:
+            rds.stop()
+    return out
+
+
+async def _hammer(url: str, seconds: float, concurrency: int, method: str) -> float:
+    done = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                r = await client.request(method, url, headers={
+                    "Accept": "application/vnd.oci.image.manifest.v1+json"})
+                assert r.status_code == 200, r.status_code
+                done += 1
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - start)
+
+
+def metadata(work: Path, workers: int, layout: ImageLayout, policy: Path, seconds: float,
+             concurrency: int) -> dict[str, float]:
+    port = free_port()
+    cfg = write_config(work / f"workers{workers}.yml", "filesystem",
+                       {"rootdirectory": str(work / "meta")}, port,
+                       {"http": {"workers": workers}})
+    argv = [sys.executable, "-m", "layerstore_core.cli", "serve", "--config", str(cfg)]
+    with RegistryProcess(argv, port, work / f"workers{workers}.log") as server:
+        push(layout, f"127.0.0.1:{port}", "meta/img:v1", policy)
+        blob = f"{server.url}/v2/meta/img/blobs/{layout.blob_digests[1]}"
+        manifest = f"{server.url}/v2/meta/img/manifests/v1"
+        asyncio.run(_hammer(blob, 1, concurrency, "HEAD"))  # warm every worker
+        return {"head_blob": asyncio.run(_hammer(blob, seconds, concurrency, "HEAD")),
+                "get_manifest": asyncio.run(_hammer(manifest, seconds, concurrency, "GET"))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pulls", type=int, default=50)
+    ap.add_argument("--big-pulls", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--only", choices=["pulls", "metadata"])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
+        work = Path(tmp)
+        policy = write_policy(work / "policy.json")
+        images = {"small": build_oci_layout(work / "small", [64 * 1024, 300 * 1024], seed=1),
+                  "big": build_oci_layout(work / "big", [1 * MiB, 32 * MiB, 200 * MiB], seed=2)}
+        pulls = {"small": args.pulls, "big": args.big_pulls}
+        if args.only != "metadata":
+            report_pulls(work, images, pulls, policy)
+        if args.only != "pulls":
+            report_metadata(work, images["small"], policy, args.seconds, args.concurrency)
+
+
+def report_pulls(work: Path, images: dict[str, ImageLayout], pulls: dict[str, int],
+                 policy: Path) -> None:
+    moto = Moto(work)
+    try:
+        plain = fleet_pulls(work, moto, False, images, pulls, policy)
+        cached = fleet_pulls(work, moto, True, images, pulls, policy)
+    finally:
+        moto.stop()
+    print("fleet of 3 on moto S3 behind nginx, redirects off")
+    print(f"{'image':6} {'pulls':>5} {'cache':>7} {'backend req/pull':>17} "
+          f"{'p50 s':>7} {'max s':>7} {'wall s':>7}")
+    for kind in images:
+        for label, res in (("none", plain[kind]), ("redis", cached[kind])):
+            print(f"{kind:6} {pulls[kind]:5} {label:>7} {res['backend_per_pull']:17.1f} "
+                  f"{res['p50']:7.2f} {res['max']:7.2f} {res['wall']:7.2f}")
+        ratio = cached[kind]["backend_per_pull"] / plain[kind]["backend_per_pull"]
+        print(f"{kind:6} backend requests with the cache / without: {ratio:.2f} "
+              "(target <= 0.5)")
+
+
+def report_metadata(work: Path, image: ImageLayout, policy: Path, seconds: float,
+                    concurrency: int) -> None:
+    one = metadata(work, 1, image, policy, seconds, concurrency)
+    two = metadata(work, 2, image, policy, seconds, concurrency)
+    print(f"\nmetadata requests/s on the filesystem, {concurrency} clients, {seconds:.0f} s each"
+          f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    for key in ("head_blob", "get_manifest"):
+        print(f"{key:13} 1 worker {one[key]:8.0f}   2 workers {two[key]:8.0f}   "
+              f"ratio {two[key] / one[key]:.2f} (target ~2)")
+
+
+if __name__ == "__main__":
+    main()

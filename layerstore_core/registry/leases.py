@@ -1,0 +1,193 @@
+"""Fleet-wide leases (one upload purger, one garbage collector at a time): Redis or the storage.
+
+The :class:`Lease` protocol is the one the garbage collector's ``gc/lease.py`` defines (acquire,
+renew, release, ``owner``, ``ttl``), so either implementation serves either job:
+
+- :class:`RedisLease`: ``SET key owner NX PX ttl``; renew and release compare the owner first
+  (one Lua script each), so a lease that expired and was taken is never extended or dropped.
+- :class:`StorageLease`: an object in the storage (``_leases/<name>``), written and read back
+  after a settle time; the last writer of racing takers wins (the contract has no CAS).
+- :class:`FallbackLease`: Redis when configured and reachable, else the storage lease, so a
+  fleet keeps its one purger while Redis is down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from typing import Protocol
+
+from ..driver import StorageDriver
+from ..errors import PathNotFoundError
+from . import paths as p
+from .rediscache import REDIS_ERRORS, Client
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_S = 120.0
+SETTLE_S = 1.0
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then " \
+         "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then " \
+           "return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class LeaseBusyError(RuntimeError):
+    """Another process holds the lease."""
+
+
+class LeaseLostError(RuntimeError):
+    """The lease is no longer ours."""
+
+
+class Lease(Protocol):
+    """Mutual exclusion across a fleet: acquire, renew before ``ttl`` runs out, release."""
+
+    owner: str
+    ttl: float
+
+    def acquire(self) -> None:
+        """Take the lease or raise :class:`LeaseBusyError`."""
+
+    def renew(self) -> None:
+        """Extend the lease or raise :class:`LeaseLostError`."""
+
+    def release(self) -> None:
+        """Give the lease up (only if still ours)."""
+
+
+def _owner(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:12]}"
+
+
+class RedisLease:
+    """A lease as one Redis key, ``layerstore::lease::<name>``."""
+
+    def __init__(self, client: Client, name: str, ttl: float = DEFAULT_TTL_S) -> None:
+        self._client = client
+        self._key = f"layerstore::lease::{name}"
+        self.owner = _owner(name)
+        self.ttl = ttl
+
+    def acquire(self) -> None:
+        if not self._client.set(self._key, self.owner, nx=True, px=int(self.ttl * 1000)):
+            holder = self._client.get(self._key)
+            raise LeaseBusyError(f"{holder!r} holds the lease {self._key}")
+
+    def renew(self) -> None:
+        if not self._client.eval(_RENEW, 1, self._key, self.owner, int(self.ttl * 1000)):
+            raise LeaseLostError(f"the lease {self._key} is no longer ours")
+
+    def release(self) -> None:
+        self._client.eval(_RELEASE, 1, self._key, self.owner)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Record:
+    owner: str
+    expires: dt.datetime
+
+    def encode(self) -> bytes:
+        return json.dumps({"owner": self.owner, "expires": self.expires.isoformat()}).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> _Record | None:
+        try:
+            doc = json.loads(raw)
+            return cls(str(doc["owner"]), dt.datetime.fromisoformat(doc["expires"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("treating a damaged lease (%d bytes) as free", len(raw))
+            return None
+
+
+def lease_path(name: str) -> str:
+    """``<root>/docker/registry/v2/_leases/<name>``, beside ``repositories/``."""
+    return p.path_for(p.RepositoriesPath()).rsplit("/", 1)[0] + f"/_leases/{name}"
+
+
+class StorageLease:
+    """A lease as an object in the storage: write, wait :data:`SETTLE_S`, read back."""
+
+    def __init__(self, driver: StorageDriver, name: str, ttl: float = DEFAULT_TTL_S,
+                 settle: float = SETTLE_S) -> None:
+        self._driver = driver
+        self._path = lease_path(name)
+        self.owner = _owner(name)
+        self.ttl = ttl
+        self._settle = settle
+
+    def _read(self) -> _Record | None:
+        try:
+            return _Record.decode(self._driver.get_content(self._path))
+        except PathNotFoundError:
+            return None
+
+    def _write(self) -> None:
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.ttl)
+        self._driver.put_content(self._path, _Record(self.owner, expires).encode())
+
+    def acquire(self) -> None:
+        current = self._read()
+        if current and current.owner != self.owner and current.expires > dt.datetime.now(dt.UTC):
+            raise LeaseBusyError(f"{current.owner} holds the lease until {current.expires}")
+        self._write()
+        time.sleep(self._settle)
+        current = self._read()
+        if current is None or current.owner != self.owner:
+            raise LeaseBusyError(f"lost the race for the lease to {current and current.owner}")
+
+    def renew(self) -> None:
+        current = self._read()
+        if current is None or current.owner != self.owner:
+            raise LeaseLostError("the lease is no longer ours")
+        self._write()
+
+    def release(self) -> None:
+        current = self._read()
+        if current is not None and current.owner == self.owner:
+            try:
+                self._driver.delete(self._path)
+            except PathNotFoundError:
+                pass
+
+
+class FallbackLease:
+    """The Redis lease while Redis answers; the storage lease when it does not."""
+
+    def __init__(self, primary: RedisLease, fallback: StorageLease) -> None:
+        self._primary, self._fallback = primary, fallback
+        self._active: Lease = primary
+        self.owner, self.ttl = primary.owner, primary.ttl
+
+    def acquire(self) -> None:
+        try:
+            self._primary.acquire()
+            self._active = self._primary
+        except REDIS_ERRORS as exc:
+            log.warning("Redis lease unavailable (%s); using the storage lease", exc)
+            self._fallback.acquire()
+            self._active = self._fallback
+
+    def renew(self) -> None:
+        try:
+            self._active.renew()
+        except REDIS_ERRORS as exc:
+            raise LeaseLostError(f"cannot renew the Redis lease: {exc}") from exc
+
+    def release(self) -> None:
+        try:
+            self._active.release()
+        except REDIS_ERRORS as exc:  # it expires on its own
+            log.warning("cannot release the Redis lease (%s); it expires in %ss", exc, self.ttl)
+
+
+def fleet_lease(driver: StorageDriver, client: Client | None, name: str,
+                ttl: float = DEFAULT_TTL_S) -> Lease:
+    """The lease ``name`` for this fleet: through Redis when configured, else the storage."""
+    storage = StorageLease(driver, name, ttl)
+    return storage if client is None else FallbackLease(RedisLease(client, name, ttl), storage)
+

@@ -1,0 +1,198 @@
+"""The blob-descriptor caches, the fleet leases and their config, against a real redis-server."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from layerstore_core.drivers.inmemory import InMemoryDriver
+from layerstore_core.registry import BlobUnknownError, Registry, rediscache
+from layerstore_core.registry import paths as p
+from layerstore_core.registry.cache import FALLBACKS, InMemoryDescriptorCache
+from layerstore_core.registry.leases import (
+    FallbackLease,
+    LeaseBusyError,
+    LeaseLostError,
+    RedisLease,
+    StorageLease,
+    fleet_lease,
+)
+from layerstore_core.registry.rediscache import RedisDescriptorCache
+from layerstore_core.registry.redisconn import RedisSettings, connect
+from layerstore_core.server.config import ConfigError, parse_config
+from tests.backends._servers import free_port
+from tests.fleet import RedisServer
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> redis.Redis:
+    if redis_server.proc is None:
+        redis_server.start()
+    redis_server.client.flushall()
+    return connect(RedisSettings(addrs=(("127.0.0.1", redis_server.port),)))  # type: ignore[return-value]
+
+
+def push_blob(registry: Registry, name: str, data: bytes) -> str:
+    upload = registry.repository(name).blobs.create_upload()
+    upload.write(data)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    upload.commit(digest)
+    return digest
+
+
+def unlink_behind_the_cache(driver: InMemoryDriver, name: str, digest: str) -> None:
+    driver.delete(p.path_for(p.LayerLinkPath(name, digest)))
+
+
+def test_redis_cache_answers_then_forgets_on_delete(client: redis.Redis) -> None:
+    driver = InMemoryDriver()
+    registry = Registry(driver, RedisDescriptorCache(client))
+    digest = push_blob(registry, "a/b", b"hello")
+    blobs = registry.repository("a/b").blobs
+    assert blobs.stat(digest).size == 5
+    assert client.exists(f"blobs::{digest}", f"repository::a/b::{digest}") == 2
+    assert client.sismember("repository::a/b::blobs", digest)
+    unlink_behind_the_cache(driver, "a/b", digest)
+    assert blobs.stat(digest).size == 5  # served by Redis: proof the cache is used
+    # another repository never sees it through the cache
+    with pytest.raises(BlobUnknownError):
+        registry.repository("other").blobs.stat(digest)
+    driver.put_content(p.path_for(p.LayerLinkPath("a/b", digest)), digest.encode())
+    blobs.delete(digest)
+    with pytest.raises(BlobUnknownError):
+        blobs.stat(digest)
+
+
+def test_flushed_redis_falls_back_to_storage(client: redis.Redis) -> None:
+    registry = Registry(InMemoryDriver(), RedisDescriptorCache(client))
+    digest = push_blob(registry, "r", b"data")
+    registry.repository("r").blobs.stat(digest)
+    client.flushall()
+    assert registry.repository("r").blobs.stat(digest).size == 4
+    registry.blobs_removed([digest])
+    assert not client.exists(f"blobs::{digest}")
+
+
+def test_unreachable_redis_costs_speed_not_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    dead = connect(RedisSettings(addrs=(("127.0.0.1", free_port()),), dialtimeout=0.2))
+    registry = Registry(InMemoryDriver(), RedisDescriptorCache(dead))
+    before = FALLBACKS.count
+    digest = push_blob(registry, "r", b"data")
+    blobs = registry.repository("r").blobs
+    assert blobs.stat(digest).size == 4
+    with blobs.open(digest) as f:
+        assert f.read() == b"data"
+    blobs.delete(digest)
+    with pytest.raises(BlobUnknownError):
+        blobs.stat(digest)
+    assert FALLBACKS.count > before
+
+
+def test_failed_invalidation_is_replayed_before_the_next_read(
+    redis_server: RedisServer, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rediscache, "RETRY_AFTER_S", 0.0)
+    driver = InMemoryDriver()
+    cache = RedisDescriptorCache(client)
+    registry = Registry(driver, cache)
+    digest = push_blob(registry, "r", b"data")
+    registry.repository("r").blobs.stat(digest)
+    redis_server.stop()
+    registry.repository("r").blobs.delete(digest)  # cannot reach Redis
+    redis_server.start()
+    # a Redis that kept the entry (persistence, a replica): simulate it
+    redis_server.client.hset(f"blobs::{digest}", mapping={"digest": digest, "size": 4})
+    redis_server.client.hset(f"repository::r::{digest}", mapping={"digest": digest})
+    with pytest.raises(BlobUnknownError):
+        registry.repository("r").blobs.stat(digest)
+    assert not redis_server.client.exists(f"repository::r::{digest}")
+
+
+def test_inmemory_cache_never_caches_membership() -> None:
+    driver = InMemoryDriver()
+    registry = Registry(driver, InMemoryDescriptorCache())
+    digest = push_blob(registry, "r", b"data")
+    assert registry.repository("r").blobs.stat(digest).size == 4
+    unlink_behind_the_cache(driver, "r", digest)  # as another instance would
+    with pytest.raises(BlobUnknownError):
+        registry.repository("r").blobs.stat(digest)
+
+
+def test_redis_lease_is_exclusive(client: redis.Redis) -> None:
+    first, second = RedisLease(client, "job", ttl=30), RedisLease(client, "job", ttl=30)
+    first.acquire()
+    with pytest.raises(LeaseBusyError):
+        second.acquire()
+    first.renew()
+    with pytest.raises(LeaseLostError):
+        second.renew()
+    second.release()  # not its lease: nothing happens
+    with pytest.raises(LeaseBusyError):
+        second.acquire()
+    first.release()
+    second.acquire()
+
+
+def test_lease_falls_back_to_storage_without_redis() -> None:
+    driver = InMemoryDriver()
+    dead = connect(RedisSettings(addrs=(("127.0.0.1", free_port()),), dialtimeout=0.2))
+    lease = fleet_lease(driver, dead, "uploadpurge")
+    assert isinstance(lease, FallbackLease)
+    lease.acquire()
+    with pytest.raises(LeaseBusyError):
+        StorageLease(driver, "uploadpurge", settle=0).acquire()
+    lease.release()
+    StorageLease(driver, "uploadpurge", settle=0).acquire()
+
+
+def test_config_redis_section() -> None:
+    config = parse_config({
+        "storage": {"inmemory": {}, "cache": {"blobdescriptor": "redis"}},
+        "redis": {"addr": "cache:6380", "password": "pw", "db": 2, "dialtimeout": "10ms",
+                  "readtimeout": "20ms", "writetimeout": "30ms", "tls": {"enabled": True},
+                  "pool": {"maxidle": 4, "maxactive": 16, "idletimeout": "300s"}},
+        "http": {"workers": 3},
+    })
+    assert config.blobdescriptor_cache == "redis" and config.workers == 3
+    assert config.redis == RedisSettings(
+        addrs=(("cache", 6380),), password="pw", db=2, dialtimeout=0.01, readtimeout=0.02,
+        writetimeout=0.03, maxidle=4, maxactive=16, idletimeout=300.0, tls=True)
+    sentinel = parse_config({"redis": {"addrs": ["s1:26379", "s2:26379"], "mastername": "m"}})
+    assert sentinel.redis is not None and sentinel.redis.mastername == "m"
+    assert len(sentinel.redis.addrs) == 2
+
+
+@pytest.mark.parametrize(("doc", "key"), [
+    ({"storage": {"cache": {"blobdescriptor": "redis"}}}, "redis section"),
+    ({"storage": {"cache": {"blobdescriptor": "memcached"}}}, "storage.cache.blobdescriptor"),
+    ({"redis": {"addr": "nohostport"}}, "redis.addr"),
+    ({"redis": {"db": "x"}}, "redis.db"),
+    ({"redis": {"pool": {"bogus": 1}}}, "redis.pool.bogus"),
+    ({"http": {"workers": 0}}, "http.workers"),
+])
+def test_config_errors_name_the_key(doc: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        parse_config(doc)
+
+
+
+def test_run_leased_skips_while_another_instance_holds_the_lease(client: redis.Redis) -> None:
+    from layerstore_core.server.fleet import run_leased
+
+    driver = InMemoryDriver()
+    holder = RedisLease(client, "uploadpurge", ttl=30)
+    holder.acquire()
+    assert run_leased(driver, client, "uploadpurge", lambda: "ran") is None
+    holder.release()
+    assert run_leased(driver, client, "uploadpurge", lambda: "ran") == "ran"
+    assert not client.exists("layerstore::lease::uploadpurge")  # released after the job
