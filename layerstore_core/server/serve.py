@@ -142,7 +142,11 @@ def serve(config: Config) -> None:
                 config.tls_certificate, config.tls_key)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"http.tls: cannot load the certificate and key: {exc}") from None
-    if server_config.ssl is not None:
+    if config.workers > 1 and (config.tls_clientcas or config.tls_ciphersuites
+                               or config.tls_minimum != "tls1.2"):
+        raise ConfigError("http.tls: clientcas, minimumtls and ciphersuites are not applied "
+                          "by http.workers > 1 yet; run one worker per process")
+    if config.workers == 1 and server_config.ssl is not None:
         try:
             tlspolicy.apply(server_config.ssl, config.tls_minimum, config.tls_ciphersuites,
                             config.tls_clientcas)
