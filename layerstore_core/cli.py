@@ -7,7 +7,9 @@ core-only install and a missing extra is reported with the command that installs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import importlib.metadata
 import logging
 import os
 import sys
@@ -27,7 +29,7 @@ class CLIError(Exception):
     """A user-facing failure: printed without a traceback, exit status 1."""
 
 
-def _load_config(path: str | None) -> Any:
+def _load_config(path: str | None, overrides: dict[str, str] | None = None) -> Any:
     try:
         from .server.config import ConfigError, load_config
     except ImportError as exc:
@@ -36,7 +38,8 @@ def _load_config(path: str | None) -> Any:
             "pip install 'layerstore-core[server]'"
         ) from None
     try:
-        return load_config(path or os.environ.get(CONFIG_ENV) or None, os.environ)
+        return load_config(path or os.environ.get(CONFIG_ENV) or None,
+                           {**os.environ, **(overrides or {})})
     except ConfigError as exc:
         raise CLIError(f"configuration error: {exc}") from None
 
@@ -49,8 +52,23 @@ def load_configured_driver(config: Any) -> Any:
         raise CLIError(f"storage.{config.driver}: {exc}") from None
 
 
+def _serve_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """``--addr`` and ``--root`` as the ``REGISTRY_`` variables they stand for (which they beat)."""
+    out = {}
+    if args.addr:
+        out["REGISTRY_HTTP_ADDR"] = args.addr
+    if args.root:
+        out["REGISTRY_STORAGE"] = "filesystem"
+        out["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = args.root
+    return out
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = _load_config(args.config)
+    with contextlib.suppress(ImportError):  # without the extra, _load_config says so
+        from .server.logsetup import hold
+
+        hold()  # the config's warnings are written once logging is set up
+    config = _load_config(args.config, _serve_overrides(args))
     import dataclasses
 
     from .server.config import ConfigError
@@ -82,16 +100,17 @@ def cmd_drivers(args: argparse.Namespace) -> int:
             print(f"{name}: unavailable ({exc})")
             continue
         doc = (cls.__doc__ or "").strip().splitlines()
-        print(f"{name}: {doc[0] if doc else cls.__qualname__}")
+        print(f"{name}: {doc[0].replace('``', '') if doc else cls.__qualname__}")
         rows = describe_params(cls.Params)
         if not rows:
             print("    (no parameters)")
         width = max((len(r[0]) for r in rows), default=0)
         for pname, kind, default in rows:
-            print(f"    {pname.ljust(width)}  {kind}  default {default}")
+            said = "required" if default == "(required)" else f"default {default}"
+            print(f"    {pname.ljust(width)}  {kind}  {said}")
     missing = sorted(set(discovery.KNOWN_PACKAGES) - set(names))
     for name in missing:
-        print(f"({name}: pip install {discovery.KNOWN_PACKAGES[name]})")
+        print(f"({name}: not installed; {discovery.install_hint(name)})")
     return 0
 
 
@@ -123,9 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="layerstore", description="A container registry's storage layer and HTTP API."
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {importlib.metadata.version('layerstore-core')}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the OCI Distribution API")
     serve.add_argument("--config", help=f"Distribution-style config.yml (or ${CONFIG_ENV})")
+    serve.add_argument("--addr", help="listen on HOST:PORT (overrides http.addr)")
+    serve.add_argument("--root", help="serve filesystem storage in this directory "
+                                      "(overrides storage)")
     serve.add_argument("--workers", type=int, metavar="N",
                        help="processes sharing the port (default: http.workers, else 1)")
     serve.set_defaults(func=cmd_serve)
@@ -155,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `layerstore drivers | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not complain either
+        return 141
     return result
 
 

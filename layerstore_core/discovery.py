@@ -19,6 +19,13 @@ GROUP = "layerstore.drivers"
 KNOWN_PACKAGES = {"s3": "layerstore-s3", "gcs": "layerstore-gcs", "azure": "layerstore-azure"}
 
 
+def install_hint(name: str) -> str:
+    """How to install the package of the known driver ``name``, from PyPI or a checkout."""
+    package = KNOWN_PACKAGES[name]
+    return (f"install it with `pip install {package}` (from a checkout: "
+            f"`scripts/wheelhouse` then `pip install --find-links dist {package}`)")
+
+
 class DriverNotFoundError(LayerstoreError, LookupError):
     """No installed distribution provides the requested driver."""
 
@@ -49,8 +56,7 @@ def driver_class(name: str) -> type[StorageDriver]:
     candidates = found.get(name, [])
     if not candidates:
         installed = ", ".join(sorted(found)) or "none"
-        hint = KNOWN_PACKAGES.get(name)
-        advice = f"; install it with `pip install {hint}`" if hint else ""
+        advice = f"; {install_hint(name)}" if name in KNOWN_PACKAGES else ""
         raise DriverNotFoundError(
             f"no storage driver named {name!r} (installed: {installed}){advice}"
         )

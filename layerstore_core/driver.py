@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import IO, Any, ClassVar, TypeVar, cast, final
 
+from . import observe
 from .errors import (
     InvalidOffsetError,
     InvalidPathError,
@@ -453,7 +454,9 @@ class StorageDriver(ABC):
         try:
             return _guarded(self.name, path, call)
         finally:
-            log.debug("%s.%s %s %.1fms", self.name, op, path, (time.perf_counter() - start) * 1e3)
+            elapsed = time.perf_counter() - start
+            observe.storage_call(self.name, op, elapsed)
+            log.debug("%s.%s %s %.1fms", self.name, op, path, elapsed * 1e3)
 
 
 def walk_order_key(path: str) -> tuple[str, ...]:

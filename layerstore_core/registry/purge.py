@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import logging
 
+from .. import observe
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError
 from . import paths as p
@@ -86,4 +87,5 @@ def purge_uploads(
             if not dry_run:
                 log.info("purging upload %s/%s started %s", name, upload_id, started)
                 abort_upload(driver, name, upload_id)
+    observe.event("upload.purge", len(purged))
     return purged

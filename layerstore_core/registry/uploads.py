@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import IO
 
+from .. import observe
 from ..driver import FileWriter, StorageDriver, WriterState
 from ..errors import (
     InvalidOffsetError,
@@ -234,6 +235,7 @@ class BlobUpload:
         self._settle(digest, length)
         self._remove_upload()
         self._done = True
+        observe.event("blob.commit")
         return Descriptor(digest, length)
 
     # -- commit steps ---------------------------------------------------------------------
@@ -411,6 +413,7 @@ def _load_hash_state(
     try:
         hasher = ResumableSHA256.unmarshal(driver.get_content(path))
         if hasher.length == offset:
+            observe.event("hashstate.resume")
             return hasher, True
         log.warning("upload %s: hash state %s has length %d", upload_id, path, hasher.length)
     except PathNotFoundError:
@@ -426,6 +429,7 @@ def _rehash(driver: StorageDriver, data_path: str, offset: int) -> ResumableSHA2
     if offset == 0:
         return hasher
     log.info("re-reading %d bytes of %s: no hash state matches", offset, data_path)
+    observe.event("hashstate.reread")
     try:
         got = hash_stream(driver.reader(data_path), hasher.update, offset)
     except (PathNotFoundError, InvalidOffsetError):

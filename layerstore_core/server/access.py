@@ -62,7 +62,9 @@ def parse_scopes(values: Iterable[str]) -> list[Scope]:
 class Grants:
     """What a token's ``access`` claim allows; ``*`` stands for every action."""
 
-    def __init__(self, access: object) -> None:
+    def __init__(self, access: object, subject: object = None) -> None:
+        #: The token's ``sub`` (the user, for the access log).
+        self.subject = subject if isinstance(subject, str) else None
         self._actions: dict[tuple[str, str], set[str]] = {}
         if not isinstance(access, list):
             return

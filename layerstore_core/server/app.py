@@ -32,22 +32,29 @@ from ..proxy.expiry import expiry_loop
 from ..registry import Registry
 from ..registry.errors import NameUnknownError, UnauthorizedError, UnsupportedError
 from ..registry.names import NAME_PATTERN
-from . import access, blobs, manifests, uploads
+from . import access, blobs, manifests, metrics, uploads
+from .accesslog import access_logged
 from .auth import Htpasswd, HtpasswdError
 from .config import Config, ConfigError
+from .debug import DebugServer
 from .errors import from_exception
 from .fleet import blob_cache, redis_client, run_leased
+from .health import StorageHealth
 from .http import (
     ClientDisconnected,
+    Message,
     Receive,
     Request,
     Response,
     Scope,
     Send,
+    empty,
     error_response,
     json_response,
     send_response,
 )
+from .instrument import Consumer, instrumented, set_user
+from .notifications import Notifier
 from .state import ServerState
 from .tokenauth import TokenAuthenticator
 from .tokens import TokenSigner, random_secret
@@ -157,6 +164,29 @@ def required_scopes(method: str, routed: Route) -> list[access.Scope]:
     return [access.repository(name, access.PULL)]
 
 
+def route_name(path: str) -> str:
+    """Distribution's name for the route ``path`` falls under: the label metrics and logs use."""
+    if path == "/":
+        return "root"
+    if path in ("/v2", "/v2/"):
+        return "base"
+    if path == "/v2/_catalog":
+        return "catalog"
+    m = _ROUTE.match(path + "/" if path.endswith("/blobs/uploads") else path)
+    if m is None:
+        return "unknown"
+    if m.group("tags"):
+        return "tags"
+    if m.group("reference") is not None:
+        return "manifest"
+    if m.group("subject") is not None:
+        return "referrers"
+    if m.group("upload") is not None:
+        return "blob_upload_chunk" if m.group("upload") else "blob_upload"
+    return "blob"
+
+
+
 def _bind(table: dict[str, _NamedRoute], method: str, name: str, arg: str) -> Route:
     handler = table.get(method)
     if handler is None:
@@ -170,12 +200,36 @@ class RegistryApp:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self._tasks: list[asyncio.Task[None]] = []
+        #: Who sees each finished request (the access log, webhook notifications).
+        self.consumers: list[Consumer] = []
+        #: The ``health.storagedriver`` check, when enabled (``serve`` starts it).
+        self.health: StorageHealth | None = None
+        self.debug: DebugServer | None = None
+        self.notifier: Notifier | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            await self._http(Request(scope, receive), send)
+            await instrumented(scope, receive, send, self._serve, route_name(scope["path"]),
+                               self.consumers)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.state.config.headers]
+        if extra:  # http.headers, on every response
+            plain_send = send
+
+            async def send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), *extra]
+                await plain_send(message)
+        if scope["path"] == "/":  # Distribution's load-balancer probe: always 200, no auth
+            await send_response(send, empty(200))
+            return
+        if self.health is not None and not self.health.healthy:  # as Distribution: all 503
+            await send_response(send, self.health.unavailable())
+            return
+        await self._http(Request(scope, receive), send)
 
     async def _http(self, req: Request, send: Send) -> None:
         head = req.method == "HEAD"
@@ -235,6 +289,8 @@ class RegistryApp:
         except Exception:
             await req.drain()
             raise
+        if grants.subject:
+            set_user(req.scope, grants.subject)
         if optional and not grants.allows(optional[0]):
             req.query.pop("mount", None)
             req.query.pop("from", None)
@@ -245,6 +301,7 @@ class RegistryApp:
         user = await self.state.run(htpasswd.check, req.headers.get("authorization"))
         if user is None:  # answered as soon as the headers are in; the body is never read
             raise UnauthorizedError(headers={"WWW-Authenticate": htpasswd.challenge})
+        set_user(req.scope, user)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -261,15 +318,27 @@ class RegistryApp:
                 gc = self.state.config.gc
                 if gc.enabled and gc.interval > 0 and not self.state.config.readonly:
                     self._tasks.append(asyncio.create_task(self._gc_loop()))
+                self._start_ops()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in self._tasks:
                     task.cancel()
+                if self.debug is not None:
+                    self.debug.stop()
+                if self.notifier is not None:
+                    self.notifier.close()
                 if self.state.proxy is not None:
                     self.state.proxy.close()
                 self.state.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _start_ops(self) -> None:
+        """Start the health check and the debug server (``health``, ``http.debug``)."""
+        if self.health is not None:
+            self._tasks.append(asyncio.create_task(self.health.run(self.state.run)))
+        if self.state.config.debug is not None:
+            self.debug = DebugServer(self.state.config.debug, self.health).start()
 
     async def _purge_loop(self) -> None:
         purge = self.state.config.purge
@@ -336,14 +405,15 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
     An htpasswd file, root certificate bundle or JWKS that cannot be read is a ConfigError,
     like any other bad setting.
     """
+    metrics.install()
     if driver is None:
         driver = discovery.load_driver(config.driver, **dict(config.driver_params))
     secret = config.secret
     if not secret:
         secret = random_secret()
         log.warning(
-            "http.secret is not set: using a random secret, so uploads in progress will not "
-            "survive a restart and cannot be continued by a second instance"
+            "http.secret is not set: uploads in progress will not survive a restart "
+            "(set it, the same on every instance, to run several)"
         )
     htpasswd = token_auth = None
     if config.token is not None:
@@ -360,4 +430,13 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
     state.chunk_min_length = _chunk_min_length(driver, state.chunk_min_length)
     if config.proxy is not None:
         state.proxy = Proxy(config.proxy, state.registry, state.run)
-    return RegistryApp(state)
+    app = RegistryApp(state)
+    if not config.accesslog_disabled:
+        app.consumers.append(access_logged)
+    if config.notifications:
+        app.notifier = Notifier(config.notifications)
+        app.consumers.append(app.notifier)
+    health = config.health
+    if health.enabled:
+        app.health = StorageHealth(driver, health.interval, health.threshold)
+    return app

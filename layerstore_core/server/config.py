@@ -9,9 +9,11 @@ driver, dropping the file's driver section. Driver parameters are checked by the
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import re
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,17 +40,29 @@ DEFAULT_SCRUB_RATE = 50 * 2**20
 DEFAULT_GC_INTERVAL = 24 * 3600.0
 DEFAULT_GC_GRACE = 3600.0
 ENV_PREFIX = "REGISTRY_"
+#: Distribution's variable naming the config file: a path, not a key.
+CONFIGURATION_PATH_ENV = "REGISTRY_CONFIGURATION_PATH"
+#: While a config is parsed: dotted keys that environment variables added, and the variable.
+_ENV_KEYS: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "layerstore_env_keys", default=types.MappingProxyType({}))
 
 #: Keys of ``storage`` that are options, not a driver's name.
 _STORAGE_OPTIONS = {"delete", "redirect", "maintenance", "cache", "tag"}
 #: Distribution keys we accept but do not act on (dotted paths; a prefix covers its subtree).
 _IGNORED = {
-    "version", "log.formatter", "log.fields", "log.accesslog", "log.hooks", "loglevel",
+    "version", "log.hooks",
     "storage.tag",
-    "http.prefix", "http.host", "http.relativeurls", "http.headers", "http.debug", "http.http2",
-    "http.tls.clientcas", "http.tls.letsencrypt", "http.tls.minimumtls",
-    "http.tls.ciphersuites", "health", "notifications",
-    "reporting", "middleware", "compatibility", "validation", "policy", "catalog",
+    "http.prefix", "http.host", "http.relativeurls", "http.http2",
+    "health.file", "health.http", "health.tcp", "notifications.events",
+    "reporting", "compatibility", "validation", "policy", "catalog",
+}
+#: Distribution keys whose absence would change security or correctness: refused, with why.
+_REFUSED = {
+    "middleware": "storage/registry/repository middleware (CDN redirects, auth hooks) is not "
+                  "implemented; remove the section",
+    "http.tls.letsencrypt": "automatic certificates are not implemented; give "
+                            "http.tls.certificate and key (e.g. from certbot)",
+    "validation.manifests.urls": "foreign-layer URL allow/deny lists are not implemented yet",
 }
 _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
                "error": "ERROR", "fatal": "CRITICAL", "panic": "CRITICAL"}
@@ -132,6 +146,25 @@ class TokenAuth:
 
 
 @dataclasses.dataclass(frozen=True)
+class DebugConfig:
+    """``http.debug``: the debug server's address and its Prometheus endpoint."""
+
+    host: str
+    port: int
+    prometheus: bool = False
+    prometheus_path: str = "/metrics"
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthConfig:
+    """``health.storagedriver``: stat the storage every ``interval``; see ``health.py``."""
+
+    enabled: bool = False
+    interval: float = 10.0
+    threshold: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything ``layerstore serve`` needs, validated."""
 
@@ -154,12 +187,26 @@ class Config:
     secret: str | None = dataclasses.field(default=None, repr=False)
     tls_certificate: str | None = None
     tls_key: str | None = None
+    #: ``http.tls.clientcas`` (mutual TLS), ``minimumtls``, ``ciphersuites`` (Go's names).
+    #: ``http.headers``: added to every response, as Distribution does.
+    headers: tuple[tuple[str, str], ...] = ()
+    tls_clientcas: tuple[str, ...] = ()
+    tls_minimum: str = "tls1.2"
+    tls_ciphersuites: tuple[str, ...] = ()
     log_level: str = "INFO"
+    #: ``log.formatter``, ``log.fields`` (added to every line), ``log.accesslog.disabled``.
+    log_formatter: str = "text"
+    log_fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    accesslog_disabled: bool = False
     htpasswd: Htpasswd | None = None
     token: TokenAuth | None = None
     limits: Limits = Limits()
     #: ``http.draintimeout``: on SIGTERM, how long running requests may finish (0: none).
     drain_timeout: float = 0.0
+    debug: DebugConfig | None = None
+    #: ``notifications.endpoints`` (``notifications.Endpoint``), the enabled ones.
+    notifications: tuple[Any, ...] = ()
+    health: HealthConfig = HealthConfig()
     #: ``storage.cache.blobdescriptor``: None, ``inmemory`` or ``redis``.
     blobdescriptor_cache: str | None = None
     #: The ``redis`` section (cache and fleet-wide leases).
@@ -217,6 +264,16 @@ def _is_ignored(key: str) -> bool:
     return any(key == p or key.startswith(p + ".") for p in _IGNORED)
 
 
+def _refuse(key: str, value: Any) -> None:
+    """Raise for a refused key at or under ``key`` (an ignored section may hold one)."""
+    why = next((w for p, w in _REFUSED.items() if key == p or key.startswith(p + ".")), None)
+    if why is not None:
+        raise ConfigError(f"{key}: not supported: {why}")
+    if isinstance(value, dict) and any(p.startswith(key + ".") for p in _REFUSED):
+        for k, v in value.items():
+            _refuse(f"{key}.{str(k).lower()}", v)
+
+
 def _check_keys(section: Mapping[str, Any], prefix: str, known: set[str]) -> None:
     for k in section:
         key = f"{prefix}.{k}" if prefix else k
@@ -224,18 +281,30 @@ def _check_keys(section: Mapping[str, Any], prefix: str, known: set[str]) -> Non
             continue
         if key == "version":  # every Distribution config carries it; nothing to say
             continue
+        _refuse(key, section[k])
         if _is_ignored(key):
             log.warning("config key %s is accepted for compatibility and ignored", key)
+            continue
+        variable = _ENV_KEYS.get().get(key)
+        if variable is not None:  # Kubernetes sets REGISTRY_PORT etc. for a service "registry"
+            log.warning("environment variable %s names no configuration key (%s): ignored",
+                        variable, key)
             continue
         here = ", ".join(sorted(known))
         raise ConfigError(f"{key}: unknown configuration key (known here: {here})")
 
 
-def apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Overlay ``REGISTRY_A_B_C=v`` as ``a.b.c = v`` (Distribution's override rule)."""
+def apply_env(raw: dict[str, Any], environ: Mapping[str, str],
+              created: dict[str, str] | None = None) -> dict[str, Any]:
+    """Overlay ``REGISTRY_A_B_C=v`` as ``a.b.c = v`` (Distribution's override rule).
+
+    ``created`` receives each dotted key a variable added (not in the file) and the variable's
+    name, so that an unknown one is a warning rather than an error.
+    """
     out: dict[str, Any] = _deep_lower(raw)
+    created = {} if created is None else created
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+        if not name.startswith(ENV_PREFIX) or name in (ENV_PREFIX, CONFIGURATION_PATH_ENV):
             continue
         parts = name[len(ENV_PREFIX):].lower().split("_")
         value = environ[name]
@@ -246,13 +315,17 @@ def apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]
             out["storage"] = kept
             continue
         node = out
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts):
+            if part not in node:
+                created.setdefault(".".join(parts[: depth + 1]), name)
+            if depth == len(parts) - 1:
+                node[part] = value
+                break
             child = node.get(part)
             if not isinstance(child, dict):
                 child = {}
                 node[part] = child
             node = child
-        node[parts[-1]] = value
     return out
 
 
@@ -394,9 +467,14 @@ def _parse_limits(http: Mapping[str, Any]) -> Limits:
 
 def _parse_http(raw: Any) -> dict[str, Any]:
     http = _section(raw, "http")
-    _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", "workers",
-                                    *_LIMIT_KEYS})
-    out: dict[str, Any] = {"limits": _parse_limits(http)}
+    _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", "debug", "workers",
+                               "headers", *_LIMIT_KEYS})
+    out: dict[str, Any] = {"limits": _parse_limits(http), "debug": _parse_debug(http.get("debug"))}
+    headers = http.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise ConfigError(f"http.headers: expected a mapping of header to values, got {headers!r}")
+    out["headers"] = tuple((str(name), value) for name, values in headers.items()
+                           for value in _str_list(values, f"http.headers.{name}"))
     if "draintimeout" in http:
         out["drain_timeout"] = parse_duration(http["draintimeout"], "http.draintimeout")
     if "workers" in http:
@@ -412,13 +490,81 @@ def _parse_http(raw: Any) -> dict[str, Any]:
     if http.get("secret") not in (None, ""):
         out["secret"] = _str(http["secret"], "http.secret")
     tls = _section(http.get("tls"), "http.tls")
-    _check_keys(tls, "http.tls", {"certificate", "key"})
+    _check_keys(tls, "http.tls", {"certificate", "key", "clientcas", "minimumtls",
+                                  "ciphersuites"})
     if tls.get("certificate") or tls.get("key"):
         if not (tls.get("certificate") and tls.get("key")):
             raise ConfigError("http.tls: both certificate and key are required")
         out["tls_certificate"] = _str(tls["certificate"], "http.tls.certificate")
         out["tls_key"] = _str(tls["key"], "http.tls.key")
+    out.update(_parse_tls_policy(tls, "tls_certificate" in out))
     return out
+
+
+def _str_list(value: Any, key: str) -> tuple[str, ...]:
+    if value in (None, ""):
+        return ()
+    if isinstance(value, str):  # from an environment variable: comma separated
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list, got {value!r}")
+    return tuple(_str(v, key) for v in value)
+
+
+def _parse_tls_policy(tls: Mapping[str, Any], enabled: bool) -> dict[str, Any]:
+    from .tlspolicy import VERSIONS, openssl_ciphers
+
+    out: dict[str, Any] = {
+        "tls_clientcas": _str_list(tls.get("clientcas"), "http.tls.clientcas"),
+        "tls_ciphersuites": _str_list(tls.get("ciphersuites"), "http.tls.ciphersuites"),
+        "tls_minimum": _str(tls.get("minimumtls", "tls1.2"), "http.tls.minimumtls").lower(),
+    }
+    if out["tls_minimum"] not in VERSIONS:
+        raise ConfigError(f"http.tls.minimumtls: expected one of {sorted(VERSIONS)}, "
+                          f"got {tls.get('minimumtls')!r}")
+    try:
+        openssl_ciphers(out["tls_ciphersuites"])
+    except ValueError as exc:
+        raise ConfigError(f"http.tls.ciphersuites: {exc}") from None
+    if not enabled and (out["tls_clientcas"] or out["tls_ciphersuites"]
+                        or "minimumtls" in tls):
+        raise ConfigError("http.tls: clientcas, minimumtls and ciphersuites need "
+                          "http.tls.certificate and key")
+    return out
+
+
+def _parse_debug(raw: Any) -> DebugConfig | None:
+    sec = _section(raw, "http.debug")
+    _check_keys(sec, "http.debug", {"addr", "prometheus"})
+    prom = _section(sec.get("prometheus"), "http.debug.prometheus")
+    _check_keys(prom, "http.debug.prometheus", {"enabled", "path"})
+    if not sec.get("addr"):
+        if prom:
+            raise ConfigError("http.debug.prometheus: needs http.debug.addr to serve on")
+        return None
+    host, port = parse_addr(sec["addr"], "http.debug.addr")
+    path = _str(prom.get("path", "/metrics"), "http.debug.prometheus.path")
+    if not path.startswith("/") or path.startswith("/debug/"):
+        raise ConfigError(f"http.debug.prometheus.path: expected a path such as /metrics "
+                          f"outside /debug/, got {path!r}")
+    return DebugConfig(host, port, _bool(prom.get("enabled", False),
+                                         "http.debug.prometheus.enabled"), path)
+
+
+def _parse_health(raw: Any) -> HealthConfig:
+    sec = _section(raw, "health")
+    _check_keys(sec, "health", {"storagedriver"})
+    key = "health.storagedriver"
+    check = _section(sec.get("storagedriver"), key)
+    _check_keys(check, key, {"enabled", "interval", "threshold"})
+    interval = parse_duration(check.get("interval", "10s"), f"{key}.interval")
+    threshold = check.get("threshold", 0)
+    if isinstance(threshold, bool) or not str(threshold).strip().isdigit():
+        raise ConfigError(f"{key}.threshold: expected an integer >= 0, got {threshold!r}")
+    enabled = _bool(check.get("enabled", False), f"{key}.enabled")
+    if enabled and interval <= 0:
+        raise ConfigError(f"{key}.interval: must be positive when the check is enabled")
+    return HealthConfig(enabled, interval, int(str(threshold).strip()))
 
 
 def _parse_auth(raw: Any) -> dict[str, Any]:
@@ -465,27 +611,53 @@ def _parse_token(sec: dict[str, Any]) -> TokenAuth:
     )
 
 
-def _parse_log(raw: Any, top_level: Any) -> str:
+def _parse_log(raw: Any, top_level: Any) -> dict[str, Any]:
     sec = _section(raw, "log")
-    _check_keys(sec, "log", {"level"})
+    _check_keys(sec, "log", {"level", "formatter", "fields", "accesslog"})
     level = sec.get("level", top_level if top_level is not None else "info")
     name = _LOG_LEVELS.get(_str(level, "log.level").lower())
     if name is None:
         raise ConfigError(f"log.level: expected one of {sorted(_LOG_LEVELS)}, got {level!r}")
-    return name
+    formatter = _str(sec.get("formatter", "text"), "log.formatter").lower()
+    if formatter not in ("text", "json"):
+        raise ConfigError(f"log.formatter: expected text or json, got {formatter!r}"
+                          + (" (logstash is not supported: use json)"
+                             if formatter == "logstash" else ""))
+    fields = sec.get("fields") or {}
+    if not isinstance(fields, dict):
+        raise ConfigError(f"log.fields: expected a mapping, got {fields!r}")
+    access = _section(sec.get("accesslog"), "log.accesslog")
+    _check_keys(access, "log.accesslog", {"disabled"})
+    return {"log_level": name, "log_formatter": formatter,
+            "log_fields": {str(k): v for k, v in fields.items()},
+            "accesslog_disabled": _bool(access.get("disabled", False), "log.accesslog.disabled")}
 
 
 def parse_config(raw: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None) -> Config:
     """Validate a decoded YAML document (``None`` = no file) with env overrides applied."""
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
-    doc = apply_env(dict(raw or {}), environ or {})
-    _check_keys(doc, "", {"storage", "http", "log", "auth", "redis", "proxy"})
+    created: dict[str, str] = {}
+    doc = apply_env(dict(raw or {}), environ or {}, created)
+    token = _ENV_KEYS.set(created)
+    try:
+        return _parse_doc(doc)
+    finally:
+        _ENV_KEYS.reset(token)
+
+
+def _parse_doc(doc: dict[str, Any]) -> Config:
+    from .notifications import parse_endpoints  # it uses this module's parsers
+
+    _check_keys(doc, "", {"storage", "http", "log", "auth", "health", "loglevel",
+                          "notifications", "redis", "proxy"})
     values: dict[str, Any] = {}
     values.update(_parse_storage(doc.get("storage")))
     values.update(_parse_http(doc.get("http")))
     values.update(_parse_auth(doc.get("auth")))
-    values["log_level"] = _parse_log(doc.get("log"), doc.get("loglevel"))
+    values["health"] = _parse_health(doc.get("health"))
+    values["notifications"] = parse_endpoints(doc.get("notifications"))
+    values.update(_parse_log(doc.get("log"), doc.get("loglevel")))
     values["redis"] = parse_redis(doc.get("redis"), _section, _check_keys, parse_duration,
                                   ConfigError)
     if values.get("blobdescriptor_cache") == "redis" and values["redis"] is None:

@@ -8,6 +8,7 @@ extra installs them), and handles TLS and Unix sockets itself.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import ssl
@@ -15,10 +16,11 @@ from typing import Any
 
 import uvicorn
 
-from . import workers
+from . import tlspolicy, workers
 from .app import RegistryApp, create_app
-from .config import Config, ConfigError
+from .config import DEFAULT_ROOT, Config, ConfigError
 from .guard import protocol_for
+from .logsetup import setup_logging
 from .memory import tune_malloc
 from .probe import check_storage
 
@@ -83,6 +85,18 @@ def uvicorn_config(app: RegistryApp | str, config: Config, **options: Any) -> uv
     )
 
 
+def storage_location(config: Config) -> str:
+    """Where the data lives, for the startup line: an absolute path, a bucket, a container."""
+    params = config.driver_params
+    if config.driver == "filesystem":
+        return os.path.abspath(str(params.get("rootdirectory", DEFAULT_ROOT)))
+    if config.driver == "inmemory":
+        return "in process memory"
+    found = [f"{k} {params[k]}" for k in ("bucket", "container", "rootdirectory")
+             if params.get(k)]
+    return ", ".join(found) or "the driver's default location"
+
+
 def listen(config: Config) -> socket.socket:
     """Bind ``http.addr`` now, so an address in use is an error that names the key."""
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
@@ -100,13 +114,16 @@ def serve(config: Config) -> None:
     An unreadable htpasswd file or TLS key pair, unusable storage or an address in use is a
     ConfigError, found before the first connection is accepted.
     """
-    configure_logging(config.log_level)
+    setup_logging(config.log_level, config.log_formatter, config.log_fields)
+    redact_upload_state()
     tune_malloc()
     app = create_app(config)
     check_storage(app.state.registry.driver, config.driver)
     sock = None if config.unix_socket else listen(config)
-    where = config.unix_socket or f"{config.host}:{config.port}"
-    log.info("layerstore serving %s storage on %s", config.driver, where)
+    scheme = "https" if config.tls_certificate else "http"
+    where = config.unix_socket or f"{scheme}://{config.host}:{config.port}"
+    log.info("layerstore serving %s storage (%s) on %s", config.driver,
+             storage_location(config), where)
     if config.workers > 1:
         workers.export_config(config)
     server_config = uvicorn_config(
@@ -115,7 +132,7 @@ def serve(config: Config) -> None:
         ssl_certfile=config.tls_certificate,
         ssl_keyfile=config.tls_key,
         log_level=config.log_level.lower(),
-        access_log=config.log_level == "DEBUG",
+        access_log=False,  # ours (accesslog.py) redacts the upload state token
     )
     try:
         if config.workers == 1:
@@ -125,6 +142,16 @@ def serve(config: Config) -> None:
                 config.tls_certificate, config.tls_key)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"http.tls: cannot load the certificate and key: {exc}") from None
+    if config.workers > 1 and (config.tls_clientcas or config.tls_ciphersuites
+                               or config.tls_minimum != "tls1.2"):
+        raise ConfigError("http.tls: clientcas, minimumtls and ciphersuites are not applied "
+                          "by http.workers > 1 yet; run one worker per process")
+    if config.workers == 1 and server_config.ssl is not None:
+        try:
+            tlspolicy.apply(server_config.ssl, config.tls_minimum, config.tls_ciphersuites,
+                            config.tls_clientcas)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"http.tls: cannot apply clientcas/ciphersuites: {exc}") from None
     if config.workers > 1:
         log.info("layerstore starting %d workers", config.workers)
         workers.run_workers(server_config, sock)

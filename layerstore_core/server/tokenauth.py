@@ -238,7 +238,7 @@ class TokenAuthenticator:
             raise UnauthorizedError("invalid token",
                                     self.challenge(headers, scopes, "invalid"),
                                     detail=_detail(scopes)) from None
-        return Grants(claims.get("access"))
+        return Grants(claims.get("access"), claims.get("sub"))
 
     def authorize(self, headers: Mapping[str, str], scopes: Sequence[Scope],
                   optional: Sequence[Scope] = ()) -> Grants:

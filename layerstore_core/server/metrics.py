@@ -1,0 +1,145 @@
+"""Prometheus metrics under Distribution's names, so existing registry dashboards work.
+
+Distribution (through docker/go-metrics) labels every HTTP metric with the route name
+(``base``, ``manifest``, ``blob``, ``blob_upload``, ``blob_upload_chunk``, ``tags``, ``catalog``;
+ours adds ``root`` and ``unknown``) and times every storage-driver call by driver and action.
+Our own metrics are prefixed ``layerstore_``. Everything lives in prometheus-client's default
+registry, which also carries the ``process_`` and ``python_`` collectors.
+
+Other modules add metrics through :func:`counter`, :func:`gauge` and :func:`histogram`
+(``metrics.counter("redis", "errors_total", "Redis errors", ["op"])`` is
+``layerstore_redis_errors_total{op}``); the debug server exposes them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import prometheus_client
+from prometheus_client import Counter, Gauge, Histogram
+
+from .. import observe
+
+OURS = "layerstore"
+#: docker/go-metrics' defaults, kept so that Distribution's dashboards bucket alike.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
+SIZE_BUCKETS = tuple(float(4**k) for k in range(4, 17))  # 256 B … 4 GiB
+#: Distribution's action names (its Go method names) for our driver operations.
+ACTIONS = {
+    "get_content": "GetContent", "put_content": "PutContent",
+    "put_content_if_absent": "PutContentIfAbsent", "reader": "Reader", "writer": "Writer",
+    "stat": "Stat", "list": "List", "move": "Move", "delete": "Delete",
+    "redirect_url": "RedirectURL", "walk": "Walk",
+}
+
+
+def counter(subsystem: str, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+    """A ``layerstore_<subsystem>_<name>`` counter in the exported registry."""
+    return Counter(name, doc, labels, namespace=OURS, subsystem=subsystem)
+
+
+def gauge(subsystem: str, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+    """A ``layerstore_<subsystem>_<name>`` gauge in the exported registry."""
+    return Gauge(name, doc, labels, namespace=OURS, subsystem=subsystem)
+
+
+def histogram(subsystem: str, name: str, doc: str, labels: Sequence[str] = (),
+              buckets: Sequence[float] = DURATION_BUCKETS) -> Histogram:
+    """A ``layerstore_<subsystem>_<name>`` histogram in the exported registry."""
+    return Histogram(name, doc, labels, namespace=OURS, subsystem=subsystem, buckets=buckets)
+
+
+# -- Distribution's names ---------------------------------------------------------------------
+
+HTTP_REQUESTS = Counter("registry_http_requests_total", "HTTP requests answered",
+                        ["handler", "method", "code"])
+HTTP_DURATION = Histogram("registry_http_request_duration_seconds", "HTTP request latency",
+                          ["handler", "method"], buckets=DURATION_BUCKETS)
+HTTP_IN_FLIGHT = Gauge("registry_http_in_flight_requests", "HTTP requests being served",
+                       ["handler"])
+HTTP_REQUEST_SIZE = Histogram("registry_http_request_size_bytes", "HTTP request body sizes",
+                              ["handler"], buckets=SIZE_BUCKETS)
+HTTP_RESPONSE_SIZE = Histogram("registry_http_response_size_bytes", "HTTP response body sizes",
+                               ["handler"], buckets=SIZE_BUCKETS)
+STORAGE_ACTION = Histogram("registry_storage_action_seconds", "Storage driver call latency",
+                           ["driver", "action"], buckets=DURATION_BUCKETS)
+
+# -- ours --------------------------------------------------------------------------------------
+
+UPLOADS_IN_PROGRESS = gauge("uploads", "in_progress", "Blob upload requests streaming data now")
+BYTES_RECEIVED = counter("http", "received_bytes_total", "Request body bytes read", ["handler"])
+BYTES_SERVED = counter("http", "served_bytes_total", "Response body bytes sent", ["handler"])
+EVENTS = counter("registry", "events_total",
+                 "Core events: " + "; ".join(f"{k}: {v}" for k, v in observe.EVENTS.items()),
+                 ["event"])
+NOTIFICATIONS = counter("notifications", "deliveries_total",
+                        "Webhook deliveries by endpoint and outcome", ["endpoint", "outcome"])
+
+#: Routes whose request bodies are blob data (a monolithic POST, PATCH and the final PUT).
+UPLOAD_ROUTES = {"blob_upload", "blob_upload_chunk"}
+
+
+@dataclasses.dataclass
+class RequestRecord:
+    """One request as the instrumenting middleware saw it (also what the access log prints)."""
+
+    method: str
+    path: str
+    route: str
+    #: The ASGI scope (headers, query, client address), for consumers that need more.
+    scope: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    #: The response's headers as sent (raw ASGI pairs).
+    response_headers: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list,
+                                                                    repr=False)
+    #: The authenticated user, set by the app once it knows.
+    user: str | None = None
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    status: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    duration: float = 0.0
+
+
+def request_started(record: RequestRecord) -> None:
+    HTTP_IN_FLIGHT.labels(record.route).inc()
+    if record.route in UPLOAD_ROUTES and record.method in ("POST", "PATCH", "PUT"):
+        UPLOADS_IN_PROGRESS.inc()
+
+
+def request_finished(record: RequestRecord) -> None:
+    """Count a finished (or abandoned: status 0 is exported as code ``0``) request."""
+    route = record.route
+    HTTP_IN_FLIGHT.labels(route).dec()
+    if route in UPLOAD_ROUTES and record.method in ("POST", "PATCH", "PUT"):
+        UPLOADS_IN_PROGRESS.dec()
+    HTTP_REQUESTS.labels(route, record.method, str(record.status)).inc()
+    HTTP_DURATION.labels(route, record.method).observe(record.duration)
+    HTTP_REQUEST_SIZE.labels(route).observe(record.bytes_in)
+    HTTP_RESPONSE_SIZE.labels(route).observe(record.bytes_out)
+    BYTES_RECEIVED.labels(route).inc(record.bytes_in)
+    BYTES_SERVED.labels(route).inc(record.bytes_out)
+
+
+def _storage_call(driver: str, action: str, seconds: float) -> None:
+    STORAGE_ACTION.labels(driver, ACTIONS.get(action, action)).observe(seconds)
+
+
+def _event(name: str, count: int) -> None:
+    EVENTS.labels(name).inc(count)
+
+
+def install() -> None:
+    """Subscribe to the core's storage calls and events (idempotent)."""
+    observe.on_storage_call(_storage_call)
+    observe.on_event(_event)
+
+
+def exposition(accept: str | None) -> tuple[bytes, str]:
+    """The registry's current text exposition, in the format ``accept`` asks for."""
+    encoder, content_type = prometheus_client.exposition.choose_encoder(accept or "")
+    return encoder(prometheus_client.REGISTRY), content_type
