@@ -3,11 +3,11 @@
 Bytes pass through unchanged until a fault is armed; the next connection to carry
 ``after`` more bytes in the fault's direction then gets it: ``RESET`` (an RST mid-request,
 ``SO_LINGER`` 0), ``STALL`` (the connection goes silent for ``stall_s``, then closes),
-``TRUNCATE`` (the response is cut after ``after`` bytes) or ``STATUS`` (the next request on a
-fresh connection is answered with a canned HTTP response, e.g. S3's ``503 SlowDown``, and
-closed). Each fault fires once. It works below HTTP, so it needs nothing from the emulator;
-tests/s3proxy.py (srv10) is the HTTP-level counting proxy for S3, whose ``before`` hook can
-answer requests without forwarding them.
+``TRUNCATE`` (the response is cut after ``after`` bytes) or ``STATUS`` (the next request, on
+a new or a kept-alive connection, is answered with a canned HTTP response, e.g. S3's
+``503 SlowDown``, and the connection closed). Each fault fires once. It works below HTTP,
+so it needs nothing from the emulator; tests/s3proxy.py is the HTTP-level counting proxy for
+S3, whose ``before`` hook can answer requests without forwarding them.
 """
 
 from __future__ import annotations
@@ -68,9 +68,7 @@ class FaultProxy:
         """If the armed fault fires within these ``n`` bytes: (fault, bytes to pass first)."""
         with self._lock:
             fault = self._armed
-            if fault is None or fault.kind is Kind.STATUS or (
-                (fault.kind is Kind.TRUNCATE) != upstream
-            ):
+            if fault is None or ((fault.kind is Kind.TRUNCATE) != upstream):
                 return None, n
             if self._left >= n:
                 self._left -= n
@@ -127,6 +125,13 @@ class FaultProxy:
                 if fault is None:
                     dst.sendall(data)
                     continue
+                if fault.kind is Kind.STATUS:  # the next request, on a kept-alive connection
+                    _reset(dst)
+                    src.sendall(fault.response)
+                    src.shutdown(socket.SHUT_WR)
+                    while src.recv(_BUF):  # until the client closes: no RST over the answer
+                        pass
+                    return
                 dst.sendall(data[:first])
                 if fault.kind is Kind.STALL:
                     time.sleep(fault.stall_s)
