@@ -69,6 +69,7 @@ class S3Bucket(Bucket):
             raise_translated(exc)
         except BotoCoreError as exc:
             raise_translated(exc)
+        _check_complete_head(resp, key)
         return ObjectInfo(key, resp["ContentLength"], resp["LastModified"], resp["ETag"])
 
     def get(self, key: str, start: int = 0) -> _Body:
@@ -76,6 +77,7 @@ class S3Bucket(Bucket):
         extra: dict[str, Any] = {"Range": f"bytes={start}-"} if start else {}
         with translated():
             resp = self.client.get_object(Bucket=self.name, Key=key, **extra)
+        _check_complete_head(resp, key)
         return _Body(resp["Body"])
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
@@ -255,6 +257,18 @@ class S3Bucket(Bucket):
         if p.objectacl:
             args["ACL"] = p.objectacl
         return args
+
+
+def _check_complete_head(resp: Any, key: str) -> None:
+    """Refuse a response whose headers were cut short (a connection dropped mid-head).
+
+    http.client takes a head ended by EOF for a complete one, so a GetObject cut there reads
+    as an empty body with no ``Content-Length`` to check it against (found with the
+    fault-injecting proxy of tests/faultproxy.py): S3 always sends the length and the ETag.
+    """
+    if resp.get("ContentLength") is None or resp.get("ETag") is None:
+        raise StorageDriverError(f"S3 response for {key!r} was cut short (no Content-Length)",
+                                 driver="s3")
 
 
 class _Body:

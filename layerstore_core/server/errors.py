@@ -3,7 +3,8 @@
 Every refusal, from the blob service or from the HTTP layer itself, is a typed
 :class:`~layerstore_core.registry.errors.RegistryError` whose class states its OCI code and
 status; :func:`from_exception` passes those through (a storage write that found no room becomes
-:class:`StorageFullError`) and turns anything else into a 500 with code UNKNOWN, logged with its
+:class:`StorageFullError`, any other driver failure a 503 :class:`StorageUnavailableError`)
+and turns anything else into a 500 with code UNKNOWN, logged with its
 traceback (bad input must never end up there).
 """
 
@@ -59,11 +60,34 @@ def storage_full(exc: BaseException) -> StorageFullError | None:
     return None
 
 
+class StorageUnavailableError(RegistryError):
+    """A storage request failed (a dropped connection, a timeout, a backend 5xx); 503.
+
+    The cause is the backend's, not the client's, and retrying (resuming an upload from its
+    ``Range``) is what helps; the driver's own error goes to the log, not to the client.
+    """
+
+    code = "UNKNOWN"
+    status = 503
+
+
+def storage_unavailable(exc: BaseException) -> StorageUnavailableError | None:
+    """A StorageUnavailableError naming the driver and path, for any other driver failure."""
+    if not isinstance(exc, StorageDriverError):
+        return None
+    log.warning("storage request failed: %s", exc, exc_info=exc)
+    return StorageUnavailableError(
+        f"storage unavailable: the {exc.driver or 'storage'} driver failed"
+        + (f" on {exc.path}" if exc.path else "") + "; retry the request",
+        detail={"driver": exc.driver, "path": exc.path},
+    )
+
+
 def from_exception(exc: BaseException) -> RegistryError:
     """The error to answer for any exception raised while handling a request."""
     if isinstance(exc, RegistryError):
         return exc
-    full = storage_full(exc)
+    full = storage_full(exc) or storage_unavailable(exc)
     if full is not None:
         return full
     log.error("unhandled error", exc_info=exc)

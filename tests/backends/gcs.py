@@ -24,7 +24,7 @@ import pytest
 
 from layerstore_core.testing import Backend
 
-from ._servers import free_port, serve
+from ._servers import SLOW_MACHINE_TIMEOUT_S, free_port, serve
 
 BACKENDS = ["gcs-emulator", "gcs-fake"]
 BUCKET = "layerstore-test"
@@ -59,7 +59,7 @@ def gcs_server(kind: str) -> Iterator[str]:
                "--port", str(port), "--in-memory"]
         ready = url + "/"
     with serve(f"gcs-{kind}", cmd, ready):
-        raw_client(url).create_bucket(BUCKET, timeout=10)
+        raw_client(url).create_bucket(BUCKET, timeout=SLOW_MACHINE_TIMEOUT_S)
         yield url
 
 
@@ -83,8 +83,10 @@ def gcs_params(endpoint: str, **extra: Any) -> dict[str, Any]:
         "anonymous": True,
         "project": "test",
         "rootdirectory": f"/t-{uuid.uuid4().hex[:12]}",
-        "timeout": 30.0,
-        "retrydeadline": 5.0,
+        # Generous on purpose: gcp-storage-emulator is single-threaded, and on a loaded 2-core
+        # machine a connect once took over 30 s; a slow emulator must never fail a test.
+        "timeout": SLOW_MACHINE_TIMEOUT_S,
+        "retrydeadline": SLOW_MACHINE_TIMEOUT_S,
         # Small chunks put session boundaries within reach of small tests (close already
         # sends whole 256 KiB units); 1 MiB keeps the 256 MiB stream case at 256 requests.
         "chunksize": 2**20,
@@ -114,7 +116,8 @@ def gcs_backend(backend_id: str, endpoint: str, **extra: Any) -> Backend:
     client = raw_client(endpoint)
 
     def leftovers() -> list[str]:
-        names = (b.name for b in client.list_blobs(bucket, prefix=prefix, timeout=10))
+        names = (b.name for b in client.list_blobs(bucket, prefix=prefix,
+                                                timeout=SLOW_MACHINE_TIMEOUT_S))
         return [n for n in names if n.endswith(STATE_SUFFIX)]
 
     return Backend(backend_id, "gcs", params, leftovers=leftovers)
