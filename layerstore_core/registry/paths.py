@@ -118,6 +118,18 @@ class UploadStartedAtPath:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class UploadCommitPath:
+    """The verified digest and length of an upload whose data is being moved into place.
+
+    Written before the move, so a commit retried after a crash that moved the data (and left
+    the upload without it) can finish linking without the client re-sending anything.
+    """
+
+    name: str
+    id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class UploadHashStatesPath:
     """The directory of an upload's saved hash states for one algorithm."""
 
@@ -226,6 +238,7 @@ PathSpec = (
     | UploadPath
     | UploadDataPath
     | UploadStartedAtPath
+    | UploadCommitPath
     | UploadHashStatesPath
     | UploadHashStatePath
     | ManifestRevisionLinkPath
@@ -266,6 +279,8 @@ def path_for(spec: PathSpec) -> str:
             return f"{repo}/{name}/_uploads/{id_}/data"
         case UploadStartedAtPath(name, id_):
             return f"{repo}/{name}/_uploads/{id_}/startedat"
+        case UploadCommitPath(name, id_):
+            return f"{repo}/{name}/_uploads/{id_}/commit"
         case UploadHashStatesPath(name, id_, alg):
             return f"{repo}/{name}/_uploads/{id_}/hashstates/{alg}"
         case UploadHashStatePath(name, id_, alg, offset):

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import IO
@@ -222,16 +223,22 @@ class BlobUpload:
         split_digest(digest)
         if size is not None and (not isinstance(size, int) or size < 0):
             raise SizeInvalidError(f"invalid size {size!r}")
-        with self._unless_finished_elsewhere():
-            self._finish_write()
-        try:
-            length = self._verify(digest, size)
-        except (DigestInvalidError, SizeInvalidError):
-            self._done = True
-            self._remove_upload()
-            raise
-        self._move_into_place(digest, length)
+        recovered = self._recovered_commit(digest, size)
+        if recovered is not None:
+            length = recovered
+        else:
+            with self._unless_finished_elsewhere():
+                self._finish_write()
+            try:
+                length = self._verify(digest, size)
+            except (DigestInvalidError, SizeInvalidError):
+                self._done = True
+                self._remove_upload()
+                raise
+            self._move_into_place(digest, length)
+        pause_point("commit.moved")
         self._link(digest)
+        pause_point("commit.linked")
         self._settle(digest, length)
         self._remove_upload()
         self._done = True
@@ -239,6 +246,35 @@ class BlobUpload:
         return Descriptor(digest, length)
 
     # -- commit steps ---------------------------------------------------------------------
+
+    def _recovered_commit(self, digest: str, size: int | None) -> int | None:
+        """The length of a commit a crash interrupted after its move, or None.
+
+        Only an upload left without data is looked at (one read, on that rare path): its
+        marker must name this digest (and size, if given) and the blob must be in place with
+        that length — the marker was written only after the data was verified, so linking
+        needs nothing the client has not already proven.
+        """
+        if self.offset or self._writer is not None:
+            return None
+        try:
+            raw = self._driver.get_content(self._commit_path)
+        except PathNotFoundError:
+            return None
+        marked, _, length_text = raw.decode("ascii", "replace").partition(" ")
+        if marked != digest or not length_text.isascii() or not length_text.isdigit():
+            return None
+        length = int(length_text)
+        if size is not None and size != length:
+            return None
+        if blob_size(self._driver, p.path_for(p.BlobDataPath(digest))) != length:
+            return None
+        log.info("upload %s: finishing a commit interrupted after its move", self.id)
+        return length
+
+    @property
+    def _commit_path(self) -> str:
+        return p.path_for(p.UploadCommitPath(self._name, self.id))
 
     def _finish_write(self) -> None:
         """Commit the driver write so the data is readable. Twice: already committed, no-op.
@@ -291,6 +327,9 @@ class BlobUpload:
         if length == 0:  # some backends keep no object for an empty write; write it outright
             self._driver.put_content(blob, b"")
             return
+        # After the move the upload has no data: the marker lets a retried commit finish.
+        self._driver.put_content(self._commit_path, f"{digest} {length}".encode("ascii"))
+        pause_point("commit.marked")
         try:
             self._driver.move(self._data_path, blob)
         except PathNotFoundError:
@@ -447,3 +486,20 @@ def abort_upload(driver: StorageDriver, name: str, upload_id: str) -> None:
         driver.delete(p.path_for(p.UploadPath(name, upload_id)))
     except PathNotFoundError:
         pass
+
+
+#: A test hook: ``LAYERSTORE_TEST_PAUSE_AT=<step>`` makes the process stop at that step of a
+#: commit (writing the step's name to ``LAYERSTORE_TEST_PAUSE_FILE``) so a crash test can kill
+#: it exactly there. Unset in production: one dictionary lookup per step.
+PAUSE_ENV = "LAYERSTORE_TEST_PAUSE_AT"
+PAUSE_FILE_ENV = "LAYERSTORE_TEST_PAUSE_FILE"
+
+
+def pause_point(step: str) -> None:
+    """Block forever at ``step`` when the crash-test hook names it (see :data:`PAUSE_ENV`)."""
+    if os.environ.get(PAUSE_ENV) != step:
+        return
+    with open(os.environ[PAUSE_FILE_ENV], "w", encoding="ascii") as marker:
+        marker.write(step)
+    while True:  # the test SIGKILLs the process here
+        time.sleep(3600)
