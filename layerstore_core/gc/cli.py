@@ -14,7 +14,7 @@ import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .lease import GCBusyError, LeaseLostError
+from ..registry.leases import LeaseBusyError, LeaseLostError
 from .report import GCReport, NoProgress, Progress
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
                 report = _run(registry, options, bar)
         else:
             report = _run(registry, options, NoProgress())
-    except (GCBusyError, LeaseLostError) as exc:
+    except (LeaseBusyError, LeaseLostError) as exc:
         raise CLIError(f"gc: {exc}") from None
     _print(report, args.json)
     return 0
