@@ -224,3 +224,23 @@ def test_cli_gc_takes_the_fleet_lease_and_invalidates_redis(
     assert main(["gc", "--config", config, "--grace", "0s", "--json"]) == 0
     assert orphan in capsys.readouterr().out
     assert not client.exists(f"blobs::{orphan}")
+
+
+def test_strict_lease_holds_the_storage_lease_beside_redis(client: redis.Redis) -> None:
+    """gc's lease: an instance cut off from Redis cannot collect beside a Redis holder."""
+    driver = InMemoryDriver()
+    holder = fleet_lease(driver, client, "gc", strict=True)
+    holder.acquire()
+    assert client.exists("layerstore::lease::gc")
+    dead = connect(RedisSettings(addrs=(("127.0.0.1", free_port()),), dialtimeout=0.2))
+    cut_off = fleet_lease(driver, dead, "gc", strict=True)
+    with pytest.raises(LeaseBusyError, match="holds the gc lease"):  # the storage lease
+        cut_off.acquire()
+    holder.renew()
+    holder.release()
+    assert not client.exists("layerstore::lease::gc")
+    cut_off.acquire()  # Redis down: the storage lease alone
+    with pytest.raises(LeaseBusyError):
+        fleet_lease(driver, client, "gc", strict=True).acquire()  # Redis free, storage held
+    assert not client.exists("layerstore::lease::gc")  # the Redis lease it took is dropped
+    cut_off.release()

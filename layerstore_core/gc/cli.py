@@ -96,7 +96,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         "purge_uploads_older_than": (
             dt.timedelta(seconds=config.purge.age) if config.purge.enabled else None
         ),
-        "lease": fleet_lease(registry.driver, _redis(config), "gc"),
+        "lease": fleet_lease(registry.driver, _redis(config), "gc", strict=True),
     }
     try:
         if sys.stderr.isatty():

@@ -15,6 +15,8 @@ other one-at-a-time job take a :class:`Lease` (acquire, renew, release, ``owner`
   gcp-storage-emulator ignores preconditions, so a CAS-based lease would be untestable there.
 - :class:`FallbackLease`: Redis when configured and reachable, else the storage lease, so a
   fleet keeps its one purger while Redis is down.
+- :class:`StrictLease` (``fleet_lease(..., strict=True)``, gc's): Redis when reachable *and* the
+  storage lease, so an instance cut off from Redis never runs beside a Redis holder.
 """
 
 from __future__ import annotations
@@ -207,9 +209,70 @@ class FallbackLease:
             log.warning("cannot release the Redis lease (%s); it expires in %ss", exc, self.ttl)
 
 
+class StrictLease:
+    """The Redis lease while Redis answers *and* the storage lease, always.
+
+    :class:`FallbackLease` lets an instance that cannot reach Redis take the storage lease while
+    another holds the Redis one. The upload purger can live with that; gc cannot (two sweeps
+    share one sweep marker, so a push could check the wrong run's doomed digests). Here the
+    storage lease alone excludes; Redis in front makes a busy lease fail fast and race-free.
+    """
+
+    def __init__(self, primary: RedisLease, storage: StorageLease) -> None:
+        self._redis, self._storage = primary, storage
+        self._redis_held = False
+        self.owner, self.ttl = storage.owner, storage.ttl
+
+    def acquire(self) -> None:
+        from .rediscache import REDIS_ERRORS
+
+        try:
+            self._redis.acquire()
+            self._redis_held = True
+        except REDIS_ERRORS as exc:
+            log.warning("Redis lease unavailable (%s); the storage lease alone", exc)
+        try:
+            self._storage.acquire()
+        except BaseException:
+            self._drop_redis()
+            raise
+
+    def renew(self) -> None:
+        from .rediscache import REDIS_ERRORS
+
+        self._storage.renew()
+        if self._redis_held:
+            try:
+                self._redis.renew()
+            except (LeaseLostError, *REDIS_ERRORS) as exc:  # the storage lease still excludes
+                log.warning("lost the Redis lease (%s); holding the storage lease", exc)
+                self._redis_held = False
+
+    def release(self) -> None:
+        self._drop_redis()
+        self._storage.release()
+
+    def _drop_redis(self) -> None:
+        from .rediscache import REDIS_ERRORS
+
+        if self._redis_held:
+            self._redis_held = False
+            try:
+                self._redis.release()
+            except REDIS_ERRORS as exc:  # it expires on its own
+                log.warning("cannot release the Redis lease (%s); it expires in %ss", exc, self.ttl)
+
+
 def fleet_lease(driver: StorageDriver, client: Client | None, name: str,
-                ttl: float = DEFAULT_TTL_S) -> Lease:
-    """The lease ``name`` for this fleet: through Redis when configured, else the storage."""
+                ttl: float = DEFAULT_TTL_S, *, strict: bool = False) -> Lease:
+    """The lease ``name`` for this fleet: through Redis when configured, else the storage.
+
+    ``strict``: a job two holders must never run at once (gc) holds the storage lease too
+    (:class:`StrictLease`), so an instance cut off from Redis cannot run beside a Redis holder.
+    """
     storage = StorageLease(driver, name, ttl)
-    return storage if client is None else FallbackLease(RedisLease(client, name, ttl), storage)
+    if client is None:
+        return storage
+    redis_lease = RedisLease(client, name, ttl)
+    return StrictLease(redis_lease, storage) if strict else FallbackLease(redis_lease, storage)
 

@@ -317,7 +317,8 @@ class RegistryApp:
                     dry_run=gc.dryrun,
                     retention=config.retention,
                     purge_uploads_older_than=None,  # uploadpurging has its own schedule
-                    lease=fleet_lease(self.state.registry.driver, self.state.redis, "gc"),
+                    lease=fleet_lease(self.state.registry.driver, self.state.redis, "gc",
+                                      strict=True),
                 )
                 log.info("gc: %s", report.summary())
             except GCBusyError as exc:
