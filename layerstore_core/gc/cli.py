@@ -87,7 +87,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
     logging.basicConfig(level=config.log_level, format="%(levelname)s %(name)s: %(message)s")
-    registry = _registry(config, load_configured_driver(config))
+    client = _redis(config)
+    registry = _registry(config, load_configured_driver(config), client)
     options: dict[str, Any] = {
         "delete_untagged": args.delete_untagged or config.gc.deleteuntagged,
         "grace": dt.timedelta(seconds=grace),
@@ -96,7 +97,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         "purge_uploads_older_than": (
             dt.timedelta(seconds=config.purge.age) if config.purge.enabled else None
         ),
-        "lease": fleet_lease(registry.driver, _redis(config), "gc", strict=True),
+        "lease": fleet_lease(registry.driver, client, "gc", strict=True),
     }
     try:
         if sys.stderr.isatty():
@@ -119,7 +120,7 @@ def _redis(config: Config) -> Client | None:
     return redis_client(config)
 
 
-def _registry(config: Config, driver: StorageDriver) -> Registry:
+def _registry(config: Config, driver: StorageDriver, client: Client | None) -> Registry:
     """The registry with the servers' blob-descriptor cache, so a sweep invalidates theirs."""
     from ..registry import Registry
 
@@ -127,7 +128,7 @@ def _registry(config: Config, driver: StorageDriver) -> Registry:
         return Registry(driver)  # an in-process cache would die with this command anyway
     from ..server.fleet import blob_cache
 
-    return Registry(driver, blob_cache(config, _redis(config)))
+    return Registry(driver, blob_cache(config, client))
 
 
 def _run(registry: Any, options: dict[str, Any], progress: Progress) -> GCReport:
