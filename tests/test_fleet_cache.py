@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -196,3 +197,50 @@ def test_run_leased_skips_while_another_instance_holds_the_lease(client: redis.R
     holder.release()
     assert run_leased(driver, client, "uploadpurge", lambda: "ran") == "ran"
     assert not client.exists("layerstore::lease::uploadpurge")  # released after the job
+
+
+def test_cli_gc_takes_the_fleet_lease_and_invalidates_redis(
+        client: redis.Redis, redis_server: RedisServer, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``layerstore gc`` with a ``redis`` section: the servers' lease, and their cache forgets."""
+    from layerstore_core import load_driver
+    from layerstore_core.cli import main
+
+    root = f"{tmp_path}/root"
+    config = f"{tmp_path}/c.yml"
+    with open(config, "w") as f:
+        f.write(f"storage:\n  filesystem:\n    rootdirectory: {root}\n"
+                f"  cache:\n    blobdescriptor: redis\n"
+                f"redis:\n  addrs: [127.0.0.1:{redis_server.port}]\n")
+    registry = Registry(load_driver("filesystem", rootdirectory=root), RedisDescriptorCache(client))
+    orphan = push_blob(registry, "r", b"collect me")
+    registry.repository("r").blobs.stat(orphan)
+    assert client.exists(f"blobs::{orphan}")
+    holder = RedisLease(client, "gc", ttl=30)
+    holder.acquire()
+    assert main(["gc", "--config", config, "--grace", "0s"]) == 1
+    assert "layerstore::lease::gc" in capsys.readouterr().err
+    holder.release()
+    assert main(["gc", "--config", config, "--grace", "0s", "--json"]) == 0
+    assert orphan in capsys.readouterr().out
+    assert not client.exists(f"blobs::{orphan}")
+
+
+def test_strict_lease_holds_the_storage_lease_beside_redis(client: redis.Redis) -> None:
+    """gc's lease: an instance cut off from Redis cannot collect beside a Redis holder."""
+    driver = InMemoryDriver()
+    holder = fleet_lease(driver, client, "gc", strict=True)
+    holder.acquire()
+    assert client.exists("layerstore::lease::gc")
+    dead = connect(RedisSettings(addrs=(("127.0.0.1", free_port()),), dialtimeout=0.2))
+    cut_off = fleet_lease(driver, dead, "gc", strict=True)
+    with pytest.raises(LeaseBusyError, match="holds the gc lease"):  # the storage lease
+        cut_off.acquire()
+    holder.renew()
+    holder.release()
+    assert not client.exists("layerstore::lease::gc")
+    cut_off.acquire()  # Redis down: the storage lease alone
+    with pytest.raises(LeaseBusyError):
+        fleet_lease(driver, client, "gc", strict=True).acquire()  # Redis free, storage held
+    assert not client.exists("layerstore::lease::gc")  # the Redis lease it took is dropped
+    cut_off.release()

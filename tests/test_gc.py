@@ -14,8 +14,9 @@ import pytest
 from layerstore_core import load_driver
 from layerstore_core.drivers.inmemory import InMemoryDriver
 from layerstore_core.gc import GCBusyError, RetentionPolicy, StorageLease
-from layerstore_core.registry import ManifestBlobUnknownError, Registry
+from layerstore_core.registry import BlobUnknownError, ManifestBlobUnknownError, Registry
 from layerstore_core.registry import paths as p
+from layerstore_core.registry.cache import InMemoryDescriptorCache
 from layerstore_core.registry.fence import SweepMarker, shard_of
 from layerstore_core.server import Config
 from layerstore_core.server.config import ConfigError, GCConfig, parse_config
@@ -45,6 +46,21 @@ def run(registry: Registry, **options: object):  # type: ignore[no-untyped-def]
     options.setdefault("grace", NO_GRACE)
     lease = StorageLease(registry.driver, settle=0.01)
     return registry.collect_garbage(lease=lease, **options)  # type: ignore[arg-type]
+
+
+def test_collected_blobs_leave_the_descriptor_cache() -> None:
+    """The sweep calls ``Registry.blobs_removed``: the cache never answers for a collected blob."""
+    registry = Registry(InMemoryDriver(), InMemoryDescriptorCache())
+    kept = push_image(registry, "a/b", "1", tag="v1")
+    orphan = push_blob(registry, "a/b", b"never referenced")["digest"]
+    blobs = registry.repository("a/b").blobs
+    assert blobs.stat(orphan).size == len(b"never referenced")  # now cached
+    assert registry.cache is not None and registry.cache.lookup("a/b", orphan)[1] is not None
+    assert run(registry).blobs_deleted == [orphan]
+    assert registry.cache.lookup("a/b", orphan) == (False, None)
+    with pytest.raises(BlobUnknownError):
+        blobs.stat(orphan)
+    assert kept.all <= blobs_in(registry)
 
 
 def test_default_mode_keeps_every_revision(registry: Registry) -> None:

@@ -2,11 +2,13 @@
 
 ``collect_garbage`` (also ``Registry.collect_garbage`` and ``layerstore gc``) marks from the
 manifests, spares anything a push in progress linked, and deletes the rest in batches; one
-collector runs at a time across a fleet (a :class:`Lease`). See docs/DESIGN.md.
+collector runs at a time across a fleet (a :class:`Lease` from ``registry/leases.py``;
+``GCBusyError`` is its ``LeaseBusyError``). See docs/DESIGN.md.
 """
 
+from ..registry.leases import Lease, LeaseLostError, StorageLease
+from ..registry.leases import LeaseBusyError as GCBusyError
 from .collector import DEFAULT_GRACE, collect_garbage
-from .lease import GCBusyError, Lease, LeaseLostError, StorageLease
 from .report import GCReport, NoProgress, Progress
 from .retention import RetentionError, RetentionPolicy, parse_policies
 

@@ -14,12 +14,17 @@ import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .lease import GCBusyError, LeaseLostError
+from ..registry.leases import LeaseBusyError, LeaseLostError, fleet_lease
 from .report import GCReport, NoProgress, Progress
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
+
+    from ..driver import StorageDriver
+    from ..registry import Registry
+    from ..registry.rediscache import Client
+    from ..server.config import Config
 
 
 def add_parser(sub: Any) -> None:
@@ -74,7 +79,6 @@ class RichBar:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from ..cli import CLIError, _load_config, load_configured_driver
-    from ..registry import Registry
     from ..server.config import ConfigError, parse_duration
 
     config = _load_config(args.config)
@@ -83,7 +87,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
     logging.basicConfig(level=config.log_level, format="%(levelname)s %(name)s: %(message)s")
-    registry = Registry(load_configured_driver(config))
+    client = _redis(config)
+    registry = _registry(config, load_configured_driver(config), client)
     options: dict[str, Any] = {
         "delete_untagged": args.delete_untagged or config.gc.deleteuntagged,
         "grace": dt.timedelta(seconds=grace),
@@ -92,6 +97,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         "purge_uploads_older_than": (
             dt.timedelta(seconds=config.purge.age) if config.purge.enabled else None
         ),
+        "lease": fleet_lease(registry.driver, client, "gc", strict=True),
     }
     try:
         if sys.stderr.isatty():
@@ -99,10 +105,30 @@ def cmd_gc(args: argparse.Namespace) -> int:
                 report = _run(registry, options, bar)
         else:
             report = _run(registry, options, NoProgress())
-    except (GCBusyError, LeaseLostError) as exc:
+    except (LeaseBusyError, LeaseLostError) as exc:
         raise CLIError(f"gc: {exc}") from None
     _print(report, args.json)
     return 0
+
+
+def _redis(config: Config) -> Client | None:
+    """The ``redis`` section's client: the fleet's gc lease is taken where the servers take it."""
+    if config.redis is None:
+        return None
+    from ..server.fleet import redis_client  # redis-py: the server extra, only when configured
+
+    return redis_client(config)
+
+
+def _registry(config: Config, driver: StorageDriver, client: Client | None) -> Registry:
+    """The registry with the servers' blob-descriptor cache, so a sweep invalidates theirs."""
+    from ..registry import Registry
+
+    if config.blobdescriptor_cache != "redis":
+        return Registry(driver)  # an in-process cache would die with this command anyway
+    from ..server.fleet import blob_cache
+
+    return Registry(driver, blob_cache(config, client))
 
 
 def _run(registry: Any, options: dict[str, Any], progress: Progress) -> GCReport:

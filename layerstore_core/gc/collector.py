@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ..driver import StorageDriver
 from ..registry import Registry
 from ..registry.errors import ManifestUnknownError
-from .lease import Lease, StorageLease
+from ..registry.leases import Lease, StorageLease
 from .mark import ManifestReader, mark
 from .plan import make_plan
 from .report import GCReport, NoProgress, Progress
@@ -49,7 +49,7 @@ def collect_garbage(
     cutoff = dt.datetime.now(dt.UTC) - grace
     report = GCReport(dry_run=dry_run, delete_untagged=delete_untagged,
                       grace_seconds=grace.total_seconds())
-    held = lease or StorageLease(registry.driver)
+    held = lease or StorageLease(registry.driver, "gc")
     sweeper = Sweeper(registry, held, cutoff, report, show, run=uuid.uuid4().hex[:12])
     if not dry_run:
         held.acquire()
@@ -76,7 +76,8 @@ def collect_garbage(
                     DELETE_THREADS, thread_name_prefix="layerstore-gc-delete"
                 ) as pool:
                     sweeper.delete(plan, pool)
-            finally:
+            finally:  # even after a failed batch: the cache never answers for what is gone
+                registry.blobs_removed(report.blobs_deleted)
                 sweeper.finish()
             report.blobs_deleted.sort()
             report.manifests_deleted.sort()

@@ -29,7 +29,7 @@ from ..registry import Registry
 from ..registry import paths as p
 from ..registry.errors import ManifestUnknownError
 from ..registry.fence import SweepMarker, read_marker, shard_of
-from .lease import Lease
+from ..registry.leases import Lease
 from .mark import ManifestReader, _closure
 from .plan import Plan, blob_dir
 from .report import GCReport, Progress

@@ -124,6 +124,12 @@ class Lease:
     Taken with the driver's atomic create (:meth:`StorageDriver.put_content_if_absent`); renewed
     while held; one whose deadline passed is broken, after re-reading that it is unchanged (two
     breakers racing may both delete, and then only one create wins).
+
+    Not :class:`~..registry.leases.StorageLease` on purpose: that one guards deletes (gc, the
+    upload purger), so it waits out a settle time and refuses a second holder. This one is one
+    object per digest, taken on a client's request path (no second of settling per fetch),
+    renewed per chunk while the blob streams, and polled by waiters; losing a race costs only a
+    second fetch of the same content-addressed, digest-verified blob, never data.
     """
 
     def __init__(self, driver: StorageDriver, digest: str) -> None:

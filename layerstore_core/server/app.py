@@ -31,6 +31,7 @@ from ..proxy import Proxy
 from ..proxy.expiry import expiry_loop
 from ..registry import Registry
 from ..registry.errors import NameUnknownError, UnauthorizedError, UnsupportedError
+from ..registry.leases import fleet_lease
 from ..registry.names import NAME_PATTERN
 from . import access, blobs, manifests, metrics, uploads
 from .accesslog import access_logged
@@ -385,6 +386,8 @@ class RegistryApp:
                     dry_run=gc.dryrun,
                     retention=config.retention,
                     purge_uploads_older_than=None,  # uploadpurging has its own schedule
+                    lease=fleet_lease(self.state.registry.driver, self.state.redis, "gc",
+                                      strict=True),
                 )
                 log.info("gc: %s", report.summary())
             except GCBusyError as exc:
