@@ -206,3 +206,20 @@ def test_debug_and_health_config() -> None:
     for doc in bad:
         with pytest.raises(ConfigError):
             parse_config(doc)
+
+
+def test_scrub_and_cache_counters_are_scraped(tmp_path: Path) -> None:
+    """Counters kept without prometheus-client (scrub, blob-cache fallbacks) reach /metrics."""
+    cfg = Config(driver="inmemory", driver_params={}, secret="s",
+                 debug=DebugConfig("127.0.0.1", free_port(), prometheus=True))
+    with ThreadedServer(cfg, InMemoryDriver()) as srv:
+        debug = srv.app.debug
+        assert debug is not None
+        url = debug.url + "/metrics"
+        before = scrape(url)
+        assert before[("layerstore_scrub_runs_total", frozenset())] >= 0
+        assert ("layerstore_cache_fallbacks_total", frozenset()) in before
+        srv.app.state.scrub.runs += 1  # what a finished scheduled scrub does
+        after = scrape(url)
+        assert after[("layerstore_scrub_runs_total", frozenset())] == \
+            before[("layerstore_scrub_runs_total", frozenset())] + 1

@@ -30,6 +30,7 @@ from ..ops.scrub import scrub_once
 from ..proxy import Proxy
 from ..proxy.expiry import expiry_loop
 from ..registry import Registry
+from ..registry.cache import FALLBACKS
 from ..registry.errors import NameUnknownError, UnauthorizedError, UnsupportedError
 from ..registry.leases import fleet_lease
 from ..registry.names import NAME_PATTERN
@@ -402,6 +403,17 @@ def _chunk_min_length(driver: StorageDriver, default: int) -> int:
     return driver.preferred_chunk_size or default
 
 
+def _export_counters(state: ServerState) -> None:
+    """The scrub's, the proxy's and the blob cache's counters, on the metrics endpoint."""
+    metrics.export_snapshot("scrub", state.scrub.snapshot, totals=(
+        "runs", "failed_runs", "blobs_checked", "bytes_checked", "problems_found"))
+    metrics.export_snapshot("cache", lambda: {"fallbacks": FALLBACKS.count}, totals=("fallbacks",))
+    proxy = state.proxy
+    if proxy is not None:
+        snapshot = proxy.stats.snapshot
+        metrics.export_snapshot("proxy", snapshot, totals=tuple(snapshot()))
+
+
 def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryApp:
     """Build the driver (unless given), the registry and the app from a validated config.
 
@@ -433,6 +445,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
     state.chunk_min_length = _chunk_min_length(driver, state.chunk_min_length)
     if config.proxy is not None:
         state.proxy = Proxy(config.proxy, state.registry, state.run)
+    _export_counters(state)
     app = RegistryApp(state)
     if not config.accesslog_disabled:
         app.consumers.append(access_logged)

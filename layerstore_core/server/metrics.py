@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .. import observe
 
@@ -137,6 +138,44 @@ def install() -> None:
     """Subscribe to the core's storage calls and events (idempotent)."""
     observe.on_storage_call(_storage_call)
     observe.on_event(_event)
+
+
+Snapshot = Callable[[], Mapping[str, float | int | None]]
+
+
+class _SnapshotCollector(prometheus_client.registry.Collector):
+    """Counters kept by modules that must not depend on prometheus-client, read at scrape time.
+
+    Each source is a ``snapshot()`` of plain numbers (the scrub's, the proxy's, the fleet
+    cache's); a key in ``totals`` is a counter ``layerstore_<subsystem>_<key>_total``, any other
+    a gauge ``layerstore_<subsystem>_<key>`` (None values are left out).
+    """
+
+    def __init__(self) -> None:
+        self.sources: dict[str, tuple[Snapshot, frozenset[str]]] = {}
+
+    def collect(self) -> Iterator[prometheus_client.Metric]:
+        for subsystem, (snapshot, totals) in sorted(self.sources.items()):
+            for key, value in sorted(snapshot().items()):
+                if value is None:
+                    continue
+                name = f"{OURS}_{subsystem}_{key}"
+                doc = f"{subsystem}: {key.replace('_', ' ')}"
+                family: prometheus_client.Metric
+                if key in totals:
+                    family = CounterMetricFamily(name, doc, value=float(value))
+                else:
+                    family = GaugeMetricFamily(name, doc, value=float(value))
+                yield family
+
+
+_SNAPSHOTS = _SnapshotCollector()
+prometheus_client.REGISTRY.register(_SNAPSHOTS)
+
+
+def export_snapshot(subsystem: str, snapshot: Snapshot, totals: Iterable[str] = ()) -> None:
+    """Expose ``snapshot()``'s numbers under ``layerstore_<subsystem>_…`` (replaces a source)."""
+    _SNAPSHOTS.sources[subsystem] = (snapshot, frozenset(totals))
 
 
 def exposition(accept: str | None) -> tuple[bytes, str]:
