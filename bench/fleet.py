@@ -1,15 +1,16 @@
 """A fleet's pulls with and without the Redis cache, and metadata throughput of --workers 2.
 
-Usage: python bench/fleet.py [--pulls 50] [--big-pulls 5] [--seconds 5] [--concurrency 32]
-                             [--only pulls|metadata]
+Usage: python bench/fleet.py [--pulls 50] [--big-pulls 5] [--seconds 3] [--rounds 3]
+                             [--concurrency 32] [--only pulls|metadata]
 
 1. Three ``layerstore serve`` on one moto S3 bucket behind nginx (deploy/nginx-fleet.conf),
    redirects off so every byte goes through the fleet; once without a cache, once with
    ``storage.cache.blobdescriptor: redis``. A burst of concurrent pulls (GET manifest by tag,
    then every blob) of a small image, then of the 1 + 32 + 200 MiB image; the backend requests
    are counted from moto's request log. Target: the cache halves backend requests per pull.
-2. One ``layerstore serve`` on the filesystem with 1 worker, then ``--workers 2``: blob HEADs
-   and manifest GETs per second from ``--concurrency`` keep-alive connections for ``--seconds``,
+2. A ``layerstore serve`` on the filesystem with 1 worker and one with ``--workers 2``: blob HEADs
+   and manifest GETs per second from ``--concurrency`` keep-alive connections, both servers up
+   at once and measured in ``--rounds`` alternating rounds of ``--seconds`` (medians),
    driven by ``hey`` (Debian package ``hey``; the benchmark needs it, the tests do not) held to
    one core (GOMAXPROCS 1), so the server gets the other; the server's CPU per request and the
    cores each side used are read from /proc. A Python client (the first version of this part)
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import resource
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,29 +173,47 @@ def _hey(url: str, method: str, seconds: float, concurrency: int, pid: int) -> d
             "client_cores": client / seconds}
 
 
-def metadata(work: Path, workers: int, layout: ImageLayout, policy: Path, seconds: float,
-             concurrency: int) -> dict[str, dict[str, float]]:
+@contextlib.contextmanager
+def metadata_server(work: Path, workers: int, layout: ImageLayout,
+                    policy: Path) -> Iterator[tuple[dict[str, str], int]]:
+    """A filesystem ``layerstore serve`` with ``workers`` holding the image; URLs and its pid."""
     port = free_port()
     cfg = write_config(work / f"workers{workers}.yml", "filesystem",
-                       {"rootdirectory": str(work / "meta")}, port,
+                       {"rootdirectory": str(work / f"meta{workers}")}, port,
                        {"http": {"workers": workers}})
     argv = [sys.executable, "-m", "layerstore_core.cli", "serve", "--config", str(cfg)]
     with RegistryProcess(argv, port, work / f"workers{workers}.log") as server:
         server.wait_ready(60)
         push(layout, f"127.0.0.1:{port}", "meta/img:v1", policy)
-        blob = f"{server.url}/v2/meta/img/blobs/{layout.blob_digests[1]}"
-        manifest = f"{server.url}/v2/meta/img/manifests/v1"
-        pid = server.proc.pid
-        _hey(blob, "HEAD", 2, concurrency, pid)  # warm every worker
-        return {"head_blob": _hey(blob, "HEAD", seconds, concurrency, pid),
-                "get_manifest": _hey(manifest, "GET", seconds, concurrency, pid)}
+        urls = {"head_blob": f"{server.url}/v2/meta/img/blobs/{layout.blob_digests[1]}",
+                "get_manifest": f"{server.url}/v2/meta/img/manifests/v1"}
+        _hey(urls["head_blob"], "HEAD", 2, 32, server.proc.pid)  # warm every worker
+        yield urls, server.proc.pid
+
+
+def metadata(work: Path, layout: ImageLayout, policy: Path, seconds: float, concurrency: int,
+             rounds: int) -> dict[int, dict[str, dict[str, float]]]:
+    """Both servers up at once, measured in alternating rounds (1, 2, 1, 2, …): the machine's
+    load drifts less between the two than between two runs one after the other. Medians."""
+    samples: dict[int, dict[str, list[dict[str, float]]]] = {1: {}, 2: {}}
+    with contextlib.ExitStack() as stack:
+        servers = {n: stack.enter_context(metadata_server(work, n, layout, policy))
+                   for n in (1, 2)}
+        for _ in range(rounds):
+            for key, method in (("head_blob", "HEAD"), ("get_manifest", "GET")):
+                for n, (urls, pid) in servers.items():
+                    samples[n].setdefault(key, []).append(
+                        _hey(urls[key], method, seconds, concurrency, pid))
+    return {n: {key: {field: statistics.median(r[field] for r in runs) for field in runs[0]}
+                for key, runs in by_key.items()} for n, by_key in samples.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pulls", type=int, default=50)
     ap.add_argument("--big-pulls", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--only", choices=["pulls", "metadata"])
     args = ap.parse_args()
@@ -207,7 +228,8 @@ def main() -> None:
         if args.only != "metadata":
             report_pulls(work, images, pulls, policy)
         if args.only != "pulls":
-            report_metadata(work, images["small"], policy, args.seconds, args.concurrency)
+            report_metadata(work, images["small"], policy, args.seconds, args.concurrency,
+                            args.rounds)
 
 
 def report_pulls(work: Path, images: dict[str, ImageLayout], pulls: dict[str, int],
@@ -231,13 +253,13 @@ def report_pulls(work: Path, images: dict[str, ImageLayout], pulls: dict[str, in
 
 
 def report_metadata(work: Path, image: ImageLayout, policy: Path, seconds: float,
-                    concurrency: int) -> None:
+                    concurrency: int, rounds: int) -> None:
     load = os.getloadavg()[0]
-    one = metadata(work, 1, image, policy, seconds, concurrency)
-    two = metadata(work, 2, image, policy, seconds, concurrency)
+    results = metadata(work, image, policy, seconds, concurrency, rounds)
+    one, two = results[1], results[2]
     print(f"\nmetadata requests/s on the filesystem: hey on one core, {concurrency} connections,"
-          f" {seconds:.0f} s each (load average {load:.1f} before, {os.getloadavg()[0]:.1f} after,"
-          f" on {os.cpu_count()} cores)")
+          f" median of {rounds} alternating rounds of {seconds:.0f} s (load average {load:.1f}"
+          f" before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores)")
     print(f"{'':13} {'workers':>7} {'req/s':>8} {'server us/req':>14} {'server cores':>13} "
           f"{'hey cores':>10}")
     for key in ("head_blob", "get_manifest"):
