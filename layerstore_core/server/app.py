@@ -348,6 +348,8 @@ class RegistryApp:
             self._tasks.append(asyncio.create_task(self.health.run(self.state.run)))
         if self.state.config.debug is not None:
             self.debug = DebugServer(self.state.config.debug, self.health).start()
+        if metrics.multiprocess_dir() is not None:  # a worker: the supervisor serves metrics
+            self._tasks.append(asyncio.create_task(metrics.sync_snapshots()))
 
     async def _purge_loop(self) -> None:
         purge = self.state.config.purge
