@@ -460,7 +460,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
     if not config.accesslog_disabled:
         app.consumers.append(access_logged)
     if config.notifications:
-        app.notifier = Notifier(config.notifications)
+        app.notifier = Notifier(config.notifications, config.urls)
         app.consumers.append(app.notifier)
     health = config.health
     if health.enabled:

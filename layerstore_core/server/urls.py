@@ -21,7 +21,7 @@ import dataclasses
 import re
 from urllib.parse import urljoin
 
-from .http import Request
+from .http import Message, Request, Scope
 
 _HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _SCHEMES = ("http", "https")
@@ -51,6 +51,18 @@ class URLConfig:
             return path
         scheme, host = origin(req)
         return f"{scheme}://{host}{self.prefix}{path}"
+
+    def for_scope(self, scope: Scope, path: str) -> str:
+        """:meth:`build` for a finished request, known by its ASGI scope (notifications)."""
+        return self.build(Request(scope, _no_body), path)
+
+
+#: Distribution's defaults: no prefix, no host, absolute URLs from the request.
+DEFAULT_URLS = URLConfig()
+
+
+async def _no_body() -> Message:
+    raise RuntimeError("a finished request has no body to read")
 
 
 def _forwarded(req: Request) -> dict[str, str]:
