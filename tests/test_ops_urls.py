@@ -22,6 +22,8 @@ import pytest
 
 from layerstore_core.drivers.inmemory import InMemoryDriver
 from layerstore_core.server.config import ConfigError, parse_config
+from layerstore_core.server.metrics import RequestRecord
+from layerstore_core.server.notifications import event_for
 from layerstore_core.server.threaded import ThreadedServer
 from tests.backends._servers import free_port
 from tests.images import build_oci_layout, read_oci_layout, skopeo, write_policy
@@ -286,3 +288,23 @@ def test_skopeo_through_a_prefix(mode: str, tmp_path: Path) -> None:
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+@pytest.mark.parametrize(("http", "headers", "url"), [
+    ({"prefix": "/pre/"}, [(b"host", b"r.example:5000"), (b"x-forwarded-proto", b"https")],
+     "https://r.example:5000/pre/v2/a/manifests/" + DIGEST),
+    ({"prefix": "/pre/", "relativeurls": True}, [(b"host", b"r.example")],
+     "/v2/a/manifests/" + DIGEST),
+    ({"host": "https://reg.example.com/"}, [(b"host", b"r.example")],
+     "https://reg.example.com/v2/a/manifests/" + DIGEST),
+])
+def test_notification_target_url_is_the_location(http: dict[str, Any],
+                                                 headers: list[tuple[bytes, bytes]],
+                                                 url: str) -> None:
+    record = RequestRecord("PUT", "/v2/a/manifests/t", "manifest",
+                           scope={"type": "http", "method": "PUT", "path": "/v2/a/manifests/t",
+                                  "headers": headers, "scheme": "http"},
+                           response_headers=[(b"docker-content-digest", DIGEST.encode())],
+                           status=201)
+    event = event_for(record, "r.example", _config(http).urls)
+    assert event is not None and event["target"]["url"] == url
