@@ -212,8 +212,11 @@ class RegistryApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            await instrumented(scope, receive, send, self._serve, route_name(scope["path"]),
-                               self.consumers)
+            below = self.state.config.urls.below_prefix(scope["path"])
+            if below is not None and below != scope["path"]:  # http.prefix: route what is below
+                scope = {**scope, "path": below, "prefixed_path": scope["path"]}
+            name = route_name(scope["path"]) if below is not None else "unknown"
+            await instrumented(scope, receive, send, self._serve, name, self.consumers)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.state.config.headers]
@@ -224,8 +227,12 @@ class RegistryApp:
                 if message["type"] == "http.response.start":
                     message["headers"] = [*message.get("headers", []), *extra]
                 await plain_send(message)
-        if scope["path"] == "/":  # Distribution's load-balancer probe: always 200, no auth
-            await send_response(send, empty(200))
+        if scope.get("prefixed_path", scope["path"]) == "/":  # Distribution's load-balancer
+            await send_response(send, empty(200))              # probe: always 200, no auth
+            return
+        if self.state.config.urls.below_prefix(scope.get("prefixed_path", scope["path"])) is None:
+            await send_response(send, error_response(NameUnknownError(
+                "no such route (the API is under http.prefix)", detail={"path": scope["path"]})))
             return
         if self.health is not None and not self.health.healthy:  # as Distribution: all 503
             await send_response(send, self.health.unavailable())
@@ -340,6 +347,8 @@ class RegistryApp:
             self._tasks.append(asyncio.create_task(self.health.run(self.state.run)))
         if self.state.config.debug is not None:
             self.debug = DebugServer(self.state.config.debug, self.health).start()
+        if metrics.multiprocess_dir() is not None:  # a worker: the supervisor serves metrics
+            self._tasks.append(asyncio.create_task(metrics.sync_snapshots()))
 
     async def _purge_loop(self) -> None:
         purge = self.state.config.purge
@@ -438,7 +447,8 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
         except HtpasswdError as exc:
             raise ConfigError(str(exc)) from None
     client = redis_client(config)
-    state = ServerState(config=config, registry=Registry(driver, blob_cache(config, client)),
+    registry = Registry(driver, blob_cache(config, client), url_policy=config.url_policy)
+    state = ServerState(config=config, registry=registry,
                         signer=TokenSigner(secret), htpasswd=htpasswd, token_auth=token_auth,
                         redis=client)
     state.chunk_min_length = _chunk_min_length(driver, state.chunk_min_length)
@@ -449,7 +459,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
     if not config.accesslog_disabled:
         app.consumers.append(access_logged)
     if config.notifications:
-        app.notifier = Notifier(config.notifications)
+        app.notifier = Notifier(config.notifications, config.urls)
         app.consumers.append(app.notifier)
     health = config.health
     if health.enabled:
