@@ -136,13 +136,16 @@ class BlobFetcher:
                     reader: Subscriber, done: asyncio.Future[BaseException | None]) -> None:
         """Upstream body → upload (and the subscribed client); commit verifies the digest.
 
-        Pipelined: the next upstream read runs while a chunk is written and handed to the
-        client, so the three overlap.
+        Pipelined: the next upstream read runs while a chunk is written and the one before it
+        handed to the client, so the three overlap. The client's last chunk is held back until
+        the written bytes hash to ``digest`` (a mismatch cuts its body short), but not through
+        the commit's sync and moves: its response ends while the blob is committed.
         """
         chunks = _batches(resp.iter_raw(), CHUNK)  # the bytes as stored: no content decoding
         error: BaseException | None = None
         upload = None
         pending: asyncio.Future[Any] | None = None
+        held = b""
         try:
             upload = await self._run(self._registry.repository(name).blobs.create_upload)
             pending = asyncio.ensure_future(self._run(next, chunks, b""))
@@ -152,10 +155,14 @@ class BlobFetcher:
                 if not chunk:
                     break
                 pending = asyncio.ensure_future(self._run(next, chunks, b""))
-                await asyncio.gather(self._run(upload.write, chunk), reader.put(chunk))
+                await asyncio.gather(self._run(upload.write, chunk), reader.put(held))
+                held = chunk
                 self._stats.add("upstream_bytes", len(chunk))
                 if lease.due():  # checked here: no thread hop per chunk for a no-op
                     await self._run(lease.renew)
+            if upload.written_digest() == digest:  # a copy of the hash state: cheap
+                await reader.put(held)
+                await reader.end(None)
             await self._run(upload.commit, digest)
             log.info("cached blob %s for %s", digest, name)
         except BaseException as exc:
@@ -207,13 +214,14 @@ class Subscriber:
     def __init__(self, queue: asyncio.Queue[bytes | _End]) -> None:
         self._queue = queue
         self.attached = True
+        self.ended = False
 
     async def put(self, chunk: bytes) -> None:
         """Hand a chunk over; a client that takes none for :data:`STALL` s is detached.
 
         The fetch serves every waiter, so one stuck or never-started response must not stop it.
         """
-        if not self.attached:
+        if not self.attached or not chunk:
             return
         try:
             await asyncio.wait_for(self._queue.put(chunk), STALL)
@@ -222,7 +230,9 @@ class Subscriber:
             self.detach(OSError("client too slow: detached from the upstream fetch"))
 
     async def end(self, error: BaseException | None) -> None:
-        if self.attached:
+        """Send the end marker, once (later calls, e.g. a commit's failure, are dropped)."""
+        if self.attached and not self.ended:
+            self.ended = True
             await self._queue.put(_End(error))
 
     def detach(self, error: BaseException | None = None) -> None:
