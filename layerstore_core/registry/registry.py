@@ -61,11 +61,12 @@ class Registry:
         """
         return paginate(list(repository_names(self.driver, marker="_manifests")), n, last)
 
-    def purge_uploads(self, older_than: dt.timedelta, dry_run: bool = False) -> list[PurgedUpload]:
+    def purge_uploads(self, older_than: dt.timedelta, dry_run: bool = False, *,
+                      lease: Lease | None = None) -> list[PurgedUpload]:
         """Cancel uploads started more than ``older_than`` ago (see :func:`.purge_uploads`)."""
         from .purge import purge_uploads  # purge needs this module; import when called
 
-        return purge_uploads(self.driver, older_than, dry_run)
+        return purge_uploads(self.driver, older_than, dry_run, lease=lease)
 
     def collect_garbage(
         self,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import functools
 import logging
 import random
 import re
@@ -351,8 +350,8 @@ class RegistryApp:
             try:
                 found = await self.state.run(
                     run_leased, self.state.registry.driver, self.state.redis, "uploadpurge",
-                    functools.partial(self.state.registry.purge_uploads,
-                                      dt.timedelta(seconds=purge.age), purge.dryrun),
+                    lambda lease: self.state.registry.purge_uploads(
+                        dt.timedelta(seconds=purge.age), purge.dryrun, lease=lease),
                 )
                 if found is not None:
                     log.info("upload purge: %d upload(s)%s", len(found),
