@@ -322,7 +322,8 @@ class RegistryApp:
                     self._tasks.append(asyncio.create_task(self._scrub_loop()))
                 if self.state.proxy is not None and not self.state.config.readonly:
                     self._tasks.append(asyncio.create_task(expiry_loop(
-                        self.state.registry, self.state.proxy.config, self.state.run)))
+                        self.state.registry, self.state.proxy.config, self.state.run,
+                        self._collect_once)))
                 gc = self.state.config.gc
                 if gc.enabled and gc.interval > 0 and not self.state.config.readonly:
                     self._tasks.append(asyncio.create_task(self._gc_loop()))
@@ -383,27 +384,37 @@ class RegistryApp:
 
     async def _gc_loop(self) -> None:
         """Collect garbage every interval; with a fleet, whoever holds the lease collects."""
-        config = self.state.config
-        gc = config.gc
+        gc = self.state.config.gc
         await asyncio.sleep(min(gc.interval, random.uniform(60, 3600)))
         while True:
-            try:
-                report = await self.state.run(
-                    self.state.registry.collect_garbage,
-                    delete_untagged=gc.deleteuntagged,
-                    grace=dt.timedelta(seconds=gc.grace),
-                    dry_run=gc.dryrun,
-                    retention=config.retention,
-                    purge_uploads_older_than=None,  # uploadpurging has its own schedule
-                    lease=fleet_lease(self.state.registry.driver, self.state.redis, "gc",
-                                      strict=True),
-                )
-                log.info("gc: %s", report.summary())
-            except GCBusyError as exc:
-                log.info("gc skipped: %s", exc)
-            except Exception:
-                log.exception("gc failed")
+            await self._collect_once()
             await asyncio.sleep(gc.interval)
+
+    async def _collect_once(self) -> bool:
+        """One gc run, with ``storage.maintenance.gc``'s settings and the fleet's gc lease.
+
+        The scheduled gc's, and the proxy expiry's follow-up; returns whether it ran.
+        """
+        config = self.state.config
+        gc = config.gc
+        try:
+            report = await self.state.run(
+                self.state.registry.collect_garbage,
+                delete_untagged=gc.deleteuntagged,
+                grace=dt.timedelta(seconds=gc.grace),
+                dry_run=gc.dryrun,
+                retention=config.retention,
+                purge_uploads_older_than=None,  # uploadpurging has its own schedule
+                lease=fleet_lease(self.state.registry.driver, self.state.redis, "gc",
+                                  strict=True),
+            )
+            log.info("gc: %s", report.summary())
+            return True
+        except GCBusyError as exc:
+            log.info("gc skipped: %s", exc)
+        except Exception:
+            log.exception("gc failed")
+        return False
 
 
 def _chunk_min_length(driver: StorageDriver, default: int) -> int:

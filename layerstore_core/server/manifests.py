@@ -122,10 +122,18 @@ def _paged(state: ServerState, req: Request, path: str, key: str, name: str | No
 
 
 async def tags(state: ServerState, req: Request, name: str) -> Response:
-    """GET tags/list; one extra name is fetched to know whether a ``Link`` is due."""
+    """GET tags/list; one extra name is fetched to know whether a ``Link`` is due.
+
+    A name an upstream claims lists the upstream's tags (the cached ones when it fails).
+    """
     n, last = _page_args(req)
     repo = state.registry.repository(name)
-    items = [] if n == 0 else list(await state.run(repo.tags.list, n + 1, last))
+    if n == 0:
+        items: list[str] = []
+    elif state.proxy is not None and state.proxy.claims(name):
+        items = await state.run(state.proxy.tags, name, n + 1, last)
+    else:
+        items = list(await state.run(repo.tags.list, n + 1, last))
     return _paged(state, req, f"/v2/{name}/tags/list", "tags", name, items, n)
 
 
@@ -160,7 +168,11 @@ async def referrers(state: ServerState, req: Request, name: str, subject: str) -
 
 
 async def catalog(state: ServerState, req: Request) -> Response:
-    """GET _catalog: repositories with manifests, paginated like tags."""
+    """GET _catalog: repositories with manifests, paginated like tags.
+
+    A pull-through cache lists what it holds, as Distribution's proxy does (never the
+    upstream's catalog, which Docker Hub does not serve anyway).
+    """
     n, last = _page_args(req)
     items = [] if n == 0 else list(await state.run(state.registry.catalog, n + 1, last))
     return _paged(state, req, "/v2/_catalog", "repositories", None, items, n)
