@@ -15,6 +15,7 @@ import logging
 from .. import observe
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError
+from ..progress import NoProgress, Progress
 from . import paths as p
 from .errors import BlobUploadInvalidError
 from .leases import KeepAlive, Lease
@@ -67,6 +68,7 @@ def purge_uploads(
     *,
     now: dt.datetime | None = None,
     lease: Lease | None = None,
+    progress: Progress | None = None,
 ) -> list[PurgedUpload]:
     """Cancel every upload idle for more than ``older_than``; returns what was purged.
 
@@ -77,7 +79,12 @@ def purge_uploads(
     cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
     keep_alive = KeepAlive(lease) if lease is not None else None
     purged: list[PurgedUpload] = []
-    for name in repository_names(driver):
+    show = progress or NoProgress()
+    show.phase("listing repositories")
+    names = repository_names(driver)
+    show.phase("checking repositories", len(names))
+    for name in names:
+        show.advance()
         try:
             uploads = driver.list(p.path_for(p.UploadsPath(name)))
         except PathNotFoundError:
