@@ -64,11 +64,7 @@ class ListCases(SuiteBase):
     def test_list_walk_and_stat_agree_on_an_unfinished_write(
         self, driver: StorageDriver, root: str
     ) -> None:
-        """A directory holding only a closed, uncommitted write: listed iff walked iff stat'd.
-
-        Whether it shows at all is the store's (Azure lists no staged-only blob).
-        """
-        driver.put_content(under(root, "keep"), b"x")
+        """A directory holding only a closed, uncommitted write: listed iff walked iff stat'd."""
         writer = driver.writer(under(root, "d", "f"))
         writer.write(b"x")
         writer.close()
