@@ -147,19 +147,3 @@ def test_filesystem_reader_is_wrapped(tmp_path: pathlib.Path) -> None:
         assert stream.readinto(buf) == 4 and buf == b"0123"
     with pytest.raises(ValueError, match="closed"):
         stream.read()
-
-
-def test_a_directory_holding_only_hidden_state_is_an_empty_directory() -> None:
-    """Object stores: ``d/f~state`` alone makes ``/r/d`` a directory for list, stat and walk."""
-    driver = InMemoryDriver()
-    writer = driver.writer("/r/d/f")
-    writer.write(b"x")
-    writer.close()  # one byte, no part: only the state object is stored
-    assert driver.list("/r") == ["/r/d"]
-    assert [(i.path, i.is_dir) for i in driver.walk("/r")] == [("/r/d", True)]
-    assert driver.stat("/r/d").is_dir
-    assert driver.list("/r/d") == []
-    assert list(driver.walk("/r/d")) == []
-    driver.delete("/r/d")  # found: no PathNotFoundError, and nothing is left
-    with pytest.raises(PathNotFoundError):
-        driver.stat("/r")

@@ -14,7 +14,7 @@ import io
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, Generic, TypeVar
 
-from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver
+from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, is_component
 from ..errors import InvalidOffsetError, PathNotFoundError
 from .bucket import Bucket, ListPage, ObjectInfo
 from .partwriter import STATE_SUFFIX, PartWriter, discard, load_state, state_key
@@ -124,18 +124,21 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         return FileInfo(path, info.size, info.modified, False)
 
     def _has_children(self, path: str) -> bool:
-        """Whether any key lies below (a hidden one too: see :func:`.tree.walk_entries`)."""
         prefix = self._dir_prefix(path)
-        return any(page.objects or page.prefixes for page in self._pages(prefix, delimiter=True))
+        for page in self._pages(prefix, delimiter=True):
+            if children(path, _names(page, prefix)):
+                return True
+        return False
 
     def _list(self, path: str) -> builtins.list[str]:
         prefix = self._dir_prefix(path)
         names: builtins.list[str] = []
         for page in self._pages(prefix, delimiter=True):
             names.extend(_names(page, prefix))
-        if not names and path != "/":
+        found = children(path, names)
+        if not found and path != "/":
             raise PathNotFoundError(path=path)
-        return children(path, names)
+        return found
 
     def _objects(self, prefix: str) -> Iterator[ObjectInfo]:
         for page in self._pages(prefix, delimiter=False):
@@ -144,11 +147,11 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
     def _walk(self, path: str) -> Iterator[FileInfo]:
         """One flat listing for the whole tree (not a listing per directory)."""
         prefix = self._dir_prefix(path)
-        objects = builtins.list(self._objects(prefix))
-        if not objects and path != "/":
+        files = ((o.key[len(prefix) :], o.size, o.modified) for o in self._objects(prefix))
+        entries = walk_entries(path, files)
+        if not entries and path != "/":
             raise PathNotFoundError(path=path)
-        return iter(walk_entries(path, ((o.key[len(prefix) :], o.size, o.modified)
-                                        for o in objects)))
+        return iter(entries)
 
     # -- move, delete ------------------------------------------------------------------------
 
@@ -170,8 +173,10 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         key = self.key(path)
         hidden = self.bucket.unfinished_keys(key + "/")
         below = list(hidden) if hidden is not None else [o.key for o in self._objects(key + "/")]
-        # A directory (any key below) is found without a HEAD of its own key (deleted blindly).
-        found = bool(below) or self.bucket.head(key) is not None
+        rel = len(key) + 1
+        # A directory with children is found without a HEAD of its own key (deleted blindly).
+        found = any(is_component(k[rel:].split("/", 1)[0]) for k in below)
+        found = found or self.bucket.head(key) is not None
         if not found and not below:
             raise PathNotFoundError(path=path)
         for doomed in below:  # unfinished writes go even where nothing committed is found

@@ -60,23 +60,3 @@ class ListCases(SuiteBase):
             list(pool.map(lambda p: driver.put_content(p, b"x"), children))
         assert driver.list(parent) == children
         assert sum(1 for _ in driver.walk(parent)) == MANY_CHILDREN
-
-    def test_list_walk_and_stat_agree_on_an_unfinished_write(
-        self, driver: StorageDriver, root: str
-    ) -> None:
-        """A directory holding only a closed, uncommitted write: listed iff walked iff stat'd."""
-        writer = driver.writer(under(root, "d", "f"))
-        writer.write(b"x")
-        writer.close()
-        depth = root.count("/") + 1
-        walked = {i.path: i for i in driver.walk(root)}
-        assert {p for p in walked if p.count("/") == depth} == set(driver.list(root))
-        for path, info in walked.items():
-            assert driver.stat(path).is_dir == info.is_dir
-            if info.is_dir:
-                level = path.count("/") + 1
-                below = {p for p in walked if p.startswith(path + "/") and p.count("/") == level}
-                assert set(driver.list(path)) == below
-                assert {i.path for i in driver.walk(path)} == {
-                    p for p in walked if p.startswith(path + "/")}
-        driver.writer(under(root, "d", "f"), append=True).cancel()
