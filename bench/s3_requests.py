@@ -1,6 +1,6 @@
 """S3 requests by operation for one skopeo push + pull: layerstore serve vs Distribution 2.8.2.
 
-Usage: python bench/s3_requests.py [--layers 1,32,200] [--chunksize-mib 10] [--json]
+Usage: python bench/s3_requests.py [--layers 1,32,200] [--chunksize-mib 10] [--json] [--trace]
 
 Both servers run in the same run against one moto server, each on its own bucket, with 10 MiB
 parts (``chunksize``), behind a counting proxy (``tests/s3proxy.py``) that names each request's
@@ -8,6 +8,11 @@ S3 operation. Redirected blob GETs go to the proxy too, so every backend request
 Then, for each server, one upload gets a chunk and its status is read with GET: the writes that
 GET made are reported (target 0). Prints per-operation counts, totals and the ratio
 layerstore / Distribution (target <= 0.5).
+
+``--trace`` also puts a proxy in front of each registry and prints, in order, every registry
+HTTP request of the push + pull with the S3 requests (operation and key) that followed it, then
+the S3 operations per kind of registry request. skopeo pushes layers in parallel, so the S3
+requests are attributed exactly only with one layer (``--layers 32 --trace``).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +96,60 @@ def _status_writes(url: str, proxy: S3Proxy) -> dict[str, int]:
     return dict(seen)
 
 
+class Trace:
+    """Registry requests and the S3 requests after each, in the order the proxies saw them."""
+
+    def __init__(self, bucket: str) -> None:
+        self._bucket = f"/{bucket}/"
+        self._lock = threading.Lock()
+        self.requests: list[tuple[str, list[str]]] = []
+
+    def registry(self, _op: str, request: str) -> None:
+        with self._lock:
+            self.requests.append((_shorten(request.split("?_state=")[0]), []))
+
+    def s3(self, op: str, request: str) -> None:
+        key = request.partition(" ")[2].split("?")[0].removeprefix(self._bucket)
+        with self._lock:
+            if self.requests:
+                self.requests[-1][1].append(f"{op} {_shorten(key)}")
+
+    def print(self, server: str) -> None:
+        print(f"\n== {server}: registry requests and the S3 requests each made")
+        kinds: dict[str, collections.Counter[str]] = {}
+        for request, s3 in self.requests:
+            print(f"{request}  [{len(s3)}]")
+            for line in s3:
+                print(f"    {line}")
+            kind = re.sub(r"\?.*", "", re.sub(r"<[a-z]+>", "*", request))
+            kinds.setdefault(kind, collections.Counter()).update(
+                {"requests": 1, **collections.Counter(line.split()[0] for line in s3)})
+        print(f"\n== {server}: S3 operations per kind of registry request")
+        for kind, ops in kinds.items():
+            n = ops.pop("requests")
+            each = ", ".join(f"{op} {c / n:g}" for op, c in sorted(ops.items()))
+            print(f"{kind}  x{n}: {sum(ops.values()) / n:g} each ({each})")
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_DIGEST = re.compile(r"(sha256[:-]|sha256/[0-9a-f]{2}/)[0-9a-f]{64}")
+
+
+def _shorten(text: str) -> str:
+    return _DIGEST.sub("<digest>", _UUID.sub("<id>", text))
+
+
+def _front(url: str, trace: Trace | None) -> tuple[str, S3Proxy | None]:
+    """The URL skopeo talks to: the registry's, or a tracing proxy's in front of it."""
+    if trace is None:
+        return url, None
+    front = S3Proxy(url).start()
+    front.tracer = trace.registry
+    return front.url, front
+
+
 def run_server(server: str, proxy: S3Proxy, moto: str, image: ImageLayout, work: Path,
-               policy: Path, chunksize: int) -> dict[str, Any]:
+               policy: Path, chunksize: int, trace: bool = False) -> dict[str, Any]:
     import boto3
 
     bucket = f"bench-{server}"
@@ -102,12 +161,22 @@ def run_server(server: str, proxy: S3Proxy, moto: str, image: ImageLayout, work:
                           _params(server, bucket, proxy.url, chunksize), port,
                           {"log": {"level": "error"}})
     proc = _start(server, config, port, work / f"{server}.log")
+    tracing = Trace(bucket) if trace else None
+    front: S3Proxy | None = None
     try:
+        url, front = _front(proc.url, tracing)
+        proxy.tracer = tracing.s3 if tracing else None
         with proxy.counting() as seen:
-            _push_pull(proc.url, image, work, policy)
+            _push_pull(url, image, work, policy)
+        proxy.tracer = None
         status = _status_writes(proc.url, proxy)
     finally:
+        proxy.tracer = None
+        if front is not None:
+            front.stop()
         proc.stop()
+    if tracing is not None:
+        tracing.print(server)
     return {"push_pull": dict(seen), "status_get": status,
             "status_get_writes": sum(n for op, n in status.items() if op in WRITES)}
 
@@ -132,6 +201,8 @@ def main() -> None:
     ap.add_argument("--chunksize-mib", type=int, default=10, help="S3 part size (chunksize)")
     ap.add_argument("--servers", default=",".join(SERVERS))
     ap.add_argument("--json", action="store_true", help="print the counts as one JSON document")
+    ap.add_argument("--trace", action="store_true",
+                    help="list each registry request with the S3 requests it made")
     args = ap.parse_args()
     servers = args.servers.split(",")
     for tool in ("skopeo", *([DISTRIBUTION] if "distribution" in servers else [])):
@@ -146,7 +217,7 @@ def main() -> None:
         with moto_server() as moto, S3Proxy(moto) as proxy:
             for server in servers:
                 results[server] = run_server(server, proxy, moto, image, work, policy,
-                                             args.chunksize_mib * MiB)
+                                             args.chunksize_mib * MiB, args.trace)
     if args.json:
         print(json.dumps(results, indent=2, sort_keys=True))
     else:

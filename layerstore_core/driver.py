@@ -271,6 +271,38 @@ class FileWriter(ABC):
         """Free local resources (nothing was written): make no backend request."""
 
 
+class _LazyWriter(FileWriter):
+    """A fresh write that opens the driver's writer at its first byte (or at commit)."""
+
+    def __init__(self, driver: StorageDriver, path: str) -> None:
+        super().__init__(driver.name, path, 0)
+        self._driver = driver
+        self._inner: FileWriter | None = None
+
+    def _opened(self) -> FileWriter:
+        if self._inner is None:
+            self._inner = self._driver._writer(self.path, False)
+        return self._inner
+
+    def _write(self, data: memoryview) -> None:
+        self._opened().write(data)
+
+    def _close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+
+    def _commit(self) -> None:
+        self._opened().commit()
+
+    def _cancel(self) -> None:
+        if self._inner is not None:
+            self._inner.cancel()
+
+    def _release(self) -> None:
+        if self._inner is not None:
+            self._inner.release()
+
+
 _D = TypeVar("_D", bound="StorageDriver")
 
 
@@ -344,10 +376,46 @@ class StorageDriver(ABC):
         return self._call("writer", path, lambda: self._writer(path, append))
 
     @final
+    def resume_writer(self, path: str) -> FileWriter:
+        """``writer(path, append=True)`` when there is something to continue, else a fresh one.
+
+        What a resumable upload opens on every request: object stores look once (the state
+        object) instead of failing the append and then looking again for a fresh write's
+        discard. A fresh write stores nothing before its first byte, so opening one to learn
+        that ``size`` is 0 and releasing it is no backend write (closing it empty leaves
+        nothing to append to either).
+        """
+        self._valid(path)
+        return self._call("resume_writer", path, lambda: self._resume_writer(path))
+
+    @final
+    def commit_to(self, writer: FileWriter, dest: str) -> None:
+        """Commit ``writer`` (one of this driver's, open) with its content at ``dest``.
+
+        The same as ``writer.commit()`` then ``move(writer.path, dest)``, which is the default;
+        object stores store a write that never started a multipart upload straight at
+        ``dest`` (one request instead of a put, a copy and a delete).
+        """
+        self._valid(dest)
+        writer._check_open("commit")
+        self._call("commit_to", dest, lambda: self._commit_to(writer, dest))
+
+    @final
     def stat(self, path: str) -> FileInfo:
         """Size, modification time and kind; directories are implied by children."""
         self._valid(path, allow_root=True)
         return self._call("stat", path, lambda: self._stat(path))
+
+    @final
+    def stat_file(self, path: str) -> FileInfo:
+        """``stat`` of a file only: a directory or nothing → PathNotFoundError.
+
+        For callers that only ask "is there a file" (a blob's data, a marker): object stores
+        answer it with one HEAD, where ``stat`` of a missing key also lists to look for an
+        implied directory.
+        """
+        self._valid(path)
+        return self._call("stat_file", path, lambda: self._stat_file(path))
 
     @final
     def list(self, path: str) -> list[str]:
@@ -427,6 +495,25 @@ class StorageDriver(ABC):
     def _redirect_url(self, path: str, method: str) -> str | None:
         """Drivers without direct URLs keep this default."""
         return None
+
+    def _stat_file(self, path: str) -> FileInfo:
+        """From ``_stat``; drivers whose ``stat`` lists for implied directories override it."""
+        info = self._stat(path)
+        if info.is_dir:
+            raise PathNotFoundError(path=path)
+        return info
+
+    def _resume_writer(self, path: str) -> FileWriter:
+        """Append, or a fresh write opened at its first byte; drivers that look once override."""
+        try:
+            return self._writer(path, True)
+        except PathNotFoundError:
+            return _LazyWriter(self, path)
+
+    def _commit_to(self, writer: FileWriter, dest: str) -> None:
+        """Commit in place, then move; drivers that can store at ``dest`` directly override."""
+        writer.commit()
+        self._move(writer.path, dest)
 
     def _put_content_if_absent(self, path: str, data: bytes) -> bool:
         """Drivers without an atomic create keep this default (callers must not guess one)."""

@@ -16,7 +16,7 @@ import http.client
 import http.server
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 
@@ -78,6 +78,9 @@ class S3Proxy:
         self._upstream = (parsed.hostname, parsed.port or 80)
         self._lock = threading.Lock()
         self._counts: collections.Counter[str] = collections.Counter()
+        #: When set, called with ``(operation, "METHOD /path?query")`` for every request
+        #: before it is forwarded (``bench/s3_requests.py --trace`` lists them in order).
+        self.tracer: Callable[[str, str], None] | None = None
         self._server = http.server.ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -149,6 +152,8 @@ def _handler(proxy: S3Proxy) -> type[http.server.BaseHTTPRequestHandler]:
             op = s3_operation(self.command, split.path,
                               urllib.parse.parse_qs(split.query, keep_blank_values=True), headers)
             proxy.record(op)
+            if proxy.tracer is not None:
+                proxy.tracer(op, f"{self.command} {self.path}")
             canned = proxy.before(op, self.command, self.path)
             if canned is not None:
                 self._drain(headers)
@@ -215,7 +220,7 @@ def _handler(proxy: S3Proxy) -> type[http.server.BaseHTTPRequestHandler]:
                 self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _forward
 
     return Handler
 

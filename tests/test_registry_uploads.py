@@ -255,6 +255,28 @@ def test_resume_unknown(registry: Registry, upload_id: str) -> None:
     assert (err.value.code, err.value.status) == ("BLOB_UPLOAD_UNKNOWN", 404)
 
 
+@pytest.mark.parametrize("expect_data", [False, True], ids=["token-offset-0", "token-offset-n"])
+@pytest.mark.parametrize("finish", ["commit", "cancel"])
+def test_resume_with_token_hints_of_a_finished_upload(
+    registry: Registry, finish: str, expect_data: bool
+) -> None:
+    """A token's start time spares reading startedat, never the check that the upload exists."""
+    blobs = registry.repository(REPO).blobs
+    upload = blobs.create_upload()
+    upload.write(b"abc")
+    upload.close()
+    started = upload.started_at
+    resumed = blobs.resume_upload(upload.id, started, True)
+    assert (resumed.offset, resumed.started_at) == (3, started)
+    if finish == "commit":
+        resumed.commit(digest_of(b"abc"))
+    else:
+        resumed.cancel()
+    with pytest.raises(BlobUploadUnknownError):
+        blobs.resume_upload(upload.id, started, expect_data)
+    assert not [i for i in registry.driver.walk("/") if "/_uploads/" in i.path]
+
+
 def test_upload_properties(registry: Registry) -> None:
     upload = registry.repository(REPO).blobs.create_upload()
     upload.write(b"12345")

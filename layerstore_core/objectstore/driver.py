@@ -86,6 +86,14 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
     def _writer(self, path: str, append: bool) -> FileWriter:
         return PartWriter.open(self.bucket, self.name, path, self.key(path), append)
 
+    def _resume_writer(self, path: str) -> FileWriter:
+        return PartWriter.resume_or_start(self.bucket, self.name, path, self.key(path))
+
+    def _commit_to(self, writer: FileWriter, dest: str) -> None:
+        if isinstance(writer, PartWriter) and writer.commit_at(self.bucket, self.key(dest)):
+            return
+        super()._commit_to(writer, dest)
+
     def _redirect_url(self, path: str, method: str) -> str | None:
         return self.bucket.signed_url(self.key(path), method)
 
@@ -108,6 +116,12 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         if path == "/" or self._has_children(path):
             return FileInfo(path, 0, EPOCH, True)
         raise PathNotFoundError(path=path)
+
+    def _stat_file(self, path: str) -> FileInfo:
+        info = self.bucket.head(self.key(path))  # one HEAD: no listing for implied directories
+        if info is None:
+            raise PathNotFoundError(path=path)
+        return FileInfo(path, info.size, info.modified, False)
 
     def _has_children(self, path: str) -> bool:
         prefix = self._dir_prefix(path)

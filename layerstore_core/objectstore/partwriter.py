@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from ..driver import FileWriter
+from ..driver import FileWriter, WriterState
 from ..errors import PathNotFoundError, StorageDriverError
 
 if TYPE_CHECKING:
@@ -170,6 +170,36 @@ class PartWriter(FileWriter):
         if bucket.head(key) is None:
             raise PathNotFoundError(path=path)
         return cls._continue_committed(bucket, driver, path, key)
+
+    @classmethod
+    def resume_or_start(cls, bucket: Bucket, driver: str, path: str, key: str) -> FileWriter:
+        """:meth:`open` with ``append=True``, or a fresh write when nothing is there.
+
+        The fresh write skips the discard look of ``append=False``: the append just found
+        no state to discard.
+        """
+        try:
+            return cls.open(bucket, driver, path, key, True)
+        except PathNotFoundError:
+            return cls(bucket, driver, path, key)
+
+    def commit_at(self, bucket: Bucket, dest_key: str) -> bool:
+        """Commit straight at ``dest_key`` when no multipart upload was started (one put).
+
+        False (nothing done) otherwise: the caller commits in place and moves. As with a
+        move, nothing is left at this writer's key (nor its state) afterwards.
+        """
+        if self.state is not WriterState.OPEN or self._upload_id is not None:
+            return False
+        if bucket is not self._bucket or self._replaces_committed:
+            return False
+        self._drain(0)
+        self._bucket.put(dest_key, memoryview(self._buffer)[: self._fill])
+        self._bucket.delete_many([state_key(self._key), self._key] if self._saved else [self._key])
+        self._shutdown()
+        self._buffer, self._fill = bytearray(), 0
+        self.state = WriterState.COMMITTED
+        return True
 
     @classmethod
     def _continue_committed(cls, bucket: Bucket, driver: str, path: str, key: str) -> PartWriter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from typing import IO, TYPE_CHECKING
 
@@ -159,9 +160,15 @@ class BlobStore:
         """Start a new upload into this repository."""
         return BlobUpload.create(self._driver, self.name)
 
-    def resume_upload(self, upload_id: str) -> BlobUpload:
-        """Continue an upload started by any process; unknown → BlobUploadUnknownError."""
-        return BlobUpload.resume(self._driver, self.name, upload_id)
+    def resume_upload(
+        self, upload_id: str, started_at: dt.datetime | None = None, expect_data: bool = False
+    ) -> BlobUpload:
+        """Continue an upload started by any process; unknown → BlobUploadUnknownError.
+
+        ``started_at`` and ``expect_data``: what a signed upload token says (see
+        :meth:`BlobUpload.resume`), which saves reading ``startedat``.
+        """
+        return BlobUpload.resume(self._driver, self.name, upload_id, started_at, expect_data)
 
     def mount(self, digest: str, from_repository: str) -> Descriptor:
         """Link a blob that ``from_repository`` sees into this one; else BlobUnknownError."""

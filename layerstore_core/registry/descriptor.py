@@ -43,7 +43,6 @@ def write_link(driver: StorageDriver, path: str, digest: str) -> None:
 def blob_size(driver: StorageDriver, path: str) -> int | None:
     """Size of the blob content at ``path``, or None when it is missing."""
     try:
-        info = driver.stat(path)
+        return driver.stat_file(path).size  # one HEAD on object stores, no directory listing
     except PathNotFoundError:
         return None
-    return None if info.is_dir else info.size

@@ -130,22 +130,39 @@ class BlobUpload:
         return cls(driver, name, upload_id, now, None, new_sha256())
 
     @classmethod
-    def resume(cls, driver: StorageDriver, name: str, upload_id: str) -> BlobUpload:
-        """Continue an upload any process closed; unknown id → BlobUploadUnknownError."""
+    def resume(
+        cls, driver: StorageDriver, name: str, upload_id: str,
+        started_at: dt.datetime | None = None, expect_data: bool = False,
+    ) -> BlobUpload:
+        """Continue an upload any process closed; unknown id → BlobUploadUnknownError.
+
+        ``started_at`` (from a signed upload token) saves reading ``startedat``; then the
+        writer's state is what shows the upload exists, and only when it holds no data is
+        ``startedat`` looked at. ``expect_data`` (the token's offset is not 0) says which to
+        look at first, so that an unknown upload opens no writer in the common case.
+        """
         validate_upload_id(upload_id)
+        started = p.path_for(p.UploadStartedAtPath(name, upload_id))
+        known = False
         try:
-            raw = driver.get_content(p.path_for(p.UploadStartedAtPath(name, upload_id)))
+            if started_at is None:
+                started_at, known = parse_started_at(driver.get_content(started)), True
+            elif not expect_data:
+                driver.stat_file(started)
+                known = True
         except PathNotFoundError:
             raise BlobUploadUnknownError(f"unknown upload {upload_id!r}") from None
-        writer: FileWriter | None
-        try:
-            writer = driver.writer(p.path_for(p.UploadDataPath(name, upload_id)), append=True)
-        except PathNotFoundError:  # created, never closed with data: nothing to continue
-            writer = None
-        offset = writer.size if writer is not None else 0
-        hasher, saved = _load_hash_state(driver, name, upload_id, offset)
-        upload = cls(driver, name, upload_id, parse_started_at(raw), writer, hasher)
-        upload._resumed_state = offset if saved else None
+        data = p.path_for(p.UploadDataPath(name, upload_id))
+        writer = driver.resume_writer(data)  # one look at the write's state, no second one
+        if not known and writer.size == 0:
+            try:
+                driver.stat_file(started)
+            except PathNotFoundError:  # finished elsewhere (a fresh write has stored nothing)
+                writer.cancel()
+                raise BlobUploadUnknownError(f"unknown upload {upload_id!r}") from None
+        hasher, saved = _load_hash_state(driver, name, upload_id, writer.size)
+        upload = cls(driver, name, upload_id, started_at, writer, hasher)
+        upload._resumed_state = writer.size if saved else None
         return upload
 
     @property
@@ -235,15 +252,8 @@ class BlobUpload:
         if recovered is not None:
             length = recovered
         else:
-            with self._unless_finished_elsewhere():
-                self._finish_write()
-            try:
-                length = self._verify(digest, size)
-            except (DigestInvalidError, SizeInvalidError):
-                self._done = True
-                self._remove_upload()
-                raise
-            self._move_into_place(digest, length)
+            length = self._verified(digest, size)
+            self._place(digest, length)
         pause_point("commit.moved")
         self._link(digest)
         pause_point("commit.linked")
@@ -263,7 +273,7 @@ class BlobUpload:
         that length — the marker was written only after the data was verified, so linking
         needs nothing the client has not already proven.
         """
-        if self.offset or self._writer is not None:
+        if self.offset:
             return None
         try:
             raw = self._driver.get_content(self._commit_path)
@@ -285,15 +295,43 @@ class BlobUpload:
         return p.path_for(p.UploadCommitPath(self._name, self.id))
 
     def _finish_write(self) -> None:
-        """Commit the driver write so the data is readable. Twice: already committed, no-op.
+        """Commit the driver write in place so the data is readable. Twice: a no-op.
 
         An upload that never received a byte has no write to commit (its blob is empty).
         """
-        if self._writer is None or self._writer.state is WriterState.COMMITTED:
+        writer = self._writer
+        if writer is None or writer.state is WriterState.COMMITTED:
             return
+        if self.offset == 0:
+            if writer.state is WriterState.OPEN:
+                writer.release()  # nothing was written: no request
+            return
+        with self._unless_finished_elsewhere():
+            self._open_writer().commit()
+
+    def _open_writer(self) -> FileWriter:
+        """The session's writer, reopened where a failure closed it."""
+        assert self._writer is not None
         if self._writer.state is not WriterState.OPEN:
             self._writer = self._driver.writer(self._data_path, append=True)
-        self._writer.commit()
+        return self._writer
+
+    def _verified(self, digest: str, size: int | None) -> int:
+        """Verify before placing; mismatch → the upload is cancelled and the error raised.
+
+        With a SHA-256 state the data need not be readable for that; otherwise the write is
+        committed in place first and read back.
+        """
+        if self.offset and not (split_digest(digest)[0] == "sha256" and self._hasher):
+            self._finish_write()
+        try:
+            return self._verify(digest, size)
+        except (DigestInvalidError, SizeInvalidError):
+            self._done = True
+            if self._writer is not None and self._writer.state is WriterState.OPEN:
+                self._writer.cancel()
+            self._remove_upload()
+            raise
 
     def _verify(self, digest: str, size: int | None) -> int:
         """Check size, then digest; returns the length. Pure check: running twice is harmless."""
@@ -309,35 +347,44 @@ class BlobUpload:
     def _computed_digest(self, alg: str) -> str:
         if alg == "sha256" and self._hasher is not None:
             return "sha256:" + self._hasher.hexdigest()
-        if self._writer is None:  # no byte was ever written
+        if self.offset == 0:  # no byte was ever written
             return f"{alg}:{hashlib.new(alg).hexdigest()}"
         log.info("upload %s: hashing the committed data (%s, no usable state)", self.id, alg)
         hasher = hashlib.new(alg)
         hash_stream(self._driver.reader(self._data_path), hasher.update, None)
         return f"{alg}:{hasher.hexdigest()}"
 
-    def _move_into_place(self, digest: str, length: int) -> None:
-        """Move the data to ``blobs/…/data``, or drop it when an intact copy is stored there.
+    def _place(self, digest: str, length: int) -> None:
+        """Put the verified data at ``blobs/…/data``, or drop it when an intact copy is there.
 
         A stored blob is not trusted blindly (Distribution's is, so one corrupted copy fails
         every pull for good): when its size differs, or its first or last
         :data:`STORED_CHECK` bytes differ from the verified upload's, the upload replaces it.
-        Twice (or racing another commit of the same blob): the blob exists, nothing moves; two
-        racing moves both write the same verified bytes, so either result is right.
+        The write is committed straight at the blob's path where the driver can
+        (``commit_to``), else committed in place and moved. Twice (or racing another commit
+        of the same blob): the blob exists, nothing moves; two racing placements both write
+        the same verified bytes, so either result is right.
         """
         blob = p.path_for(p.BlobDataPath(digest))
         stored = blob_size(self._driver, blob)
-        if stored == length and (length == 0 or self._stored_copy_matches(blob, length)):
-            return
         if stored is not None:
+            self._finish_write()  # compared with the upload's data, which must be readable
+            if stored == length and (length == 0 or self._stored_copy_matches(blob, length)):
+                return
             log.warning("blob %s: the stored copy (%d bytes) is damaged; replacing it with the "
                         "verified upload", digest, stored)
         if length == 0:  # some backends keep no object for an empty write; write it outright
+            self._finish_write()
             self._driver.put_content(blob, b"")
             return
-        # After the move the upload has no data: the marker lets a retried commit finish.
+        # After the data is placed the upload has none: the marker lets a retried commit finish.
         self._driver.put_content(self._commit_path, f"{digest} {length}".encode("ascii"))
         pause_point("commit.marked")
+        assert self._writer is not None
+        if self._writer.state is not WriterState.COMMITTED:
+            with self._unless_finished_elsewhere():
+                self._driver.commit_to(self._open_writer(), blob)
+            return
         try:
             self._driver.move(self._data_path, blob)
         except PathNotFoundError:
@@ -408,7 +455,7 @@ class BlobUpload:
             yield
         except StorageDriverError as exc:
             try:
-                self._driver.stat(p.path_for(p.UploadStartedAtPath(self._name, self.id)))
+                self._driver.stat_file(p.path_for(p.UploadStartedAtPath(self._name, self.id)))
             except PathNotFoundError:
                 self._done = True
                 raise BlobUploadUnknownError(

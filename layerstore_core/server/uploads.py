@@ -9,6 +9,7 @@ wrote nothing, so closing it only releases its writer.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from urllib.parse import quote
 
@@ -134,10 +135,21 @@ async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -
     if token is None:
         raise BlobUploadInvalidError("missing upload state (_state)")
     try:
-        state.signer.verify(token, name=name, upload_id=upload_id)
+        signed = state.signer.verify(token, name=name, upload_id=upload_id)
     except InvalidTokenError as exc:
         raise BlobUploadInvalidError(str(exc)) from None
-    return await state.run(repo.blobs.resume_upload, upload_id)
+    # The token's start time is the upload's (signed, and startedat never changes); its offset
+    # only says whether data is likely there, which the backend then shows.
+    return await state.run(repo.blobs.resume_upload, upload_id, _started_at(signed),
+                           signed.offset > 0)
+
+
+def _started_at(signed: UploadState) -> dt.datetime | None:
+    try:
+        when = dt.datetime.fromisoformat(signed.started_at)
+    except ValueError:  # a token from before the field was parsed: read startedat instead
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 async def _check_range(

@@ -13,7 +13,7 @@ pytest.register_assert_rewrite(
         f"{__name__}.{module}"
         for module in (
             "_base", "concurrency", "content", "listing", "movedelete", "reader", "redirect",
-            "suite", "walk", "writer",
+            "resume", "suite", "walk", "writer",
         )
     )
 )
@@ -25,6 +25,7 @@ from .listing import ListCases  # noqa: E402
 from .movedelete import MoveDeleteCases  # noqa: E402
 from .reader import ReaderCases  # noqa: E402
 from .redirect import RedirectCases  # noqa: E402
+from .resume import ResumeCases  # noqa: E402
 from .suite import SUITE_PARTS, ConformanceSuite  # noqa: E402
 from .walk import WalkCases  # noqa: E402
 from .writer import WriterCases  # noqa: E402
@@ -38,6 +39,7 @@ __all__ = [  # plain sorted(), checked by tests/test_core_public_api.py
     "MoveDeleteCases",
     "ReaderCases",
     "RedirectCases",
+    "ResumeCases",
     "SUITE_PARTS",
     "WalkCases",
     "WriterCases",

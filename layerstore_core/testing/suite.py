@@ -17,6 +17,7 @@ from .listing import ListCases
 from .movedelete import MoveDeleteCases
 from .reader import ReaderCases
 from .redirect import RedirectCases
+from .resume import ResumeCases
 from .walk import WalkCases
 from .writer import WriterCases
 
@@ -25,6 +26,7 @@ class ConformanceSuite(
     ContentCases,
     ReaderCases,
     WriterCases,
+    ResumeCases,
     ListCases,
     MoveDeleteCases,
     WalkCases,
