@@ -31,6 +31,7 @@ from ..errors import (
     InvalidOffsetError,
     PathNotFoundError,
     StorageDriverError,
+    WriteConflictError,
     WriterClosedError,
 )
 from . import paths as p
@@ -39,6 +40,7 @@ from .errors import (
     BlobUploadInvalidError,
     BlobUploadUnknownError,
     DigestInvalidError,
+    RangeInvalidError,
     SizeInvalidError,
 )
 from .fence import wait_until_safe
@@ -114,6 +116,8 @@ class BlobUpload:
         self._hasher = hasher
         #: Offset of the saved hash state this session resumed from, deleted once a newer is saved.
         self._resumed_state: int | None = None
+        #: Resumed with no data: another request may have started the data write since.
+        self._resumed_empty = False
         self._done = False
         self._closed = False
 
@@ -146,6 +150,7 @@ class BlobUpload:
         hasher, saved = _load_hash_state(driver, name, upload_id, offset)
         upload = cls(driver, name, upload_id, parse_started_at(raw), writer, hasher)
         upload._resumed_state = offset if saved else None
+        upload._resumed_empty = writer is None
         return upload
 
     @property
@@ -165,7 +170,7 @@ class BlobUpload:
         hasher, self._hasher = self._hasher, None  # unknown until both halves succeed
         with self._unless_finished_elsewhere():
             if self._writer is None:
-                self._writer = self._driver.writer(self._data_path, append=False)
+                self._writer = self._first_writer()
             writer = self._writer
             if hasher is None:
                 return writer.write(data)
@@ -180,6 +185,25 @@ class BlobUpload:
                     hashed.result()
         self._hasher = hasher
         return taken
+
+    def _first_writer(self) -> FileWriter:
+        """Start the data write; a resumed upload first makes sure no rival started it since.
+
+        A fresh writer discards what is there, so a rival's first chunk that landed after this
+        request found none would be lost: its write is found and refused instead (one writer).
+        """
+        if self._resumed_empty:
+            try:
+                rival = self._driver.writer(self._data_path, append=True)
+            except PathNotFoundError:
+                pass
+            else:
+                if rival.size:
+                    rival.release()
+                    raise WriteConflictError("another request started this upload's data",
+                                             path=self._data_path)
+                return rival
+        return self._driver.writer(self._data_path, append=False)
 
     def close(self) -> None:
         """Persist this session's data, then the hash state, so any process can resume.
@@ -405,6 +429,11 @@ class BlobUpload:
                 self._done = True
                 raise BlobUploadUnknownError(
                     f"upload {self.id} was finished or cancelled by another request"
+                ) from exc
+            if isinstance(exc, WriteConflictError):  # one writer per upload: the rival won
+                raise RangeInvalidError(
+                    f"another request wrote to upload {self.id} at the same time; "
+                    "ask its status and resume from its Range"
                 ) from exc
             raise
 
