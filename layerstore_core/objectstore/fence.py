@@ -17,15 +17,22 @@ in the same request.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
-from ..errors import PathNotFoundError, UnsupportedMethodError, WriteConflictError
+from ..errors import (
+    PathNotFoundError,
+    StorageDriverError,
+    UnsupportedMethodError,
+    WriteConflictError,
+)
 
 if TYPE_CHECKING:
     from .bucket import Bucket
 
 #: Infix of a fence object: ``<key>~from~<offset>`` (``~`` keeps it outside the path grammar).
 FENCE_INFIX = "~from~"
+PART_MAGIC = b"layerstore-fence-part/1\n"
 
 
 def fence_key(key: str, offset: int) -> str:
@@ -54,6 +61,40 @@ def read_fence(bucket: Bucket, key: str, offset: int) -> bytes | None:
         return stream.read()
     finally:
         stream.close()
+
+
+def clear(bucket: Bucket, key: str) -> None:
+    """Delete every fence of the write at ``key`` (stores whose writes keep no state to list them).
+
+    One listing: a fresh write clears an abandoned write's fences, commit and cancel their own.
+    """
+    prefix = key + FENCE_INFIX
+    token: str | None = None
+    while True:
+        page = bucket.list_page(prefix, delimiter=False, token=token)
+        if page.objects:
+            bucket.delete_many([o.key for o in page.objects])
+        token = page.token
+        if token is None:
+            return
+
+
+def encode_part(upload_id: str, number: int, data: bytes) -> bytes:
+    """A fence for stores without state objects: the tail part the winner stages next."""
+    head = json.dumps({"upload": upload_id, "part": number}, separators=(",", ":"))
+    return PART_MAGIC + head.encode() + b"\n" + data
+
+
+def decode_part(raw: bytes, path: str) -> tuple[str, int, bytes]:
+    """The upload id, part number and bytes of a fence :func:`encode_part` made."""
+    try:
+        if not raw.startswith(PART_MAGIC):
+            raise ValueError("not a layerstore fence")
+        line, _, data = raw[len(PART_MAGIC) :].partition(b"\n")
+        meta = json.loads(line)
+        return str(meta["upload"]), int(meta["part"]), data
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageDriverError(f"unreadable fence: {exc}", path=path) from exc
 
 
 def conflict(path: str, offset: int) -> WriteConflictError:

@@ -175,6 +175,8 @@ class PartWriter(FileWriter):
             state = None if bucket.uneven_parts else load_state(bucket, key, path)
             if state is not None:
                 discard(bucket, key, state)
+            if bucket.uneven_parts:
+                fence.clear(bucket, key)
             return cls(bucket, driver, path, key)
         if bucket.uneven_parts:
             found = bucket.find_parts(key)
@@ -217,6 +219,7 @@ class PartWriter(FileWriter):
                 self._send_part()  # a full part: nothing to keep aside
             if self._bucket.uneven_parts and (self._upload_id is not None or self._fill):
                 if self._fill:  # the tail as a short part, starting the upload if need be
+                    self._claim_tail()
                     self._send_part()
                 self._drain(0)
                 if self._saved:  # state from an empty close: the parts now say it all
@@ -238,6 +241,8 @@ class PartWriter(FileWriter):
             self._bucket.complete_upload(self._key, self._upload_id, parts, last)
         if self._saved:
             self._bucket.delete_many(self._side_keys())
+        if self._bucket.uneven_parts:
+            fence.clear(self._bucket, self._key)
         self._shutdown()
         self._buffer, self._fill = bytearray(), 0
 
@@ -253,6 +258,8 @@ class PartWriter(FileWriter):
             doomed.append(self._key)
         if doomed:
             self._bucket.delete_many(doomed)
+        if self._bucket.uneven_parts:
+            fence.clear(self._bucket, self._key)
 
     def _release(self) -> None:
         self._buffer, self._fill = bytearray(), 0
@@ -303,6 +310,29 @@ class PartWriter(FileWriter):
         assert upload_id is not None
         self._parts[number] = self._bucket.upload_part(self._key, upload_id, number, data)
 
+    def _claim_tail(self) -> None:
+        """Stores without state: claim the advance from our offset before staging the tail.
+
+        The fence holds the tail part itself, so a loser that finds the parts still ending at
+        our offset stages it for a winner that died in between (see :mod:`.fence`).
+        """
+        if self._size == self._opened_at:
+            return
+        if self._upload_id is None:
+            self._upload_id = self._bucket.start_upload(self._key)
+        tail = bytes(memoryview(self._buffer)[: self._fill])
+        raw = fence.encode_part(self._upload_id, self._next, tail)
+        if fence.claim(self._bucket, self._key, self._opened_at, raw):
+            return
+        self._buffer, self._fill = bytearray(), 0
+        won = fence.read_fence(self._bucket, self._key, self._opened_at)
+        found = self._bucket.find_parts(self._key)
+        at = sum(p.size for p in found[1]) if found is not None else 0
+        if won is not None and at == self._opened_at:
+            upload_id, number, data = fence.decode_part(won, self.path)
+            self._bucket.upload_part(self._key, upload_id, number, memoryview(data))
+        raise fence.conflict(self.path, self._opened_at)
+
     def _side_keys(self) -> list[str]:
         return [state_key(self._key), *(fence.fence_key(self._key, f) for f in self._fences)]
 
@@ -332,7 +362,7 @@ class PartWriter(FileWriter):
         and its state write: the state object is rolled forward to the fence's state.
         """
         offset = self._opened_at
-        if self._started_upload and self._upload_id is not None:
+        if self._started_upload and self._upload_id is not None:  # ours alone (S3, GCS)
             self._bucket.abort_upload(self._key, self._upload_id)
         raw = fence.read_fence(self._bucket, self._key, offset)
         if raw is not None:
