@@ -218,8 +218,8 @@ class PartWriter(FileWriter):
             if self._fill == len(self._buffer) and self._fill:
                 self._send_part()  # a full part: nothing to keep aside
             if self._bucket.uneven_parts and (self._upload_id is not None or self._fill):
+                self._claim_tail()
                 if self._fill:  # the tail as a short part, starting the upload if need be
-                    self._claim_tail()
                     self._send_part()
                 self._drain(0)
                 if self._saved:  # state from an empty close: the parts now say it all
@@ -330,7 +330,8 @@ class PartWriter(FileWriter):
         at = sum(p.size for p in found[1]) if found is not None else 0
         if won is not None and at == self._opened_at:
             upload_id, number, data = fence.decode_part(won, self.path)
-            self._bucket.upload_part(self._key, upload_id, number, memoryview(data))
+            if data:
+                self._bucket.upload_part(self._key, upload_id, number, memoryview(data))
         raise fence.conflict(self.path, self._opened_at)
 
     def _side_keys(self) -> list[str]:

@@ -6,9 +6,10 @@ driver's resumable writer) and ``hashstates/sha256/<offset>`` (the SHA-256 state
 the state matching the writer's offset and reads nothing back; only when none matches is the
 data re-read (or, where the backend shows nothing before commit, hashed once at commit).
 
-Only requests that change an upload write to the backend: starting one writes ``startedat`` and
-opens no data write (that waits for the first byte), and a session that wrote nothing (a status
-request, a refused chunk) ends with ``FileWriter.release()``, which makes no backend request.
+Only requests that change an upload write to the backend: starting one writes ``startedat``
+(and, for a chunked upload, an empty data write: :meth:`BlobUpload.start_data`), and a session
+that wrote nothing (a status request, a refused chunk) ends with ``FileWriter.release()``, which
+makes no backend request.
 """
 
 from __future__ import annotations
@@ -186,11 +187,22 @@ class BlobUpload:
         self._hasher = hasher
         return taken
 
+    def start_data(self) -> None:
+        """Open the data write empty, for an upload whose chunks any instance may receive.
+
+        Every chunk then continues this write, and the driver lets one writer advance it from
+        an offset (one writer per upload). It replaces a fresh write at the first chunk, which
+        would discard a rival's first chunk; a resume finds it with one request fewer than
+        finding nothing, so the upload costs no more requests than before.
+        """
+        self._driver.writer(self._data_path, append=False).close()
+
     def _first_writer(self) -> FileWriter:
         """Start the data write; a resumed upload first makes sure no rival started it since.
 
-        A fresh writer discards what is there, so a rival's first chunk that landed after this
-        request found none would be lost: its write is found and refused instead (one writer).
+        Only uploads started without :meth:`start_data` (by Distribution, or by an older
+        layerstore) get here resumed: a fresh writer discards what is there, so a rival's first
+        chunk that landed after this request found none is looked for and refused instead.
         """
         if self._resumed_empty:
             try:
