@@ -13,6 +13,7 @@ from .errors import (
     PathNotFoundError,
     StorageDriverError,
     UnsupportedMethodError,
+    WriteConflictError,
     WriterClosedError,
 )
 from .params import ParameterError
@@ -71,6 +72,7 @@ __all__ = [
     "UnauthorizedError",
     "UnsupportedError",
     "UnsupportedMethodError",
+    "WriteConflictError",
     "WriterClosedError",
     "available_drivers",
     "load_driver",

@@ -8,7 +8,8 @@
     │   ├── InvalidPathError (ValueError)         path breaks the contract's path grammar
     │   ├── InvalidOffsetError (ValueError)       negative offset, or past the end
     │   ├── UnsupportedMethodError                the driver cannot do this at all
-    │   └── WriterClosedError (ValueError)        a FileWriter used after close/commit/cancel
+    │   ├── WriterClosedError (ValueError)        a FileWriter used after close/commit/cancel
+    │   └── WriteConflictError                    another writer continued the write first
     ├── RegistryError                            a request the blob/manifest service or the
     │   └── … one class per OCI error code         HTTP API refuses: ``code`` and ``status``
     │                                              (tree in :mod:`layerstore_core.registry.errors`)
@@ -77,6 +78,14 @@ class WriterClosedError(StorageDriverError, ValueError):
     """The writer was already closed, committed or cancelled."""
 
 
+class WriteConflictError(StorageDriverError):
+    """Another writer continued or finished this write since this one opened; nothing was kept.
+
+    Of concurrent writers resuming one unfinished write, exactly one succeeds; the others get
+    this from ``write``, ``close`` or ``commit`` and the write stays as the winner left it.
+    """
+
+
 __all__ = [
     "InvalidOffsetError",
     "InvalidPathError",
@@ -84,5 +93,6 @@ __all__ = [
     "PathNotFoundError",
     "StorageDriverError",
     "UnsupportedMethodError",
+    "WriteConflictError",
     "WriterClosedError",
 ]

@@ -20,7 +20,7 @@ def test_suite_combines_every_part() -> None:
     assert names == {
         "ContentCases", "ReaderCases", "WriterCases", "ListCases",
         "MoveDeleteCases", "WalkCases", "RedirectCases", "ConcurrencyCases", "ConditionalCases",
-        "ResumeCases",
+        "ResumeCases", "OneWriterCases",
     }  # fmt: skip
 
 

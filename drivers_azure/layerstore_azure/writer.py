@@ -13,7 +13,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobType
 
 from layerstore_core.driver import FileWriter
-from layerstore_core.errors import StorageDriverError
+from layerstore_core.errors import StorageDriverError, WriteConflictError
 
 from .errors import error_code, translated
 
@@ -33,9 +33,12 @@ def continue_append_blob(blob: BlobClient, driver: str, path: str, chunksize: in
 class AppendBlobWriter(FileWriter):
     """Appends to an existing append blob at its size, so a mixed fleet can finish an upload.
 
-    Each Append Block carries the offset it expects (``appendpos``), so a retried append that
-    had already landed is recognised instead of written twice. The blob caps at 50,000
-    appends; Distribution's writer has the same limit. Memory: one append (``<= 4 MiB``).
+    Each Append Block carries the offset it expects (``appendpos``): of rival writers appending
+    at one offset only one lands, and the others get WriteConflictError (one writer per write).
+    A refused append whose bytes are there anyway is our own retried append that had landed,
+    or a rival's of the same bytes: either way the blob holds what we meant, so it counts as
+    written. The blob caps at 50,000 appends; Distribution's writer has the same limit.
+    Memory: one append (``<= 4 MiB``).
     """
 
     def __init__(self, blob: BlobClient, driver: str, path: str, size: int, piece: int) -> None:
@@ -75,8 +78,18 @@ class AppendBlobWriter(FileWriter):
             try:
                 self._blob.append_block(piece, length=n, appendpos_condition=self._stored)
             except HttpResponseError as exc:
-                landed = self._blob.get_blob_properties().size == self._stored + n
-                if error_code(exc) != "AppendPositionConditionNotMet" or not landed:
+                if error_code(exc) != "AppendPositionConditionNotMet":
                     raise
+                if not self._landed(piece):
+                    raise WriteConflictError(
+                        f"another writer appended at offset {self._stored} first", path=self.path
+                    ) from exc
         self._stored += n
         del self._buffer[:n]
+
+    def _landed(self, piece: bytes) -> bool:
+        """Whether the blob holds exactly ``piece`` at our offset (only after a refused append)."""
+        if self._blob.get_blob_properties().size < self._stored + len(piece):
+            return False
+        got = self._blob.download_blob(offset=self._stored, length=len(piece)).readall()
+        return bytes(got) == piece

@@ -14,6 +14,12 @@ can create them there is trusted as much as the operator who chose the root.
 * ``writer`` writes in place at the path, as Distribution's does, so an upload file that another
   process left behind (ours or Distribution's) is continued by ``writer(path, append=True)``
   at the file's size. ``close`` flushes, ``commit`` flushes and fsyncs; ``cancel`` removes the file.
+* One writer at a time: a writer takes ``flock(LOCK_EX | LOCK_NB)`` on its file before its first
+  byte (a fresh writer before it truncates) and holds it until it ends; then it checks that the
+  file still has the size it opened at and is still the file at the path. A rival writer —
+  another thread, process or (over NFS, where Linux maps flock to byte-range locks) host — gets
+  :class:`WriteConflictError` at once, and the kernel drops the lock of a killed process, so a
+  crashed writer's retry proceeds immediately.
 * Directories are real; they are created on demand (the root too) and are left behind, empty,
   when their last file goes (Distribution does the same; ``delete`` of a parent removes them).
 
@@ -26,6 +32,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import fcntl
 import os
 import secrets
 import shutil
@@ -34,7 +41,12 @@ from collections.abc import Callable, Iterator
 from typing import IO, BinaryIO
 
 from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, is_component, join_path
-from ..errors import InvalidOffsetError, PathNotFoundError, StorageDriverError
+from ..errors import (
+    InvalidOffsetError,
+    PathNotFoundError,
+    StorageDriverError,
+    WriteConflictError,
+)
 from ..params import ParameterError
 
 #: Prefix of ``put_content``'s temp files; ``~`` keeps them outside the path grammar.
@@ -158,16 +170,20 @@ class FilesystemDriver(StorageDriver):
         with _translated(path):
             if append:  # no O_CREAT: appending to nothing is PathNotFoundError
                 fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-            else:
+            else:  # no O_TRUNC: truncating is for the writer that holds the lock
                 os.makedirs(os.path.dirname(full), exist_ok=True)
-                fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
             f = open(fd, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 - the writer owns it
             try:
                 size = os.fstat(f.fileno()).st_size
+                writer = _FilesystemWriter(self.name, path, f, full, size if append else 0)
+                if not append:  # whatever is there is discarded: any size will do
+                    writer.claim(size)
+                    os.ftruncate(f.fileno(), 0)
             except BaseException:
                 f.close()
                 raise
-        return _FilesystemWriter(self.name, path, f, full, size)
+        return writer
 
     def _stat(self, path: str) -> FileInfo:
         with _translated(path):
@@ -236,8 +252,41 @@ class _FilesystemWriter(FileWriter):
         super().__init__(driver, path, size)
         self._file = file
         self._full = full
+        self._claimed = False
+
+    def claim(self, expected: int | None = None) -> None:
+        """Become the file's one writer, or raise WriteConflictError (see the module docstring).
+
+        Holding the lock, the file must still be the one at the path with the size this writer
+        opened at (or ``expected``): a rival that wrote, committed (moved) or cancelled it in
+        between has won.
+        """
+        if self._claimed:
+            return
+        fd = self._file.fileno()
+        with _translated(self.path):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WriteConflictError("another writer holds this write", path=self.path) \
+                    from None
+            held = os.fstat(fd)
+            try:
+                named = os.stat(self._full)
+            except FileNotFoundError:
+                named = None
+        problem = None
+        if named is None or (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
+            problem = "another writer finished this write"
+        elif held.st_size != (self._opened_at if expected is None else expected):
+            problem = f"another writer continued this write to {held.st_size} bytes"
+        if problem is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # the winner's file: hold nothing of it
+            raise WriteConflictError(problem, path=self.path)
+        self._claimed = True
 
     def _write(self, data: memoryview) -> None:
+        self.claim()
         with _translated(self.path):
             self._file.write(data)
 
@@ -251,6 +300,7 @@ class _FilesystemWriter(FileWriter):
             self._file.close()
 
     def _commit(self) -> None:
+        self.claim()
         with _translated(self.path):
             try:
                 self._file.flush()

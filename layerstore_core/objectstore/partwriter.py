@@ -21,6 +21,10 @@ multipart primitives (:mod:`.bucket`). How a write proceeds:
 * A resume loads the state (one GET), or finds the parts, or — when only committed content is
   there — streams that content into a fresh upload (a registry never appends to a committed
   blob, the contract allows it).
+* One writer per write: a session that wrote bytes claims the advance from the offset it
+  opened at before it saves state (:mod:`.fence`, one conditional create); a rival that opened
+  at the same offset loses with WriteConflictError. A resumed session that wrote nothing
+  saves nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from ..driver import FileWriter, WriterState
 from ..errors import PathNotFoundError, StorageDriverError
+from . import fence
 
 if TYPE_CHECKING:
     from .bucket import Bucket, Part
@@ -60,6 +65,8 @@ class UploadState:
     parts: list[Part]
     tail: bytes
     created: dt.datetime
+    #: Offsets this write advanced from under a fence (:mod:`.fence`): deleted with the state.
+    fences: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -71,6 +78,7 @@ class UploadState:
             "part_size": self.part_size,
             "parts": [[p.number, p.size, p.etag, p.checksum] for p in self.parts],
             "created": self.created.isoformat(),
+            "fences": self.fences,
         }
         return MAGIC + json.dumps(meta, separators=(",", ":")).encode() + b"\n" + self.tail
 
@@ -91,6 +99,7 @@ class UploadState:
                 parts=parts,
                 tail=tail,
                 created=dt.datetime.fromisoformat(meta["created"]),
+                fences=[int(f) for f in meta.get("fences", [])],
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageDriverError(f"unreadable upload state: {exc}", path=path) from exc
@@ -109,11 +118,16 @@ def load_state(bucket: Bucket, key: str, path: str) -> UploadState | None:
     return UploadState.decode(raw, path)
 
 
+def side_keys(key: str, state: UploadState) -> list[str]:
+    """The state object of a write and the fence objects it lists."""
+    return [state_key(key), *(fence.fence_key(key, f) for f in state.fences)]
+
+
 def discard(bucket: Bucket, key: str, state: UploadState) -> None:
-    """Abort the upload a state describes and delete the state object."""
+    """Abort the upload a state describes and delete the state object (and its fences)."""
     if state.upload_id is not None:
         bucket.abort_upload(key, state.upload_id)
-    bucket.delete_many([state_key(key)])
+    bucket.delete_many(side_keys(key, state))
 
 
 class PartWriter(FileWriter):
@@ -137,6 +151,11 @@ class PartWriter(FileWriter):
         self._created = state.created if state else dt.datetime.now(dt.UTC)
         #: Whether a state object may exist for this write (commit and cancel remove it).
         self._saved = state is not None
+        #: The write's fences (:mod:`.fence`); stores that keep no state object have none.
+        self._fences = list(state.fences) if state else []
+        self._fenced = not bucket.uneven_parts
+        #: Whether this session started the multipart upload (a loser then aborts it).
+        self._started_upload = False
         #: Set when this write continues committed content: cancel then removes that too.
         self._replaces_committed = False
         self._buffer = bytearray()
@@ -156,6 +175,8 @@ class PartWriter(FileWriter):
             state = None if bucket.uneven_parts else load_state(bucket, key, path)
             if state is not None:
                 discard(bucket, key, state)
+            if bucket.uneven_parts:
+                fence.clear(bucket, key)
             return cls(bucket, driver, path, key)
         if bucket.uneven_parts:
             found = bucket.find_parts(key)
@@ -227,6 +248,7 @@ class PartWriter(FileWriter):
             if self._fill == len(self._buffer) and self._fill:
                 self._send_part()  # a full part: nothing to keep aside
             if self._bucket.uneven_parts and (self._upload_id is not None or self._fill):
+                self._claim_tail()
                 if self._fill:  # the tail as a short part, starting the upload if need be
                     self._send_part()
                 self._drain(0)
@@ -248,7 +270,9 @@ class PartWriter(FileWriter):
             parts = [self._parts[n] for n in range(1, self._next)]
             self._bucket.complete_upload(self._key, self._upload_id, parts, last)
         if self._saved:
-            self._bucket.delete_many([state_key(self._key)])
+            self._bucket.delete_many(self._side_keys())
+        if self._bucket.uneven_parts:
+            fence.clear(self._bucket, self._key)
         self._shutdown()
         self._buffer, self._fill = bytearray(), 0
 
@@ -259,11 +283,13 @@ class PartWriter(FileWriter):
         self._shutdown()
         if self._upload_id is not None:
             self._bucket.abort_upload(self._key, self._upload_id)
-        doomed = [state_key(self._key)] if self._saved else []
+        doomed = self._side_keys() if self._saved else []
         if self._replaces_committed:
             doomed.append(self._key)
         if doomed:
             self._bucket.delete_many(doomed)
+        if self._bucket.uneven_parts:
+            fence.clear(self._bucket, self._key)
 
     def _release(self) -> None:
         self._buffer, self._fill = bytearray(), 0
@@ -296,6 +322,7 @@ class PartWriter(FileWriter):
             )
         if self._upload_id is None:
             self._upload_id = self._bucket.start_upload(self._key)
+            self._started_upload = True
         data = memoryview(self._buffer)[: self._fill]
         self._buffer, self._fill = bytearray(), 0
         self._next += 1
@@ -313,12 +340,69 @@ class PartWriter(FileWriter):
         assert upload_id is not None
         self._parts[number] = self._bucket.upload_part(self._key, upload_id, number, data)
 
+    def _claim_tail(self) -> None:
+        """Stores without state: claim the advance from our offset before staging the tail.
+
+        The fence holds the tail part itself, so a loser that finds the parts still ending at
+        our offset stages it for a winner that died in between (see :mod:`.fence`).
+        """
+        if self._size == self._opened_at:
+            return
+        if self._upload_id is None:
+            self._upload_id = self._bucket.start_upload(self._key)
+        tail = bytes(memoryview(self._buffer)[: self._fill])
+        raw = fence.encode_part(self._upload_id, self._next, tail)
+        if fence.claim(self._bucket, self._key, self._opened_at, raw):
+            return
+        self._buffer, self._fill = bytearray(), 0
+        won = fence.read_fence(self._bucket, self._key, self._opened_at)
+        found = self._bucket.find_parts(self._key)
+        at = sum(p.size for p in found[1]) if found is not None else 0
+        if won is not None and at == self._opened_at:
+            upload_id, number, data = fence.decode_part(won, self.path)
+            if data:
+                self._bucket.upload_part(self._key, upload_id, number, memoryview(data))
+        raise fence.conflict(self.path, self._opened_at)
+
+    def _side_keys(self) -> list[str]:
+        return [state_key(self._key), *(fence.fence_key(self._key, f) for f in self._fences)]
+
     def _save_state(self) -> None:
+        """Save the state; a resumed session claims its advance first (see :mod:`.fence`)."""
+        wrote = self._size != self._opened_at
+        if self._saved and not wrote:
+            return  # nothing new: the saved state says it all, and a rival's must not be undone
+        fenced = self._fenced and wrote  # an empty fresh write saves empty state, unfenced
         parts = [self._parts[n] for n in range(1, self._next)]
         tail = bytes(memoryview(self._buffer)[: self._fill])
-        state = UploadState(self._upload_id, self._part_size, parts, tail, self._created)
-        self._bucket.put(state_key(self._key), state.encode())
+        fences = self._fences
+        if fenced and self._opened_at not in fences:
+            fences = [*fences, self._opened_at]
+        state = UploadState(self._upload_id, self._part_size, parts, tail, self._created, fences)
+        raw = state.encode()
+        if fenced and not fence.claim(self._bucket, self._key, self._opened_at, raw):
+            self._lost()
+        self._bucket.put(state_key(self._key), raw)
+        self._fences = fences
         self._saved = True
+
+    def _lost(self) -> None:
+        """A rival advanced from our offset first: keep its state, drop ours, raise.
+
+        If the state object still shows our offset, the winner may have died between its fence
+        and its state write: the state object is rolled forward to the fence's state.
+        """
+        offset = self._opened_at
+        if self._started_upload and self._upload_id is not None:  # ours alone (S3, GCS)
+            self._bucket.abort_upload(self._key, self._upload_id)
+        raw = fence.read_fence(self._bucket, self._key, offset)
+        if raw is not None:
+            won = UploadState.decode(raw, self.path)
+            current = load_state(self._bucket, self._key, self.path)
+            if current is not None and current.size == offset and won.size > offset:
+                self._bucket.put(state_key(self._key), raw)
+        self._saved = False  # the state object is the winner's: cancel must not touch it
+        raise fence.conflict(self.path, offset)
 
     # -- background uploads ------------------------------------------------------------------
 

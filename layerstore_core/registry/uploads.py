@@ -6,9 +6,10 @@ driver's resumable writer) and ``hashstates/sha256/<offset>`` (the SHA-256 state
 the state matching the writer's offset and reads nothing back; only when none matches is the
 data re-read (or, where the backend shows nothing before commit, hashed once at commit).
 
-Only requests that change an upload write to the backend: starting one writes ``startedat`` and
-opens no data write (that waits for the first byte), and a session that wrote nothing (a status
-request, a refused chunk) ends with ``FileWriter.release()``, which makes no backend request.
+Only requests that change an upload write to the backend: starting one writes ``startedat``
+(and, for a chunked upload, an empty data write: :meth:`BlobUpload.start_data`), and a session
+that wrote nothing (a status request, a refused chunk) ends with ``FileWriter.release()``, which
+makes no backend request.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..errors import (
     InvalidOffsetError,
     PathNotFoundError,
     StorageDriverError,
+    WriteConflictError,
     WriterClosedError,
 )
 from . import paths as p
@@ -39,6 +41,7 @@ from .errors import (
     BlobUploadInvalidError,
     BlobUploadUnknownError,
     DigestInvalidError,
+    RangeInvalidError,
     SizeInvalidError,
 )
 from .fence import wait_until_safe
@@ -114,6 +117,7 @@ class BlobUpload:
         self._hasher = hasher
         #: Offset of the saved hash state this session resumed from, deleted once a newer is saved.
         self._resumed_state: int | None = None
+        #: Resumed with no data: another request may have started the data write since.
         self._done = False
         self._closed = False
 
@@ -205,6 +209,16 @@ class BlobUpload:
         ``commit``'s sync; None when the hash is unknown (resumed without a saved state).
         """
         return None if self._hasher is None else "sha256:" + self._hasher.hexdigest()
+
+    def start_data(self) -> None:
+        """Open the data write empty, for an upload whose chunks any instance may receive.
+
+        Every chunk then continues this write, and the driver lets one writer advance it from
+        an offset (one writer per upload). It replaces a fresh write at the first chunk, which
+        would discard a rival's first chunk; a resume finds it with one request fewer than
+        finding nothing, so the upload costs no more requests than before.
+        """
+        self._driver.writer(self._data_path, append=False).close()
 
     def close(self) -> None:
         """Persist this session's data, then the hash state, so any process can resume.
@@ -460,6 +474,11 @@ class BlobUpload:
                 self._done = True
                 raise BlobUploadUnknownError(
                     f"upload {self.id} was finished or cancelled by another request"
+                ) from exc
+            if isinstance(exc, WriteConflictError):  # one writer per upload: the rival won
+                raise RangeInvalidError(
+                    f"another request wrote to upload {self.id} at the same time; "
+                    "ask its status and resume from its Range"
                 ) from exc
             raise
 

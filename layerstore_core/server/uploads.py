@@ -88,7 +88,8 @@ async def start(state: ServerState, req: Request, name: str) -> Response:
     if digest is not None:
         validate_digest(digest)  # before an upload exists that a bad digest would strand
     upload = await state.run(repo.blobs.create_upload)  # startedat only: no data write yet
-    if digest is None:
+    if digest is None:  # chunks may reach any instance: they all continue one data write
+        await state.run(upload.start_data)
         await req.drain()
         resp = _progress(state, req, name, upload, 202)
         return resp.header("OCI-Chunk-Min-Length", state.chunk_min_length)

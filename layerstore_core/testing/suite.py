@@ -15,6 +15,7 @@ from .conditional import ConditionalCases
 from .content import ContentCases
 from .listing import ListCases
 from .movedelete import MoveDeleteCases
+from .onewriter import OneWriterCases
 from .reader import ReaderCases
 from .redirect import RedirectCases
 from .resume import ResumeCases
@@ -33,6 +34,7 @@ class ConformanceSuite(
     RedirectCases,
     ConcurrencyCases,
     ConditionalCases,
+    OneWriterCases,
 ):
     """All conformance cases; subclass it and provide the ``conformance_backend`` fixture."""
 

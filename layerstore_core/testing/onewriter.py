@@ -1,0 +1,123 @@
+"""Conformance: one writer per write — rivals resuming one unfinished write, exactly one wins.
+
+Two writers opened at the same offset of one unfinished write (two servers handed the same
+chunk) must not both be accepted: one of them gets :class:`WriteConflictError` from ``write``
+or ``close`` (or from ``writer()`` itself, for a fresh write that a rival holds), and the write
+stays exactly as the winner left it — a later writer continues it and commits the winner's
+bytes. Drivers build it on what the backend offers (locks, conditional writes).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ..driver import FileWriter, StorageDriver
+from ..errors import WriteConflictError
+from ._base import KIB, SuiteBase, payload, under
+
+#: Races run by the threaded case (each is two writers released at once by a barrier).
+RACES = 4
+BARRIER_TIMEOUT = 120.0
+
+
+def _attempt(open_writer: Callable[[], FileWriter], data: bytes) -> bool:
+    """Open, write and close; False when the driver refused it as a rival's loser."""
+    try:
+        writer = open_writer()
+    except WriteConflictError:
+        return False
+    try:
+        writer.write(data)
+        writer.close()
+    except WriteConflictError:
+        return False
+    return True
+
+
+def _finish(driver: StorageDriver, path: str, expected: bytes) -> None:
+    """Continue the write once more, commit it, and check it holds ``expected`` + the tail."""
+    tail = b"-tail"
+    writer = driver.writer(path, append=True)
+    assert writer.size == len(expected)
+    writer.write(tail)
+    writer.commit()
+    assert driver.get_content(path) == expected + tail
+
+
+class OneWriterCases(SuiteBase):
+    """Rivals from one offset: one close succeeds, the other is refused, nothing is torn."""
+
+    def _started(self, driver: StorageDriver, path: str) -> bytes:
+        base = payload(3 * KIB + 7, seed=1)
+        with driver.writer(path) as writer:
+            writer.write(base)
+        return base
+
+    def test_rival_after_winner_closed(self, driver: StorageDriver, root: str) -> None:
+        path = under(root, "upload")
+        base = self._started(driver, path)
+        first, second = driver.writer(path, append=True), driver.writer(path, append=True)
+        mine, theirs = payload(2 * KIB, seed=2), payload(2 * KIB, seed=3)
+        first.write(mine)
+        first.close()
+        try:
+            second.write(theirs)
+            second.close()
+        except WriteConflictError:
+            pass
+        else:
+            raise AssertionError("two writers resumed one write from one offset and both won")
+        _finish(driver, path, base + mine)
+
+    def test_rivals_both_written_before_either_closes(
+        self, driver: StorageDriver, root: str
+    ) -> None:
+        path = under(root, "upload")
+        base = self._started(driver, path)
+        first, second = driver.writer(path, append=True), driver.writer(path, append=True)
+        mine, theirs = payload(2 * KIB, seed=2), payload(2 * KIB, seed=3)
+        outcome = []
+        for writer, data in ((first, mine), (second, theirs)):
+            try:
+                writer.write(data)
+                outcome.append(True)
+            except WriteConflictError:
+                outcome.append(False)
+        for i, writer in enumerate((first, second)):
+            if outcome[i]:
+                try:
+                    writer.close()
+                except WriteConflictError:
+                    outcome[i] = False
+            else:
+                writer.close()
+        assert outcome.count(True) == 1, outcome
+        _finish(driver, path, base + (mine if outcome[0] else theirs))
+
+    def test_concurrent_rivals(self, driver: StorageDriver, root: str) -> None:
+        """Two threads released at once resume one write, :data:`RACES` times over."""
+        path = under(root, "upload")
+        expected = self._started(driver, path)
+        for race in range(RACES):
+            bodies = [payload(KIB + race, seed=10 * race + i) for i in range(2)]
+            barrier = threading.Barrier(2, timeout=BARRIER_TIMEOUT)
+            won = [False, False]
+
+            def rival(i: int, bodies: list[bytes] = bodies, barrier: threading.Barrier = barrier,
+                      won: list[bool] = won) -> None:
+                def opened() -> FileWriter:
+                    writer = driver.writer(path, append=True)
+                    barrier.wait()
+                    return writer
+
+                won[i] = _attempt(opened, bodies[i])
+
+            threads = [threading.Thread(target=rival, args=(i,)) for i in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(BARRIER_TIMEOUT)
+            assert won.count(True) == 1, (race, won)
+            expected += bodies[won.index(True)]
+        _finish(driver, path, expected)

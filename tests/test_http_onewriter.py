@@ -1,0 +1,112 @@
+"""One writer per upload over HTTP: the same chunk sent at once to two servers on one storage.
+
+Two ``layerstore serve`` processes share a backend; two threads released by a barrier PATCH the
+same ``Content-Range`` (with different bytes, so the winner is known) of one upload, one to
+each server, :data:`RACES` times (the first race is the upload's first chunk). Each time exactly
+one is accepted (202) and the other refused (416, or 400 BLOB_UPLOAD_INVALID); both servers
+then report the winner's offset, and at the end the upload commits (201) to a blob that hashes
+to its digest — the winners' bytes in order. Bounded in time; no timing assertions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from layerstore_core.testing import Backend
+from tests.backends._servers import free_port
+from tests.images import RegistryProcess, write_config
+
+RACES = 5
+TIMEOUT = httpx.Timeout(120.0)
+BARRIER_TIMEOUT = 120.0
+REFUSED = (416, 400)
+
+
+def _serve(backend: Backend, workdir: Path, name: str) -> tuple[RegistryProcess, str]:
+    port = free_port()
+    config = write_config(workdir / f"{name}.yml", backend.driver, backend.params, port)
+    proc = RegistryProcess.layerstore(config, port, workdir / f"{name}.log")
+    proc.wait_ready(timeout=120)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _race(urls: list[str], location: str, offset: int,
+          bodies: list[bytes]) -> list[httpx.Response]:
+    """PATCH ``bodies[i]`` at ``offset`` to ``urls[i]``, both threads released at once."""
+    barrier = threading.Barrier(len(urls), timeout=BARRIER_TIMEOUT)
+    answers: list[httpx.Response | BaseException] = [RuntimeError("no answer")] * len(urls)
+
+    def send(i: int) -> None:
+        headers = {"Content-Range": f"{offset}-{offset + len(bodies[i]) - 1}",
+                   "Content-Type": "application/octet-stream"}
+        with httpx.Client(timeout=TIMEOUT) as client:
+            request = client.build_request("PATCH", urls[i] + location, content=bodies[i],
+                                           headers=headers)
+            barrier.wait()
+            try:
+                answers[i] = client.send(request)
+            except BaseException as exc:  # reported below, with the other answer
+                answers[i] = exc
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(urls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(BARRIER_TIMEOUT * 2)
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise AssertionError(f"a racing PATCH failed: {answer!r}")
+    return [a for a in answers if isinstance(a, httpx.Response)]
+
+
+def _offset(url: str, location: str) -> int:
+    r = httpx.get(url + location, timeout=TIMEOUT)
+    assert r.status_code == 204, r.text
+    last = int(r.headers["Range"].split("-")[1])
+    return 0 if r.headers["Range"] == "0-0" else last + 1
+
+
+@pytest.mark.parametrize("backend_id", ["filesystem", "s3", "azure"])
+def test_same_chunk_to_two_servers_one_wins(
+    backend_id: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    backend: Backend = request.getfixturevalue(f"backend_{backend_id}")
+    rng = random.Random(backend_id)
+    servers = [_serve(backend, tmp_path, name) for name in ("a", "b")]
+    urls = [url for _, url in servers]
+    try:
+        r = httpx.post(f"{urls[0]}/v2/race/one/blobs/uploads/", timeout=TIMEOUT)
+        assert r.status_code == 202, r.text
+        location = r.headers["Location"]
+        expected = b""
+        for race in range(RACES):
+            size = 32 * 1024 + race
+            bodies = [rng.randbytes(size) for _ in urls]
+            answers = _race(urls, location, len(expected), bodies)
+            codes = [a.status_code for a in answers]
+            assert codes.count(202) == 1, (race, codes, [a.text for a in answers])
+            winner = codes.index(202)
+            loser = answers[1 - winner]
+            assert loser.status_code in REFUSED, (race, codes, loser.text)
+            if loser.status_code == 400:
+                assert loser.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID", loser.text
+            expected += bodies[winner]
+            location = answers[winner].headers["Location"]
+            for url in urls:
+                assert _offset(url, location) == len(expected), (race, url)
+        digest = "sha256:" + hashlib.sha256(expected).hexdigest()
+        r = httpx.put(f"{urls[1]}{location}&digest={quote(digest, safe='')}", timeout=TIMEOUT)
+        assert r.status_code == 201, r.text
+        got = httpx.get(f"{urls[0]}/v2/race/one/blobs/{digest}", follow_redirects=True,
+                        timeout=TIMEOUT)
+        assert got.status_code == 200 and got.content == expected
+    finally:
+        for proc, _ in servers:
+            proc.stop()
