@@ -75,7 +75,7 @@ def collect_garbage(
                 with concurrent.futures.ThreadPoolExecutor(
                     DELETE_THREADS, thread_name_prefix="layerstore-gc-delete"
                 ) as pool:
-                    sweeper.delete(plan, pool)
+                    sweeper.delete(plan, pool, reader)
             finally:  # even after a failed batch: the cache never answers for what is gone
                 registry.blobs_removed(report.blobs_deleted)
                 sweeper.finish()

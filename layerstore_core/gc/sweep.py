@@ -5,11 +5,11 @@ Order (the safety argument is in docs/DESIGN.md, "Garbage collection"):
 1. write the doomed digests (``_gc/doomed/<run>/<shard>``), then the sweep marker (``_gc/sweep``);
 2. walk ``repositories/`` again: a link, revision or tag younger than the cutoff (or new since
    the first walk) spares what it reaches; shards are rewritten without the spared digests;
-3. delete untagged manifests (through ``ManifestStore.delete``), then blobs one shard at a
-   time: look at the shard's data again (a stat per blob, or a walk of their directories or of
-   ``blobs/<alg>``, whichever is fewer requests) and spare what is younger than the cutoff,
-   delete the rest's data files in one ``delete_many``, then their links in another; drop each
-   finished shard, which releases writers waiting on it;
+3. delete untagged manifests (``ManifestStore.delete_many``, a repository at a time), then
+   blobs one shard at a time: look at the shard's data again (a stat per blob, or a walk of
+   their directories or of ``blobs/<alg>``, whichever is fewer requests) and spare what is
+   younger than the cutoff, delete the rest's data files in one ``delete_many``, then their
+   links in another; drop each finished shard, which releases writers waiting on it;
 4. remove the marker and the shards.
 """
 
@@ -62,6 +62,8 @@ class Sweeper:
     run: str
     _renewed: float = dataclasses.field(default_factory=time.monotonic)
     _shards: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    #: ``blobs/<alg>`` → its data files, from the one walk that re-checks every shard of it.
+    _listed: dict[str, dict[str, FileInfo]] = dataclasses.field(default_factory=dict)
 
     @property
     def driver(self) -> StorageDriver:
@@ -97,7 +99,7 @@ class Sweeper:
         if digests:
             self.driver.put_content(path, "\n".join(sorted(digests)).encode("ascii"))
         else:
-            _ignore_missing(lambda: self.driver.delete(path))
+            self.driver.delete_many([path])
 
     def finish(self) -> None:
         """Remove our marker, then our shards (writers see no sweep from the marker on).
@@ -161,17 +163,23 @@ class Sweeper:
 
     # -- 3. delete --------------------------------------------------------------------------
 
-    def delete(self, plan: Plan, pool: concurrent.futures.ThreadPoolExecutor) -> None:
+    def delete(self, plan: Plan, pool: concurrent.futures.ThreadPoolExecutor,
+               reader: ManifestReader) -> None:
         """Untagged manifests, then blobs and their links one shard at a time."""
         self.progress.phase("deleting manifests", len(plan.manifests))
-        for (name, digest), done in zip(
-            sorted(plan.manifests),
-            pool.map(lambda item: self._delete_manifest(*item), sorted(plan.manifests)),
-            strict=True,
-        ):
-            if done:
-                self.report.manifests_deleted.append((name, digest))
-            self.progress.advance()
+        by_repo: dict[str, list[str]] = {}
+        for name, digest in sorted(plan.manifests):
+            by_repo.setdefault(name, []).append(digest)
+
+        def delete_manifests(item: tuple[str, list[str]]) -> None:
+            name, digests = item
+            subjects = {d: reader.get(d).subject for d in digests if reader.loaded(d)}
+            self.registry.repository(name).manifests.delete_many(digests, subjects)
+
+        for (name, digests), _ in zip(by_repo.items(), pool.map(delete_manifests,
+                                                               by_repo.items()), strict=True):
+            self.report.manifests_deleted.extend((name, d) for d in digests)
+            self.progress.advance(len(digests))
         by_shard: dict[str, list[str]] = {}
         for digest in plan.links.keys() | plan.blobs.keys():
             by_shard.setdefault(shard_of(digest), []).append(digest)
@@ -182,16 +190,14 @@ class Sweeper:
             self._shards.pop(shard, None)
             self._write_shard(shard, set())  # releases the writers waiting on it
 
-    def _delete_manifest(self, name: str, digest: str) -> bool:
-        return _ignore_missing(lambda: self.registry.repository(name).manifests.delete(digest))
-
     def _delete_shard(self, plan: Plan, digests: list[str],
                       pool: concurrent.futures.ThreadPoolExecutor) -> None:
         """Re-check the shard's blobs, delete the data still old, then the links naming them.
 
         Both deletes are one ``delete_many`` each: on S3 a request per thousand files.
         """
-        now = recheck(self.driver, [d for d in digests if d in plan.blobs], plan, pool)
+        now = recheck(self.driver, [d for d in digests if d in plan.blobs], plan, pool,
+                      self._listed)
         spared = {d for d, info in now.items() if info is not None and info.modified >= self.cutoff}
         self.report.rescued += len(spared)  # pushed again since the walk
         doomed = {d: info for d, info in now.items() if d not in spared and info is not None}
@@ -208,25 +214,33 @@ class Sweeper:
 
 
 def recheck(driver: StorageDriver, digests: list[str], plan: Plan,
-            pool: concurrent.futures.ThreadPoolExecutor) -> dict[str, FileInfo | None]:
+            pool: concurrent.futures.ThreadPoolExecutor,
+            listed: dict[str, dict[str, FileInfo]]) -> dict[str, FileInfo | None]:
     """Each blob's data as it is now, in the fewest requests (a LIST returns a thousand keys).
 
     A ``stat`` per blob, a ``walk`` of each ``blobs/<alg>/<xx>`` directory holding one, or one
-    ``walk`` of all of ``blobs/<alg>``: whichever the sizes from the first walk make cheapest.
+    ``walk`` of all of ``blobs/<alg>``, whichever the first walk's counts make cheapest. That
+    last walk is made once and kept in ``listed`` for the algorithm's later shards: it is
+    chosen only where the store is small enough to list in fewer requests than one shard's
+    directories, so the sweep that follows is short.
     """
     if not digests:
         return {}
     dirs = sorted({blob_dir(d) for d in digests})
-    per_dir = sum(plan.dir_sizes.get(d, 0) // 1000 + 1 for d in dirs)
     algorithm_root = dirs[0].rsplit("/", 1)[0]
+    if algorithm_root in listed:
+        return {d: listed[algorithm_root].get(d.partition(":")[2]) for d in digests}
+    per_dir = sum(plan.dir_sizes.get(d, 0) // 1000 + 1 for d in dirs)
     whole = sum(n for d, n in plan.dir_sizes.items() if d.startswith(algorithm_root + "/"))
     if len(digests) <= min(per_dir, whole // 1000 + 1):
         return dict(zip(digests, pool.map(functools.partial(_stat_data, driver), digests),
                         strict=True))
-    roots = [algorithm_root] if whole // 1000 + 1 < per_dir else dirs
-    found: dict[str, FileInfo] = {}
-    for infos in pool.map(functools.partial(_data_files, driver), roots):
-        found.update(infos)
+    if whole // 1000 + 1 < per_dir:
+        found = listed[algorithm_root] = _data_files(driver, algorithm_root)
+    else:
+        found = {}
+        for infos in pool.map(functools.partial(_data_files, driver), dirs):
+            found.update(infos)
     return {d: found.get(d.partition(":")[2]) for d in digests}
 
 
