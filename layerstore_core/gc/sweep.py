@@ -201,9 +201,10 @@ class Sweeper:
         spared = {d for d, info in now.items() if info is not None and info.modified >= self.cutoff}
         self.report.rescued += len(spared)  # pushed again since the walk
         doomed = {d: info for d, info in now.items() if d not in spared and info is not None}
+        # Counted first: after a failure partway, the cache still forgets every one of them.
+        self.report.blobs_deleted.extend(sorted(doomed))
         self.driver.delete_many(info.path for info in doomed.values())
-        for digest, info in sorted(doomed.items()):
-            self.report.blobs_deleted.append(digest)
+        for info in doomed.values():
             self.report.bytes_freed += info.size
             self.progress.advance(1, info.size)
         self.progress.advance(len(now) - len(doomed))
