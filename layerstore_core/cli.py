@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import datetime as dt
 import importlib.metadata
+import json
 import logging
 import os
 import sys
@@ -116,7 +117,8 @@ def cmd_drivers(args: argparse.Namespace) -> int:
 
 def cmd_purge_uploads(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
-    from .registry import Registry
+    from .progress import terminal_progress
+    from .registry.purge import purge_uploads
     from .server.config import ConfigError, parse_duration
 
     try:
@@ -124,13 +126,20 @@ def cmd_purge_uploads(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
     logging.basicConfig(level=config.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # Each upload is printed once below; the purge's own line per upload is for the server's log.
+    logging.getLogger(purge_uploads.__module__).setLevel(logging.WARNING)
     try:
         driver = discovery.load_driver(config.driver, **dict(config.driver_params))
     except (discovery.DriverNotFoundError, discovery.DriverLoadError, ParameterError) as exc:
         raise CLIError(f"storage.{config.driver}: {exc}") from None
-    purged = Registry(driver).purge_uploads(
-        older_than=dt.timedelta(seconds=age), dry_run=args.dry_run
-    )
+    with terminal_progress(quiet=args.json) as progress:
+        purged = purge_uploads(driver, dt.timedelta(seconds=age), args.dry_run, progress=progress)
+    if args.json:
+        uploads = [{"repository": u.repository, "id": u.id, "started_at": u.started_at.isoformat()}
+                   for u in purged]
+        print(json.dumps({"dry_run": args.dry_run, "age_seconds": age, "uploads": uploads},
+                         indent=2))
+        return 0
     verb = "would purge" if args.dry_run else "purged"
     for item in purged:
         print(f"{verb} {item.repository} {item.id} (started {item.started_at.isoformat()})")
@@ -159,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--config", help="Distribution-style config.yml")
     purge.add_argument("--age", help="minimum age, a Go duration such as 168h (default: config)")
     purge.add_argument("--dry-run", action="store_true", help="only list what would go")
+    purge.add_argument("--json", action="store_true", help="print what was purged as JSON")
     purge.set_defaults(func=cmd_purge_uploads)
     from .ops.cli import register as register_copy_verify  # ops imports CLIError from here
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,14 +14,17 @@ import redis
 from layerstore_core.drivers.inmemory import InMemoryDriver
 from layerstore_core.registry import BlobUnknownError, Registry, rediscache
 from layerstore_core.registry import paths as p
+from layerstore_core.registry import purge as purge_module
 from layerstore_core.registry.cache import FALLBACKS, InMemoryDescriptorCache
 from layerstore_core.registry.leases import (
     FallbackLease,
+    Lease,
     LeaseBusyError,
     LeaseLostError,
     RedisLease,
     StorageLease,
     fleet_lease,
+    lease_path,
 )
 from layerstore_core.registry.rediscache import RedisDescriptorCache
 from layerstore_core.registry.redisconn import RedisSettings, connect
@@ -193,9 +198,9 @@ def test_run_leased_skips_while_another_instance_holds_the_lease(client: redis.R
     driver = InMemoryDriver()
     holder = RedisLease(client, "uploadpurge", ttl=30)
     holder.acquire()
-    assert run_leased(driver, client, "uploadpurge", lambda: "ran") is None
+    assert run_leased(driver, client, "uploadpurge", lambda _lease: "ran") is None
     holder.release()
-    assert run_leased(driver, client, "uploadpurge", lambda: "ran") == "ran"
+    assert run_leased(driver, client, "uploadpurge", lambda _lease: "ran") == "ran"
     assert not client.exists("layerstore::lease::uploadpurge")  # released after the job
 
 
@@ -244,3 +249,98 @@ def test_strict_lease_holds_the_storage_lease_beside_redis(client: redis.Redis) 
         fleet_lease(driver, client, "gc", strict=True).acquire()  # Redis free, storage held
     assert not client.exists("layerstore::lease::gc")  # the Redis lease it took is dropped
     cut_off.release()
+
+
+def _stale_uploads(registry: Registry, count: int) -> None:
+    for i in range(count):
+        upload = registry.repository(f"purge/r{i % 3}").blobs.create_upload()
+        upload.write(b"partial")
+        upload.close()
+
+
+def _slow_aborts(monkeypatch: pytest.MonkeyPatch, seconds: float,
+                 each: Callable[[int], None]) -> list[int]:
+    """Make every abort of the purge take ``seconds`` and call ``each(n)`` first."""
+    real = purge_module.abort_upload
+    calls: list[int] = []
+
+    def abort(driver: InMemoryDriver, name: str, upload_id: str) -> None:
+        calls.append(len(calls))
+        each(len(calls))
+        time.sleep(seconds)
+        real(driver, name, upload_id)
+
+    monkeypatch.setattr(purge_module, "abort_upload", abort)
+    return calls
+
+
+def _purge_lease(kind: str, driver: InMemoryDriver, client: redis.Redis, ttl: float) -> Lease:
+    if kind == "redis":
+        return RedisLease(client, "uploadpurge", ttl=ttl)
+    return StorageLease(driver, "uploadpurge", ttl=ttl, settle=0)
+
+
+FUTURE = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize("kind", ["redis", "storage"])
+def test_purge_renews_its_lease_while_it_runs(
+        kind: str, client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A purge three times as long as the lease's ttl keeps it: no rival gets in meanwhile."""
+    driver = InMemoryDriver()
+    registry = Registry(driver)
+    _stale_uploads(registry, 10)
+    lease = _purge_lease(kind, driver, client, ttl=1.0)
+    lease.acquire()
+    rivals_in: list[int] = []
+
+    def rival(n: int) -> None:
+        try:
+            _purge_lease(kind, driver, client, ttl=1.0).acquire()
+            rivals_in.append(n)
+        except LeaseBusyError:
+            pass
+
+    calls = _slow_aborts(monkeypatch, 0.3, rival)
+    purged = purge_module.purge_uploads(registry, dt.timedelta(0), now=FUTURE, lease=lease)
+    assert len(purged) == len(calls) == 10
+    assert rivals_in == []
+    lease.renew()  # still ours after 3 s with a 1 s ttl
+    lease.release()
+
+
+@pytest.mark.parametrize("kind", ["redis", "storage"])
+def test_purge_stops_when_its_lease_is_lost(
+        kind: str, client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another holder takes the lease mid-purge: the next renewal fails and the purge stops."""
+    driver = InMemoryDriver()
+    registry = Registry(driver)
+    _stale_uploads(registry, 20)
+    lease = _purge_lease(kind, driver, client, ttl=0.9)
+    lease.acquire()
+
+    def steal(n: int) -> None:
+        if n == 3:
+            if kind == "redis":
+                client.set("layerstore::lease::uploadpurge", "rival")
+            else:
+                driver.delete(lease_path("uploadpurge"))
+                StorageLease(driver, "uploadpurge", ttl=60, settle=0).acquire()
+
+    calls = _slow_aborts(monkeypatch, 0.1, steal)
+    with pytest.raises(LeaseLostError):
+        purge_module.purge_uploads(registry, dt.timedelta(0), now=FUTURE, lease=lease)
+    assert 3 <= len(calls) < 20
+    left = sum(len(driver.list(p.path_for(p.UploadsPath(f"purge/r{i}")))) for i in range(3))
+    assert left == 20 - len(calls)
+
+
+def test_run_leased_stops_quietly_when_the_job_loses_its_lease(client: redis.Redis) -> None:
+    from layerstore_core.server.fleet import run_leased
+
+    def job(lease: Lease) -> str:
+        client.delete("layerstore::lease::uploadpurge")
+        lease.renew()
+        return "finished"
+
+    assert run_leased(InMemoryDriver(), client, "uploadpurge", job) is None

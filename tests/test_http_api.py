@@ -42,6 +42,11 @@ def client(any_backend: Backend) -> Iterator[httpx.Client]:
             yield c
 
 
+def origin(c: httpx.Client) -> str:
+    """What absolute Location and Link URLs start with: the address the client used."""
+    return str(c.base_url).rstrip("/")
+
+
 def assert_error(resp: httpx.Response, status: int, code: str) -> None:
     assert resp.status_code == status, resp.text
     if resp.request.method != "HEAD":
@@ -75,7 +80,8 @@ def test_version_check(client: httpx.Client) -> None:
     assert r.status_code == 200
     assert r.headers["Docker-Distribution-API-Version"] == "registry/2.0"
     r = client.post("/v2/noslash/blobs/uploads")
-    assert r.status_code == 202 and r.headers["Location"].startswith("/v2/noslash/blobs/uploads/")
+    assert r.status_code == 202  # absolute, as Distribution's default (http.relativeurls: false)
+    assert r.headers["Location"].startswith(f"{origin(client)}/v2/noslash/blobs/uploads/")
 
 
 def test_monolithic_post_stores_body(client: httpx.Client) -> None:
@@ -180,7 +186,7 @@ def test_cross_repository_mount(client: httpx.Client) -> None:
     digest = push_blob(client, "src", b"shared layer")
     r = client.post("/v2/dst/blobs/uploads/", params={"mount": digest, "from": "src"})
     assert r.status_code == 201, r.text
-    assert r.headers["Location"] == f"/v2/dst/blobs/{digest}"
+    assert r.headers["Location"] == f"{origin(client)}/v2/dst/blobs/{digest}"
     assert client.get(f"/v2/dst/blobs/{digest}").content == b"shared layer"
     unknown = sha(b"nobody has this")
     r = client.post("/v2/dst/blobs/uploads/", params={"mount": unknown, "from": "src"})
@@ -295,7 +301,7 @@ def test_tags_and_catalog_pagination(client: httpx.Client) -> None:
         assert r.status_code == 201
     r = client.get("/v2/pages/one/tags/list", params={"n": 2})
     assert r.json() == {"name": "pages/one", "tags": ["a", "b"]}
-    assert r.headers["Link"] == '</v2/pages/one/tags/list?n=2&last=b>; rel="next"'
+    assert r.headers["Link"] == f'<{origin(client)}/v2/pages/one/tags/list?n=2&last=b>; rel="next"'
     r = client.get("/v2/pages/one/tags/list", params={"n": 2, "last": "d"})
     assert r.json()["tags"] == ["e"] and "Link" not in r.headers
     assert client.get("/v2/pages/one/tags/list").json()["tags"] == ["a", "b", "c", "d", "e"]
@@ -305,7 +311,7 @@ def test_tags_and_catalog_pagination(client: httpx.Client) -> None:
         assert r.status_code == 201
     r = client.get("/v2/_catalog", params={"n": 1})
     assert r.json() == {"repositories": ["pages/one"]}
-    assert r.headers["Link"] == '</v2/_catalog?n=1&last=pages%2Fone>; rel="next"'
+    assert r.headers["Link"] == f'<{origin(client)}/v2/_catalog?n=1&last=pages%2Fone>; rel="next"'
     rest = client.get("/v2/_catalog", params={"n": 10, "last": "pages/one"})
     assert rest.json() == {"repositories": ["pages/two", "zzz"]}
     assert_error(client.get("/v2/_catalog", params={"n": "x"}), 400, "PAGINATION_NUMBER_INVALID")

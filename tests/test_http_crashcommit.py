@@ -19,6 +19,7 @@ import pytest
 from layerstore_core.registry.uploads import PAUSE_ENV, PAUSE_FILE_ENV
 from layerstore_core.testing import Backend
 from tests.killable import KillableServer
+from tests.locations import path_of
 
 TIMEOUT = httpx.Timeout(120.0)
 #: More than one S3 part (5 MiB in the test backend), so the move is a real server-side copy.
@@ -38,9 +39,9 @@ def _push_until_paused(url: str, data: bytes, digest: str, pause_file: Path,
     """POST + PATCH, then a PUT that the hook stops mid-commit; returns the PUT's URL."""
     r = httpx.post(f"{url}/v2/crash/commit/blobs/uploads/", timeout=TIMEOUT)
     assert r.status_code == 202, r.text
-    r = httpx.patch(url + r.headers["Location"], content=data, timeout=TIMEOUT)
+    r = httpx.patch(url + path_of(r.headers["Location"]), content=data, timeout=TIMEOUT)
     assert r.status_code == 202, r.text
-    put_url = f"{url}{r.headers['Location']}&digest={quote(digest, safe='')}"
+    put_url = f"{url}{path_of(r.headers['Location'])}&digest={quote(digest, safe='')}"
 
     def put() -> None:
         try:

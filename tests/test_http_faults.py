@@ -22,6 +22,7 @@ import pytest
 from layerstore_core.testing import Backend
 from tests.faultproxy import Fault, FaultProxy, Kind, http_response
 from tests.killable import KillableServer
+from tests.locations import path_of
 
 TIMEOUT = httpx.Timeout(180.0)
 MAX_ATTEMPTS = 30
@@ -76,7 +77,7 @@ def _resume(url: str, location: str) -> tuple[int, str]:
             _clear_error(r)
         return -1, location
     got = r.headers.get("Range", "0-0")
-    return (0 if got == "0-0" else int(got.split("-")[1]) + 1), r.headers["Location"]
+    return (0 if got == "0-0" else int(got.split("-")[1]) + 1), path_of(r.headers["Location"])
 
 
 @pytest.mark.parametrize("backend_id", list(CASES))
@@ -124,7 +125,7 @@ def _push(url: str, data: bytes, digest: str, faults: list[Fault], proxy: FaultP
         if not location:
             r = _request("POST", f"{url}/v2/faults/blobs/uploads/")
             if r is not None and r.status_code == 202:
-                location = r.headers["Location"]
+                location = path_of(r.headers["Location"])
             elif r is not None:
                 _clear_error(r)
             continue
@@ -142,7 +143,7 @@ def _push(url: str, data: bytes, digest: str, faults: list[Fault], proxy: FaultP
         if r is None:
             offset = -1
         elif r.status_code == 202:
-            location = r.headers["Location"]
+            location = path_of(r.headers["Location"])
             offset = int(r.headers["Range"].split("-")[1]) + 1
         else:
             _clear_error(r)

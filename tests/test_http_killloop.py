@@ -21,6 +21,7 @@ import pytest
 
 from layerstore_core.testing import Backend
 from tests.killable import KillableServer
+from tests.locations import path_of
 
 #: Kill points per upload (each costs a server start, ~1-2 s).
 KILLS = 3
@@ -54,7 +55,7 @@ def _status(url: str, location: str) -> tuple[int, str]:
     assert r.status_code == 204, r.text
     got = r.headers.get("Range", "0-0")
     offset = 0 if got == "0-0" else int(got.split("-")[1]) + 1
-    return offset, r.headers.get("Location", location)
+    return offset, path_of(r.headers.get("Location", location))
 
 
 def _send(url: str, location: str, data: bytes, offset: int, streamed: bool,
@@ -64,7 +65,7 @@ def _send(url: str, location: str, data: bytes, offset: int, streamed: bool,
         r = httpx.patch(url + location, content=_body(data[offset:], kill_at, offset, kill),
                         timeout=TIMEOUT)
         assert r.status_code == 202, r.text
-        return r.headers["Location"]
+        return path_of(r.headers["Location"])
     for start in range(offset, len(data), CHUNK):
         chunk = data[start:start + CHUNK]
         headers = {"Content-Range": f"{start}-{start + len(chunk) - 1}",
@@ -72,7 +73,7 @@ def _send(url: str, location: str, data: bytes, offset: int, streamed: bool,
         r = httpx.patch(url + location, content=_body(chunk, kill_at, start, kill),
                         headers=headers, timeout=TIMEOUT)
         assert r.status_code == 202, r.text
-        location = r.headers["Location"]
+        location = path_of(r.headers["Location"])
     return location
 
 
@@ -93,7 +94,7 @@ def test_kill9_loop_resumes_from_range(
         url = server.start()
         r = httpx.post(f"{url}/v2/kill/loop/blobs/uploads/", timeout=TIMEOUT)
         assert r.status_code == 202, r.text
-        location, offset = r.headers["Location"], 0
+        location, offset = path_of(r.headers["Location"]), 0
         for kill_at in kills:
             if kill_at <= offset:  # an earlier kill point: the upload is already past it
                 continue

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from tests.backends._servers import free_port
+from tests.locations import path_of
 
 #: Upper bound for anything a loaded machine should finish in.
 PATIENCE = 30.0
@@ -85,7 +86,7 @@ def test_sigterm_drains_then_closes(tmp_path: Path) -> None:
                           bodyidletimeout="10m")
     with serving(config, port) as proc:
         base = f"http://127.0.0.1:{port}"
-        started = [httpx.post(f"{base}/v2/a/blobs/uploads/").headers["Location"]
+        started = [path_of(httpx.post(f"{base}/v2/a/blobs/uploads/").headers["Location"])
                    for _ in range(2)]
         stalled = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
         stalled.sendall(f"PATCH {started[1]} HTTP/1.1\r\nHost: x\r\n"

@@ -39,7 +39,6 @@ def test_unknown_registry_variables_warn(caplog: pytest.LogCaptureFixture) -> No
 @pytest.mark.parametrize("doc", [
     {"middleware": {"storage": [{"name": "cloudfront"}]}},
     {"http": {"tls": {"letsencrypt": {"cachefile": "/x"}}}},
-    {"validation": {"manifests": {"urls": {"allow": ["^https://"]}}}},
 ])
 def test_security_keys_we_lack_are_refused(doc: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="not supported"):
@@ -49,8 +48,8 @@ def test_security_keys_we_lack_are_refused(doc: dict[str, object]) -> None:
 def test_tuning_keys_only_warn(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         parse_config({"storage": {"inmemory": {}, "tag": {"concurrencylimit": 8}},
-                      "validation": {"disabled": True}, "catalog": {"maxentries": 10}}, {})
-    assert "storage.tag" in caplog.text and "key validation is accepted" in caplog.text
+                      "policy": {"repository": {}}, "catalog": {"maxentries": 10}}, {})
+    assert "storage.tag" in caplog.text and "key policy is accepted" in caplog.text
 
 
 def test_http_headers_on_every_response() -> None:

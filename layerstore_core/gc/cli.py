@@ -1,7 +1,8 @@
 """``layerstore gc``: collect garbage from the command line, with progress on a terminal.
 
-Progress (rich) goes to stderr and only when stderr is a terminal; ``--json`` prints the report
-as JSON on stdout, otherwise a summary line (and, in a dry run, what would go).
+Progress (:mod:`layerstore_core.progress`) goes to stderr and only when stderr is a terminal;
+``--json`` prints the report as JSON on stdout, otherwise a summary line (and, in a dry run, what
+would go).
 """
 
 from __future__ import annotations
@@ -10,17 +11,13 @@ import argparse
 import datetime as dt
 import json
 import logging
-import sys
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ..progress import Progress, terminal_progress
 from ..registry.leases import LeaseBusyError, LeaseLostError, fleet_lease
-from .report import GCReport, NoProgress, Progress
+from .report import GCReport
 
 if TYPE_CHECKING:
-    from rich.progress import Progress as RichProgress
-    from rich.progress import TaskID
-
     from ..driver import StorageDriver
     from ..registry import Registry
     from ..registry.rediscache import Client
@@ -38,43 +35,6 @@ def add_parser(sub: Any) -> None:
                     "(default: storage.maintenance.gc.grace, 1h)")
     gc.add_argument("--json", action="store_true", help="print the report as JSON")
     gc.set_defaults(func=cmd_gc)
-
-
-class RichBar:
-    """Phases as a rich progress bar: objects seen, blobs to delete and deleted, bytes freed."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-        from rich.progress import Progress as RichProgress
-
-        self._bar: RichProgress = RichProgress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[freed]}"), TimeElapsedColumn(),
-            console=Console(stderr=True), transient=True,
-        )
-        self._task: TaskID | None = None
-        self._bytes = 0
-
-    def __enter__(self) -> RichBar:
-        self._bar.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._bar.stop()
-
-    def phase(self, name: str, total: int | None = None) -> None:
-        if self._task is not None:
-            self._bar.update(self._task, visible=False)
-        self._task = self._bar.add_task(name, total=total, freed="")
-
-    def advance(self, items: int = 1, size: int = 0) -> None:
-        if self._task is not None:
-            self._bytes += size
-            freed = f"{self._bytes / 1e6:.1f} MB" if self._bytes else ""
-            self._bar.update(self._task, advance=items, freed=freed)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -100,11 +60,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
         "lease": fleet_lease(registry.driver, client, "gc", strict=True),
     }
     try:
-        if sys.stderr.isatty():
-            with RichBar() as bar:
-                report = _run(registry, options, bar)
-        else:
-            report = _run(registry, options, NoProgress())
+        with terminal_progress(quiet=args.json) as progress:
+            report = _run(registry, options, progress)
     except (LeaseBusyError, LeaseLostError) as exc:
         raise CLIError(f"gc: {exc}") from None
     _print(report, args.json)

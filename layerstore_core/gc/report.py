@@ -1,29 +1,13 @@
-"""What a collection did (the report) and how it tells a watcher how far it got (progress)."""
+"""What a collection did (the report); how far it got goes to :mod:`layerstore_core.progress`."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Any
 
+from ..progress import NoProgress, Progress
 
-class Progress(Protocol):
-    """Receives the phases of a run; the CLI draws them on a terminal, the server ignores them."""
-
-    def phase(self, name: str, total: int | None = None) -> None:
-        """A new phase starts (``total`` items when known)."""
-
-    def advance(self, items: int = 1, size: int = 0) -> None:
-        """``items`` more done in this phase (``size`` bytes of blobs among them)."""
-
-
-class NoProgress:
-    """Progress that shows nothing."""
-
-    def phase(self, name: str, total: int | None = None) -> None:
-        pass
-
-    def advance(self, items: int = 1, size: int = 0) -> None:
-        pass
+__all__ = ["GCReport", "NoProgress", "Progress"]
 
 
 @dataclasses.dataclass

@@ -20,8 +20,8 @@ from .. import discovery
 from ..driver import StorageDriver
 from ..errors import StorageDriverError
 from ..params import ParameterError
+from ..progress import terminal_progress
 from .copy import CopyError, CopyOptions, copy_store
-from .progress import Progress, progress_bar
 from .verify import VerifyOptions, count_by_kind, repair, verify_store
 
 _SPEC = re.compile(r"^(?P<driver>[A-Za-z0-9_.-]+):(?P<params>.*)$")
@@ -96,14 +96,6 @@ def parse_sample(text: str | None) -> int | float | None:
                      f"got {text!r}")
 
 
-def _bar(description: str, quiet: bool) -> Any:
-    def make(total_bytes: int, total_objects: int) -> Progress:
-        return progress_bar(description, total_bytes, total_objects,
-                            enabled=False if quiet else None)
-
-    return make
-
-
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -114,7 +106,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
     options = CopyOptions(jobs=args.jobs, verify=args.verify, dry_run=args.dry_run,
                           rate_limit=parse_rate(args.rate_limit))
     try:
-        report = copy_store(source, dest, options, progress=_bar("copy", args.json))
+        with terminal_progress(quiet=args.json) as progress:
+            report = copy_store(source, dest, options, progress=progress)
     except CopyError as exc:
         raise _cli_error(str(exc)) from None
     except StorageDriverError as exc:  # listing failed: nothing sensible to go on with
@@ -155,7 +148,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                             sample=parse_sample(args.sample), jobs=args.jobs,
                             rate_limit=parse_rate(args.rate_limit))
     try:
-        report = verify_store(driver, options, progress=_bar("verify", args.json))
+        with terminal_progress(quiet=args.json) as progress:
+            report = verify_store(driver, options, progress=progress)
         if source is not None:
             repair(driver, source, report)
     except StorageDriverError as exc:

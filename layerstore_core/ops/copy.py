@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -28,12 +29,12 @@ from typing import Any
 
 from ..driver import StorageDriver
 from ..errors import LayerstoreError, PathNotFoundError, StorageDriverError
+from ..progress import NoProgress, Progress
 from ..registry import paths as p
 from ..registry.errors import DigestInvalidError
 from ..registry.names import validate_digest
 from . import layout
 from .layout import Entry, Kind
-from .progress import Progress, ProgressFactory
 from .ratelimit import RateLimiter
 from .transfer import SMALL, Staging, copy_file, rehash, same_store
 
@@ -79,26 +80,30 @@ class CopyReport:
 class _Copier:
     """One run of a copy; the sets below are shared by its jobs under ``_lock``."""
 
-    def __init__(self, source: StorageDriver, dest: StorageDriver, options: CopyOptions) -> None:
+    def __init__(self, source: StorageDriver, dest: StorageDriver, options: CopyOptions,
+                 progress: Progress) -> None:
         self.source, self.dest, self.options = source, dest, options
         self.report = CopyReport(dry_run=options.dry_run)
         self.limiter = RateLimiter(options.rate_limit)
-        self.progress = Progress()
+        self.progress = progress
         self.staging: Staging | None = None
         self._lock = threading.Lock()
         self._dest_sizes: dict[str, int] = {}
         self._present: set[str] = set()  # destination paths known complete in this run
         self._failed: set[str] = set()  # source paths that could not be copied
 
-    def run(self, progress: ProgressFactory | None) -> CopyReport:
+    def run(self) -> CopyReport:
         start = time.monotonic()
+        self.progress.phase("listing")
         tags = self._snapshot_tags()
         entries = [*layout.scan_blobs(self.source)]
         entries += [e for e in layout.scan_repositories(self.source) if e.kind != Kind.TAG_CURRENT]
         self._dest_sizes = {e.path: e.size for e in layout.scan(self.dest)}
         todo = [e for e in entries if self._dest_sizes.get(e.path) != e.size]
-        if progress is not None:
-            self.progress = progress(sum(e.size for e in todo), len(entries) + len(tags))
+        # A dry run moves no bytes: its bar counts objects.
+        self.progress.phase("counting" if self.options.dry_run else "copying",
+                            len(entries) + len(tags),
+                            total_bytes=None if self.options.dry_run else sum(e.size for e in todo))
         if not self.options.dry_run:
             self.staging = Staging(self.dest)
         try:
@@ -108,7 +113,6 @@ class _Copier:
                 else:
                     self._parallel(self._sync, [e for e in entries if e.kind == kind])
         finally:
-            self.progress.close()
             if self.staging is not None:
                 self.staging.cleanup()
         self.report.seconds = time.monotonic() - start
@@ -254,7 +258,7 @@ class _Copier:
         if not self.options.dry_run:
             copy_file(self.source, self.dest, path, size=size, digest=digest,
                       staging=self.staging, limiter=self.limiter,
-                      progress=self.progress.add_bytes)
+                      progress=functools.partial(self.progress.advance, 0))
         self._count(path, size, copied=True)
 
     def _count(self, path: str, size: int, *, copied: bool) -> None:
@@ -266,7 +270,7 @@ class _Copier:
             else:
                 self.report.skipped_objects += 1
                 self.report.skipped_bytes += size
-        self.progress.add_object()
+        self.progress.advance()
 
     def _fail(self, path: str, error: str) -> None:
         log.error("copy %s: %s", path, error)
@@ -283,8 +287,8 @@ def _link(content: bytes) -> str | None:
 
 
 def copy_store(source: StorageDriver, dest: StorageDriver, options: CopyOptions | None = None,
-               progress: ProgressFactory | None = None) -> CopyReport:
+               progress: Progress | None = None) -> CopyReport:
     """Copy everything but uploads in progress from ``source`` to ``dest`` (see the module)."""
     if same_store(source, dest):
         raise CopyError("source and destination are the same store")
-    return _Copier(source, dest, options or CopyOptions()).run(progress)
+    return _Copier(source, dest, options or CopyOptions(), progress or NoProgress()).run()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
 import random
@@ -28,13 +29,13 @@ from typing import Any
 
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError, StorageDriverError
+from ..progress import NoProgress, Progress
 from ..registry import paths as p
 from ..registry.errors import ManifestInvalidError
 from ..registry.manifests import references, sniff_media_type
 from ..registry.registry import repository_names
 from . import layout
 from .layout import Entry, Kind
-from .progress import Progress, ProgressFactory
 from .ratelimit import RateLimiter
 from .transfer import Staging, copy_file, rehash
 
@@ -118,10 +119,9 @@ class VerifyOptions:
 
 class _Verifier:
     def __init__(self, driver: StorageDriver, options: VerifyOptions,
-                 counters: VerifyCounters | None, progress: ProgressFactory | None) -> None:
+                 counters: VerifyCounters | None, progress: Progress) -> None:
         self.driver, self.options = driver, options
-        self._progress_factory = progress
-        self.progress = Progress()
+        self.progress = progress
         self.counters = counters or VerifyCounters()
         self.limiter = RateLimiter(options.rate_limit)
         self.report = VerifyReport()
@@ -129,22 +129,22 @@ class _Verifier:
         self.blobs: dict[str, Entry] = {}
 
     def run(self, choose: Callable[[list[Entry]], list[Entry]]) -> VerifyReport:
+        self.progress.phase("listing")
         self.blobs = {e.digest: e for e in layout.scan_blobs(self.driver) if e.digest}
         names = self.options.repositories or tuple(repository_names(self.driver))
+        self.progress.phase("checking repositories", len(names))
         linked: set[str] = set()
         for name in names:
             linked |= self._check_repository(name)
+            self.progress.advance()
         candidates = list(self.blobs.values())
         if self.options.repositories is not None:
             candidates = [e for e in candidates if e.digest in linked]
         if self.options.rehash:
             chosen = choose(candidates)
-            if self._progress_factory is not None:
-                self.progress = self._progress_factory(sum(e.size for e in chosen), len(chosen))
-            try:
-                self._rehash_all(chosen)
-            finally:
-                self.progress.close()
+            self.progress.phase("re-hashing blobs", len(chosen),
+                                total_bytes=sum(e.size for e in chosen))
+            self._rehash_all(chosen)
         return self.report
 
     def _problem(self, problem: Problem) -> None:
@@ -165,7 +165,7 @@ class _Verifier:
         assert entry.digest is not None
         try:
             got, size = rehash(self.driver, entry.path, entry.digest.partition(":")[0],
-                               self.limiter, self.progress.add_bytes)
+                               self.limiter, functools.partial(self.progress.advance, 0))
         except PathNotFoundError:
             return  # deleted since the listing (garbage collection)
         except StorageDriverError as exc:
@@ -176,7 +176,7 @@ class _Verifier:
             self.report.blobs_checked += 1
             self.report.bytes_checked += size
         self.counters.add(blobs=1, nbytes=size)
-        self.progress.add_object()
+        self.progress.advance()
         if got != entry.digest:
             self._problem(Problem("blob-corrupt", entry.path, f"content hashes to {got}",
                                   entry.digest))
@@ -278,14 +278,14 @@ def sampler(sample: int | float | None, rng: random.Random | None = None
 
 
 def verify_store(driver: StorageDriver, options: VerifyOptions | None = None, *,
-                 counters: VerifyCounters | None = None, progress: ProgressFactory | None = None,
+                 counters: VerifyCounters | None = None, progress: Progress | None = None,
                  rng: random.Random | None = None) -> VerifyReport:
     """Check the store (see the module docstring); the report lists every problem found.
 
-    ``progress(total_bytes, total_blobs)`` makes the bar for the re-hash.
+    ``progress`` is told the phases: listing, checking repositories, re-hashing blobs.
     """
     options = options or VerifyOptions()
-    verifier = _Verifier(driver, options, counters, progress)
+    verifier = _Verifier(driver, options, counters, progress or NoProgress())
     return verifier.run(sampler(options.sample, rng))
 
 

@@ -128,7 +128,7 @@ class Lease:
     Not :class:`~..registry.leases.StorageLease` on purpose: that one guards deletes (gc, the
     upload purger), so it waits out a settle time and refuses a second holder. This one is one
     object per digest, taken on a client's request path (no second of settling per fetch),
-    renewed per chunk while the blob streams, and polled by waiters; losing a race costs only a
+    renewed every 15 s while the blob streams, and polled by waiters; losing a race costs only a
     second fetch of the same content-addressed, digest-verified blob, never data.
     """
 
@@ -169,9 +169,13 @@ class Lease:
             pass
         return False
 
+    def due(self) -> bool:
+        """Whether :meth:`renew` would write (a clock read: cheap per chunk, on any thread)."""
+        return time.monotonic() - self.renewed >= LEASE_RENEW
+
     def renew(self) -> None:
-        """Push the deadline out when due; cheap to call per chunk."""
-        if time.monotonic() - self.renewed >= LEASE_RENEW:
+        """Push the deadline out when due (a storage write every :data:`LEASE_RENEW` s)."""
+        if self.due():
             self._driver.put_content(self.path, self._doc())
             self.renewed = time.monotonic()
 

@@ -4,9 +4,10 @@ Only content the cache fetched has records (see :mod:`.cache`), so pushed conten
 touched. A tag whose last revalidation is older than the ttl is untagged (when it still names
 the digest the record saw); a cached manifest fetched longer ago than the ttl is deleted through
 the manifest service unless a remaining tag, or a remaining index in its repository, still names
-it. Blobs are never deleted here: once their manifests are gone, garbage collection reclaims the
-ones no other manifest (cached or pushed, in any repository) references, so a shared layer stays
-(Distribution's expirer deleted blobs outright, distribution issue 4191).
+it. Blobs are never deleted here: once their manifests are gone, the garbage collection run that
+follows the pass (:func:`expiry_loop`) reclaims the ones no other manifest (cached or pushed, in
+any repository) references, so a shared layer stays (Distribution's expirer deleted blobs
+outright, distribution issue 4191).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from ..errors import PathNotFoundError
 from ..registry import Registry
@@ -108,13 +110,24 @@ def _drop(registry: Registry, path: str) -> None:
         pass
 
 
-async def expiry_loop(registry: Registry, config: ProxyConfig, run: Run) -> None:
-    """Run :func:`expire_cache` forever, every quarter of the shortest ttl (within bounds)."""
+async def expiry_loop(registry: Registry, config: ProxyConfig, run: Run,
+                      collect: Callable[[], Awaitable[bool]] | None = None) -> None:
+    """Run :func:`expire_cache` forever, every quarter of the shortest ttl (within bounds).
+
+    A pass that deleted manifests is followed by ``collect`` (a garbage collection run, which
+    reclaims the blobs no remaining manifest references); one that could not run (another
+    collector held the lease, or it failed) is retried after the next pass, so what expiry
+    unreferenced is reclaimed even when no gc is scheduled.
+    """
     shortest = min(u.ttl for u in config.upstreams)
     interval = min(MAX_INTERVAL, max(MIN_INTERVAL, shortest / 4))
+    collect_due = False
     while True:
         await asyncio.sleep(interval)
         try:
-            await run(expire_cache, registry, config)
+            report = await run(expire_cache, registry, config)
+            collect_due = collect_due or bool(report.manifests)
         except Exception:
             log.exception("proxy expiry failed")
+        if collect_due and collect is not None:
+            collect_due = not await collect()

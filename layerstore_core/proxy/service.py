@@ -13,17 +13,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 from ..registry import Registry
-from ..registry.errors import BlobUnknownError, ManifestInvalidError, ManifestUnknownError
+from ..registry.errors import (
+    BlobUnknownError,
+    ManifestInvalidError,
+    ManifestUnknownError,
+    NameUnknownError,
+)
 from ..registry.manifests import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Manifest
 from ..registry.names import is_digest_like, validate_digest
+from ..registry.tags import paginate
 from . import cache
-from .blobs import BlobFetcher, Run
+from .blobs import BlobFetcher, Run, Subscriber
 from .config import ProxyConfig, Upstream
 from .errors import UpstreamError
 from .stats import ProxyStats
+from .tags import upstream_tags
 from .upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -133,6 +140,19 @@ class Proxy:
         log.info("cached manifest %s:%s (%s)", name, reference, digest)
         return store.get(digest)
 
+    def tags(self, name: str, n: int | None, last: str | None) -> list[str]:
+        """The upstream's tags of ``name`` (paged here); the cached ones when it fails."""
+        client, remote = self._client(name)
+        try:
+            return paginate(upstream_tags(client, remote), n, last)
+        except NameUnknownError:
+            pass  # Distribution answers the local tags on any upstream failure
+        except UpstreamError as exc:
+            self.stats.add("upstream_errors")
+            self.stats.add("stale_serves")
+            log.warning("serving the cached tag list of %s: %s", name, exc)
+        return self._registry.repository(name).tags.list(n, last)
+
     def upstream(self, name: str) -> Upstream:
         return self._client(name)[0].upstream
 
@@ -152,8 +172,11 @@ class Proxy:
             raise BlobUnknownError(f"blob {digest} unknown upstream", detail={"digest": digest})
         return int(resp.headers.get("content-length", "0"))
 
-    async def blob(self, name: str, digest: str) -> tuple[int, AsyncIterator[bytes]] | None:
-        """For GET: None when the blob is (now) in storage, else ``(size, body)`` of a fetch."""
+    async def blob(self, name: str, digest: str) -> tuple[int, Subscriber] | None:
+        """For GET: None when the blob is (now) in storage, else a fetch's size and subscriber.
+
+        The caller iterates or detaches the subscriber.
+        """
         validate_digest(digest)
         repo = self._registry.repository(name)
         if await self._run(repo.blobs.exists, digest):

@@ -73,7 +73,8 @@ class UpstreamClient:
         self._http.close()
 
     def request(self, method: str, name: str, path: str,
-                headers: Mapping[str, str] | None = None) -> httpx.Response:
+                headers: Mapping[str, str] | None = None,
+                params: Mapping[str, str] | None = None) -> httpx.Response:
         """Send ``method /v2/<name>/<path>``; a streamed response the caller must close.
 
         Transport failures are :class:`UpstreamError`; a 429 past our waiting is
@@ -84,7 +85,7 @@ class UpstreamClient:
         scope = f"repository:{name}:pull"
         authenticated = False
         for attempt in range(RATE_LIMIT_RETRIES + 2):
-            resp = self._send(method, url, headers, scope)
+            resp = self._send(method, url, headers, scope, params)
             if resp.status_code == 401 and not authenticated:
                 authenticated = True
                 challenge = resp.headers.get("www-authenticate", "")
@@ -113,14 +114,14 @@ class UpstreamClient:
         raise UpstreamError(f"upstream {self.upstream.remoteurl}: too many retries")
 
     def _send(self, method: str, url: str, headers: Mapping[str, str] | None,
-              scope: str) -> httpx.Response:
+              scope: str, params: Mapping[str, str] | None = None) -> httpx.Response:
         hdrs = dict(headers or {})
         auth = self._authorization(scope)
         if auth:
             hdrs["Authorization"] = auth
         try:
-            return self._http.send(self._http.build_request(method, url, headers=hdrs),
-                                   stream=True)
+            request = self._http.build_request(method, url, headers=hdrs, params=params)
+            return self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise UpstreamError(
                 f"upstream {self.upstream.remoteurl} unreachable: {type(exc).__name__}: {exc}"

@@ -263,6 +263,23 @@ class StrictLease:
                 log.warning("cannot release the Redis lease (%s); it expires in %ss", exc, self.ttl)
 
 
+class KeepAlive:
+    """Renews a lease between the steps of a long job, once a third of its ``ttl`` has passed.
+
+    Call it between steps; it raises :class:`LeaseLostError` when the lease is no longer ours,
+    so the job stops before a step another holder could be running too.
+    """
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+        self._renewed = time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self._renewed >= self.lease.ttl / 3:
+            self.lease.renew()
+            self._renewed = time.monotonic()
+
+
 def fleet_lease(driver: StorageDriver, client: Client | None, name: str,
                 ttl: float = DEFAULT_TTL_S, *, strict: bool = False) -> Lease:
     """The lease ``name`` for this fleet: through Redis when configured, else the storage.

@@ -28,6 +28,7 @@ from .fence import wait_until_safe
 from .names import TAG_PATTERN, is_digest_like, validate_digest, validate_tag
 from .referrers import MAX_PAGE, ReferrerIndex, referrer_descriptor, subject_of
 from .tags import TagStore
+from .urlpolicy import OPEN, URLPolicy
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -134,9 +135,11 @@ class ManifestStore:
     collection) that goes through this service keeps the index right.
     """
 
-    def __init__(self, driver: StorageDriver, name: str) -> None:
+    def __init__(self, driver: StorageDriver, name: str, url_policy: URLPolicy = OPEN) -> None:
         self._driver = driver
         self.name = name
+        #: What the ``urls`` of a pushed manifest's layers may be (``validation.manifests``).
+        self.url_policy = url_policy
         self._referrers = ReferrerIndex(driver, name)
 
     def put(
@@ -165,7 +168,9 @@ class ManifestStore:
         doc, kind = _parse(content, media_type)
         subject = subject_of(doc)
         refs = references(doc, kind)
-        if check_references:
+        if check_references:  # not for the pull-through cache: upstream content is as it is
+            for i, layer in enumerate(doc["layers"] if kind in IMAGE_TYPES else []):
+                self.url_policy.check(layer, f"layers[{i}]")
             self._check_references(*refs)
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
         blob = p.path_for(p.BlobDataPath(digest))

@@ -15,8 +15,10 @@ import logging
 from .. import observe
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError
+from ..progress import NoProgress, Progress
 from . import paths as p
 from .errors import BlobUploadInvalidError
+from .leases import KeepAlive, Lease
 from .registry import Registry, repository_names
 from .uploads import abort_upload, parse_started_at
 
@@ -65,17 +67,31 @@ def purge_uploads(
     dry_run: bool = False,
     *,
     now: dt.datetime | None = None,
+    lease: Lease | None = None,
+    progress: Progress | None = None,
 ) -> list[PurgedUpload]:
-    """Cancel every upload idle for more than ``older_than``; returns what was purged."""
+    """Cancel every upload idle for more than ``older_than``; returns what was purged.
+
+    Under a ``lease`` (the fleet's purger) it is renewed between uploads; when it is lost this
+    raises :class:`.LeaseLostError` and purges nothing more.
+    """
     driver = target.driver if isinstance(target, Registry) else target
     cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
+    keep_alive = KeepAlive(lease) if lease is not None else None
     purged: list[PurgedUpload] = []
-    for name in repository_names(driver):
+    show = progress or NoProgress()
+    show.phase("listing repositories")
+    names = repository_names(driver)
+    show.phase("checking repositories", len(names))
+    for name in names:
+        show.advance()
         try:
             uploads = driver.list(p.path_for(p.UploadsPath(name)))
         except PathNotFoundError:
             continue
         for path in uploads:
+            if keep_alive is not None:
+                keep_alive()
             upload_id = path.rsplit("/", 1)[-1]
             try:
                 started = _started_at(driver, name, upload_id)

@@ -31,8 +31,9 @@ from .descriptor import Descriptor
 ENTRY_TTL_S = 3600
 #: After a Redis failure, reads skip Redis for this long.
 RETRY_AFTER_S = 5.0
-#: What a failing Redis raises (timeouts and refused connections are ConnectionErrors or OSErrors).
-REDIS_ERRORS = (redis.RedisError, OSError)
+#: What a failing Redis raises (timeouts and refused connections are ConnectionErrors or OSErrors;
+#: a Cluster with slots left uncovered raises redis-py's RedisClusterException, no RedisError).
+REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 Client = redis.Redis | RedisCluster
 
@@ -108,7 +109,7 @@ class RedisDescriptorCache:
 
     def forget_blobs(self, digests: Iterable[str]) -> None:
         keys = [blob_key(d) for d in digests]
-        if keys and not self._invalidate(lambda pipe: pipe.delete(*keys)):
+        if keys and not self._invalidate(lambda pipe: _delete(pipe, keys)):
             with self._lock:
                 self._pending.append(keys)
 
@@ -136,7 +137,7 @@ class RedisDescriptorCache:
 
         def replay(pipe: Any) -> None:
             for keys in pending:
-                pipe.delete(*keys)
+                _delete(pipe, keys)
             for repository, digest in members:
                 _drop_member(pipe, repository, digest)
 
@@ -153,6 +154,12 @@ class RedisDescriptorCache:
         with self._lock:
             self._down_until = time.monotonic() + RETRY_AFTER_S
         FALLBACKS.record(what, exc)
+
+
+def _delete(pipe: Any, keys: list[str]) -> None:
+    """One DEL per key: a Cluster pipeline takes no multi-key DEL (keys lie in several slots)."""
+    for key in keys:
+        pipe.delete(key)
 
 
 def _drop_member(pipe: Any, repository: str, digest: str) -> None:

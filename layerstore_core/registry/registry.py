@@ -14,6 +14,7 @@ from .cache import BlobDescriptorCache
 from .manifests import ManifestStore
 from .names import validate_name
 from .tags import TagStore, paginate
+from .urlpolicy import OPEN, URLPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,11 +27,12 @@ class Repository:
     """One repository: its ``blobs``, ``manifests`` and ``tags``."""
 
     def __init__(
-        self, driver: StorageDriver, name: str, cache: BlobDescriptorCache | None = None
+        self, driver: StorageDriver, name: str, cache: BlobDescriptorCache | None = None,
+        url_policy: URLPolicy = OPEN,
     ) -> None:
         self.name = validate_name(name)
         self.blobs = BlobStore(driver, name, cache)
-        self.manifests = ManifestStore(driver, name)
+        self.manifests = ManifestStore(driver, name, url_policy)
         self.tags = TagStore(driver, name)
 
     def __repr__(self) -> str:
@@ -40,14 +42,17 @@ class Repository:
 class Registry:
     """The blob and manifest service on a storage driver, in Distribution's v2 layout."""
 
-    def __init__(self, driver: StorageDriver, cache: BlobDescriptorCache | None = None) -> None:
+    def __init__(self, driver: StorageDriver, cache: BlobDescriptorCache | None = None,
+                 url_policy: URLPolicy = OPEN) -> None:
         self.driver = driver
         #: ``storage.cache.blobdescriptor``; None: every answer comes from the storage.
         self.cache = cache
+        #: ``validation.manifests.urls``: what pushed layers' ``urls`` may be.
+        self.url_policy = url_policy
 
     def repository(self, name: str) -> Repository:
         """Return repository ``name`` (validated; it need not exist yet — a push creates it)."""
-        return Repository(self.driver, name, self.cache)
+        return Repository(self.driver, name, self.cache, self.url_policy)
 
     def blobs_removed(self, digests: Iterable[str]) -> None:
         """The one cache-invalidation hook for removed blob data (garbage collection calls it)."""
@@ -61,11 +66,12 @@ class Registry:
         """
         return paginate(list(repository_names(self.driver, marker="_manifests")), n, last)
 
-    def purge_uploads(self, older_than: dt.timedelta, dry_run: bool = False) -> list[PurgedUpload]:
+    def purge_uploads(self, older_than: dt.timedelta, dry_run: bool = False, *,
+                      lease: Lease | None = None) -> list[PurgedUpload]:
         """Cancel uploads started more than ``older_than`` ago (see :func:`.purge_uploads`)."""
         from .purge import purge_uploads  # purge needs this module; import when called
 
-        return purge_uploads(self.driver, older_than, dry_run)
+        return purge_uploads(self.driver, older_than, dry_run, lease=lease)
 
     def collect_garbage(
         self,

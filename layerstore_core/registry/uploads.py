@@ -181,6 +181,14 @@ class BlobUpload:
         self._hasher = hasher
         return taken
 
+    def written_digest(self) -> str | None:
+        """``sha256:…`` of the bytes written so far, when this session's hash knows it.
+
+        Lets a caller that streams the bytes on (the pull-through cache) check them before
+        ``commit``'s sync; None when the hash is unknown (resumed without a saved state).
+        """
+        return None if self._hasher is None else "sha256:" + self._hasher.hexdigest()
+
     def close(self) -> None:
         """Persist this session's data, then the hash state, so any process can resume.
 

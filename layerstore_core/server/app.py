@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import functools
 import logging
 import random
 import re
@@ -214,8 +213,11 @@ class RegistryApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            await instrumented(scope, receive, send, self._serve, route_name(scope["path"]),
-                               self.consumers)
+            below = self.state.config.urls.below_prefix(scope["path"])
+            if below is not None and below != scope["path"]:  # http.prefix: route what is below
+                scope = {**scope, "path": below, "prefixed_path": scope["path"]}
+            name = route_name(scope["path"]) if below is not None else "unknown"
+            await instrumented(scope, receive, send, self._serve, name, self.consumers)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.state.config.headers]
@@ -226,8 +228,12 @@ class RegistryApp:
                 if message["type"] == "http.response.start":
                     message["headers"] = [*message.get("headers", []), *extra]
                 await plain_send(message)
-        if scope["path"] == "/":  # Distribution's load-balancer probe: always 200, no auth
-            await send_response(send, empty(200))
+        if scope.get("prefixed_path", scope["path"]) == "/":  # Distribution's load-balancer
+            await send_response(send, empty(200))              # probe: always 200, no auth
+            return
+        if self.state.config.urls.below_prefix(scope.get("prefixed_path", scope["path"])) is None:
+            await send_response(send, error_response(NameUnknownError(
+                "no such route (the API is under http.prefix)", detail={"path": scope["path"]})))
             return
         if self.health is not None and not self.health.healthy:  # as Distribution: all 503
             await send_response(send, self.health.unavailable())
@@ -317,7 +323,8 @@ class RegistryApp:
                     self._tasks.append(asyncio.create_task(self._scrub_loop()))
                 if self.state.proxy is not None and not self.state.config.readonly:
                     self._tasks.append(asyncio.create_task(expiry_loop(
-                        self.state.registry, self.state.proxy.config, self.state.run)))
+                        self.state.registry, self.state.proxy.config, self.state.run,
+                        self._collect_once)))
                 gc = self.state.config.gc
                 if gc.enabled and gc.interval > 0 and not self.state.config.readonly:
                     self._tasks.append(asyncio.create_task(self._gc_loop()))
@@ -342,6 +349,8 @@ class RegistryApp:
             self._tasks.append(asyncio.create_task(self.health.run(self.state.run)))
         if self.state.config.debug is not None:
             self.debug = DebugServer(self.state.config.debug, self.health).start()
+        if metrics.multiprocess_dir() is not None:  # a worker: the supervisor serves metrics
+            self._tasks.append(asyncio.create_task(metrics.sync_snapshots()))
 
     async def _purge_loop(self) -> None:
         purge = self.state.config.purge
@@ -351,8 +360,8 @@ class RegistryApp:
             try:
                 found = await self.state.run(
                     run_leased, self.state.registry.driver, self.state.redis, "uploadpurge",
-                    functools.partial(self.state.registry.purge_uploads,
-                                      dt.timedelta(seconds=purge.age), purge.dryrun),
+                    lambda lease: self.state.registry.purge_uploads(
+                        dt.timedelta(seconds=purge.age), purge.dryrun, lease=lease),
                 )
                 if found is not None:
                     log.info("upload purge: %d upload(s)%s", len(found),
@@ -376,30 +385,40 @@ class RegistryApp:
 
     async def _gc_loop(self) -> None:
         """Collect garbage every interval; with a fleet, whoever holds the lease collects."""
-        config = self.state.config
-        gc = config.gc
+        gc = self.state.config.gc
         await asyncio.sleep(min(gc.interval, random.uniform(60, 3600)))
         while True:
-            try:
-                report = await self.state.run(
-                    self.state.registry.collect_garbage,
-                    delete_untagged=gc.deleteuntagged,
-                    grace=dt.timedelta(seconds=gc.grace),
-                    dry_run=gc.dryrun,
-                    retention=config.retention,
-                    purge_uploads_older_than=None,  # uploadpurging has its own schedule
-                    lease=fleet_lease(self.state.registry.driver, self.state.redis, "gc",
-                                      strict=True),
-                )
-                self.state.gc.finished(report)
-                log.info("gc: %s", report.summary())
-            except GCBusyError as exc:
-                self.state.gc.skipped()
-                log.info("gc skipped: %s", exc)
-            except Exception:
-                self.state.gc.failed()
-                log.exception("gc failed")
+            await self._collect_once()
             await asyncio.sleep(gc.interval)
+
+    async def _collect_once(self) -> bool:
+        """One gc run, with ``storage.maintenance.gc``'s settings and the fleet's gc lease.
+
+        The scheduled gc's, and the proxy expiry's follow-up; returns whether it ran.
+        """
+        config = self.state.config
+        gc = config.gc
+        try:
+            report = await self.state.run(
+                self.state.registry.collect_garbage,
+                delete_untagged=gc.deleteuntagged,
+                grace=dt.timedelta(seconds=gc.grace),
+                dry_run=gc.dryrun,
+                retention=config.retention,
+                purge_uploads_older_than=None,  # uploadpurging has its own schedule
+                lease=fleet_lease(self.state.registry.driver, self.state.redis, "gc",
+                                  strict=True),
+            )
+            self.state.gc.finished(report)
+            log.info("gc: %s", report.summary())
+            return True
+        except GCBusyError as exc:
+            self.state.gc.skipped()
+            log.info("gc skipped: %s", exc)
+        except Exception:
+            self.state.gc.failed()
+            log.exception("gc failed")
+        return False
 
 
 def _chunk_min_length(driver: StorageDriver, default: int) -> int:
@@ -444,7 +463,8 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
         except HtpasswdError as exc:
             raise ConfigError(str(exc)) from None
     client = redis_client(config)
-    state = ServerState(config=config, registry=Registry(driver, blob_cache(config, client)),
+    registry = Registry(driver, blob_cache(config, client), url_policy=config.url_policy)
+    state = ServerState(config=config, registry=registry,
                         signer=TokenSigner(secret), htpasswd=htpasswd, token_auth=token_auth,
                         redis=client)
     state.chunk_min_length = _chunk_min_length(driver, state.chunk_min_length)
@@ -455,7 +475,7 @@ def create_app(config: Config, driver: StorageDriver | None = None) -> RegistryA
     if not config.accesslog_disabled:
         app.consumers.append(access_logged)
     if config.notifications:
-        app.notifier = Notifier(config.notifications)
+        app.notifier = Notifier(config.notifications, config.urls)
         app.consumers.append(app.notifier)
     health = config.health
     if health.enabled:

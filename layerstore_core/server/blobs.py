@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from ..proxy.blobs import Subscriber
 from ..registry.errors import RangeInvalidError, UnsupportedError
 from .http import Request, Response, empty, parse_decimal
 from .state import ServerState
@@ -68,17 +69,13 @@ async def head(state: ServerState, req: Request, name: str, digest: str) -> Resp
 async def get(state: ServerState, req: Request, name: str, digest: str) -> Response:
     """GET: a 307 to the backend where it offers one, else the bytes (one Range → 206).
 
-    A pull-through cache's miss streams from the upstream fetch, whole (a Range is not
-    served from a fetch; the client's retry after it finds the blob in storage).
+    A pull-through cache's miss streams from the upstream fetch, a Range (206) too: the whole
+    blob is fetched into the cache and the range served as it passes.
     """
     if state.proxy is not None and state.proxy.claims(name):
         fetched = await state.proxy.blob(name, digest)
         if fetched is not None:
-            size, body = fetched
-            hdrs = _headers(digest)
-            if size >= 0:
-                hdrs.append(("Content-Length", str(size)))
-            return Response(200, hdrs, body)
+            return _from_fetch(req, digest, *fetched)
     repo = state.registry.repository(name)
     desc = await state.run(repo.blobs.stat, digest)
     size = desc.size
@@ -103,6 +100,25 @@ async def get(state: ServerState, req: Request, name: str, digest: str) -> Respo
         status = 206
         hdrs.append(("Content-Range", f"bytes {start}-{end}/{size}"))
     return Response(status, hdrs, state.stream_reader(reader, length))
+
+
+def _from_fetch(req: Request, digest: str, size: int, fetch: Subscriber) -> Response:
+    """A response streamed from an upstream fetch: whole, or one Range of it (206)."""
+    raw = req.headers.get("range")
+    try:
+        span = parse_range(raw, size) if raw and size >= 0 else None
+    except BaseException:
+        fetch.detach()
+        raise
+    hdrs = _headers(digest)
+    if span is None:
+        if size >= 0:
+            hdrs.append(("Content-Length", str(size)))
+        return Response(200, hdrs, fetch.iterate())
+    start, end = span
+    hdrs += [("Content-Length", str(end - start + 1)),
+             ("Content-Range", f"bytes {start}-{end}/{size}")]
+    return Response(206, hdrs, fetch.iterate(start, end - start + 1))
 
 
 async def delete(state: ServerState, req: Request, name: str, digest: str) -> Response:

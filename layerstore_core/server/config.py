@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import re
 import types
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,9 @@ import yaml  # type: ignore[import-untyped,unused-ignore]  # stubs optional
 from ..errors import LayerstoreError
 from ..gc.retention import RetentionError, RetentionPolicy, parse_policies
 from ..registry.redisconn import RedisSettings
+from ..registry.urlpolicy import URLPolicy
 from .fleetconfig import parse_cache, parse_redis, parse_workers
+from .urls import URLConfig
 
 if TYPE_CHECKING:
     from ..proxy.config import ProxyConfig
@@ -52,9 +55,9 @@ _STORAGE_OPTIONS = {"delete", "redirect", "maintenance", "cache", "tag"}
 _IGNORED = {
     "version", "log.hooks",
     "storage.tag",
-    "http.prefix", "http.host", "http.relativeurls", "http.http2",
+    "http.http2",
     "health.file", "health.http", "health.tcp", "notifications.events",
-    "reporting", "compatibility", "validation", "policy", "catalog",
+    "reporting", "compatibility", "policy", "catalog",
 }
 #: Distribution keys whose absence would change security or correctness: refused, with why.
 _REFUSED = {
@@ -62,7 +65,6 @@ _REFUSED = {
                   "implemented; remove the section",
     "http.tls.letsencrypt": "automatic certificates are not implemented; give "
                             "http.tls.certificate and key (e.g. from certbot)",
-    "validation.manifests.urls": "foreign-layer URL allow/deny lists are not implemented yet",
 }
 _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
                "error": "ERROR", "fatal": "CRITICAL", "panic": "CRITICAL"}
@@ -215,6 +217,10 @@ class Config:
     workers: int = 1
     #: ``proxy``: a pull-through cache of these upstreams (None: a plain registry).
     proxy: ProxyConfig | None = None
+    #: ``http.prefix``, ``http.host``, ``http.relativeurls``: where the API lives, how URLs look.
+    urls: URLConfig = URLConfig()
+    #: ``validation``: the URLs foreign layers may name (``registry.urlpolicy``).
+    url_policy: URLPolicy = URLPolicy()
 
 
 def parse_duration(value: Any, key: str) -> float:
@@ -468,8 +474,9 @@ def _parse_limits(http: Mapping[str, Any]) -> Limits:
 def _parse_http(raw: Any) -> dict[str, Any]:
     http = _section(raw, "http")
     _check_keys(http, "http", {"addr", "net", "secret", "tls", "draintimeout", "debug", "workers",
-                               "headers", *_LIMIT_KEYS})
-    out: dict[str, Any] = {"limits": _parse_limits(http), "debug": _parse_debug(http.get("debug"))}
+                               "headers", "prefix", "host", "relativeurls", *_LIMIT_KEYS})
+    out: dict[str, Any] = {"limits": _parse_limits(http), "debug": _parse_debug(http.get("debug")),
+                           "urls": _parse_urls(http)}
     headers = http.get("headers") or {}
     if not isinstance(headers, dict):
         raise ConfigError(f"http.headers: expected a mapping of header to values, got {headers!r}")
@@ -499,6 +506,25 @@ def _parse_http(raw: Any) -> dict[str, Any]:
         out["tls_key"] = _str(tls["key"], "http.tls.key")
     out.update(_parse_tls_policy(tls, "tls_certificate" in out))
     return out
+
+
+def _parse_urls(http: Mapping[str, Any]) -> URLConfig:
+    """``http.prefix`` (``/pre/``, ``pre`` or ``/pre``), ``http.host``, ``http.relativeurls``."""
+    prefix = _str(http.get("prefix") or "", "http.prefix").strip("/")
+    if prefix and not re.fullmatch(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]+", prefix):
+        raise ConfigError(f"http.prefix: expected a path such as /registry/, got {prefix!r}")
+    host = _str(http.get("host") or "", "http.host").strip() or None
+    if host is not None:
+        split = urllib.parse.urlsplit(host)
+        if split.scheme not in ("http", "https") or not split.netloc or split.query \
+                or split.fragment or any(c.isspace() for c in host):
+            raise ConfigError(f"http.host: expected an absolute URL such as "
+                              f"https://registry.example.com/, got {host!r}")
+        if split.path.rstrip("/") and not split.path.endswith("/"):
+            log.warning("http.host %s: URLs are resolved against it as in Distribution, so its "
+                        "last path segment is dropped; end it with '/' to keep it", host)
+    return URLConfig(prefix="/" + prefix if prefix else "", host=host,
+                     relative=_bool(http.get("relativeurls", False), "http.relativeurls"))
 
 
 def _str_list(value: Any, key: str) -> tuple[str, ...]:
@@ -565,6 +591,32 @@ def _parse_health(raw: Any) -> HealthConfig:
     if enabled and interval <= 0:
         raise ConfigError(f"{key}.interval: must be positive when the check is enabled")
     return HealthConfig(enabled, interval, int(str(threshold).strip()))
+
+
+def _parse_validation(raw: Any) -> URLPolicy:
+    """``validation``: ``disabled`` and ``manifests.urls.allow``/``deny`` (lists of regexes).
+
+    The deprecated ``enabled`` is read as Distribution reads it.
+    """
+    sec = _section(raw, "validation")
+    _check_keys(sec, "validation", {"enabled", "disabled", "manifests"})
+    manifests = _section(sec.get("manifests"), "validation.manifests")
+    _check_keys(manifests, "validation.manifests", {"urls"})
+    urls = _section(manifests.get("urls"), "validation.manifests.urls")
+    _check_keys(urls, "validation.manifests.urls", {"allow", "deny"})
+    lists: dict[str, tuple[re.Pattern[str], ...]] = {}
+    for name in ("allow", "deny"):
+        key = f"validation.manifests.urls.{name}"
+        try:
+            lists[name] = tuple(re.compile(p) for p in _str_list(urls.get(name), key))
+        except re.error as exc:
+            raise ConfigError(f"{key}: not a regular expression: {exc}") from None
+    # Distribution: enabled unless disabled; ``enabled: false`` alone does not turn it off.
+    enabled = (_bool(sec.get("enabled", False), "validation.enabled")
+               or not _bool(sec.get("disabled", False), "validation.disabled"))
+    if not enabled:
+        return URLPolicy(allow=None)
+    return URLPolicy(allow=lists["allow"], deny=lists["deny"])
 
 
 def _parse_auth(raw: Any) -> dict[str, Any]:
@@ -650,12 +702,13 @@ def _parse_doc(doc: dict[str, Any]) -> Config:
     from .notifications import parse_endpoints  # it uses this module's parsers
 
     _check_keys(doc, "", {"storage", "http", "log", "auth", "health", "loglevel",
-                          "notifications", "redis", "proxy"})
+                          "notifications", "redis", "proxy", "validation"})
     values: dict[str, Any] = {}
     values.update(_parse_storage(doc.get("storage")))
     values.update(_parse_http(doc.get("http")))
     values.update(_parse_auth(doc.get("auth")))
     values["health"] = _parse_health(doc.get("health"))
+    values["url_policy"] = _parse_validation(doc.get("validation"))
     values["notifications"] = parse_endpoints(doc.get("notifications"))
     values.update(_parse_log(doc.get("log"), doc.get("loglevel")))
     values["redis"] = parse_redis(doc.get("redis"), _section, _check_keys, parse_duration,

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from ..driver import StorageDriver
 from ..registry.cache import BlobDescriptorCache, InMemoryDescriptorCache
-from ..registry.leases import LeaseBusyError, fleet_lease
+from ..registry.leases import Lease, LeaseBusyError, LeaseLostError, fleet_lease
 from ..registry.rediscache import Client, RedisDescriptorCache
 from ..registry.redisconn import connect
 from .config import Config
@@ -34,8 +34,11 @@ def blob_cache(config: Config, client: Client | None) -> BlobDescriptorCache | N
 
 
 def run_leased(driver: StorageDriver, client: Client | None, name: str,
-               job: Callable[[], _T]) -> _T | None:
-    """Run ``job`` holding the fleet's lease ``name``; None when another instance holds it."""
+               job: Callable[[Lease], _T]) -> _T | None:
+    """Run ``job(lease)`` holding the fleet's lease ``name`` (the job renews it as it goes).
+
+    None when another instance holds the lease, or when the job lost it (it stopped then).
+    """
     lease = fleet_lease(driver, client, name)
     try:
         lease.acquire()
@@ -43,6 +46,9 @@ def run_leased(driver: StorageDriver, client: Client | None, name: str,
         log.info("%s skipped: %s", name, exc)
         return None
     try:
-        return job()
+        return job(lease)
+    except LeaseLostError as exc:
+        log.warning("%s stopped: %s", name, exc)
+        return None
     finally:
         lease.release()

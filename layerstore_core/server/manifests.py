@@ -75,8 +75,8 @@ async def put(state: ServerState, req: Request, name: str, reference: str) -> Re
         raise DigestInvalidError("manifest content does not match the digest",
                                  detail=reference)
     result = await state.run(repo.manifests.store, content, media_type, tags)
-    resp = empty(201, Location=f"/v2/{name}/manifests/{result.digest}",
-                 Docker_Content_Digest=result.digest)
+    location = state.config.urls.build(req, f"/v2/{name}/manifests/{result.digest}")
+    resp = empty(201, Location=location, Docker_Content_Digest=result.digest)
     if result.subject is not None:
         resp.header("OCI-Subject", result.subject)
     for tag in dict.fromkeys(tags):
@@ -110,22 +110,31 @@ def _page_args(req: Request) -> tuple[int, str | None]:
     return n, req.arg("last") or None
 
 
-def _paged(path: str, key: str, name: str | None, items: list[str], n: int) -> Response:
+def _paged(state: ServerState, req: Request, path: str, key: str, name: str | None,
+           items: list[str], n: int) -> Response:
     page = items[:n]
     doc: dict[str, Any] = {key: page} if name is None else {"name": name, key: page}
     headers = []
     if len(items) > n and page:
-        link = f"{path}?n={n}&last={quote(page[-1], safe='')}"
+        link = state.config.urls.build(req, f"{path}?n={n}&last={quote(page[-1], safe='')}")
         headers.append(("Link", f'<{link}>; rel="next"'))
     return json_response(200, json.dumps(doc).encode("utf-8"), headers)
 
 
 async def tags(state: ServerState, req: Request, name: str) -> Response:
-    """GET tags/list; one extra name is fetched to know whether a ``Link`` is due."""
+    """GET tags/list; one extra name is fetched to know whether a ``Link`` is due.
+
+    A name an upstream claims lists the upstream's tags (the cached ones when it fails).
+    """
     n, last = _page_args(req)
     repo = state.registry.repository(name)
-    items = [] if n == 0 else list(await state.run(repo.tags.list, n + 1, last))
-    return _paged(f"/v2/{name}/tags/list", "tags", name, items, n)
+    if n == 0:
+        items: list[str] = []
+    elif state.proxy is not None and state.proxy.claims(name):
+        items = await state.run(state.proxy.tags, name, n + 1, last)
+    else:
+        items = list(await state.run(repo.tags.list, n + 1, last))
+    return _paged(state, req, f"/v2/{name}/tags/list", "tags", name, items, n)
 
 
 async def referrers(state: ServerState, req: Request, name: str, subject: str) -> Response:
@@ -153,12 +162,17 @@ async def referrers(state: ServerState, req: Request, name: str, subject: str) -
         query = f"n={n}&last={quote(found[-1]['digest'], safe='')}"
         if artifact_type is not None:
             query += f"&artifactType={quote(artifact_type, safe='')}"
-        headers.append(("Link", f'</v2/{name}/referrers/{subject}?{query}>; rel="next"'))
+        link = state.config.urls.build(req, f"/v2/{name}/referrers/{subject}?{query}")
+        headers.append(("Link", f'<{link}>; rel="next"'))
     return Response(200, headers, body)
 
 
 async def catalog(state: ServerState, req: Request) -> Response:
-    """GET _catalog: repositories with manifests, paginated like tags."""
+    """GET _catalog: repositories with manifests, paginated like tags.
+
+    A pull-through cache lists what it holds, as Distribution's proxy does (never the
+    upstream's catalog, which Docker Hub does not serve anyway).
+    """
     n, last = _page_args(req)
     items = [] if n == 0 else list(await state.run(state.registry.catalog, n + 1, last))
-    return _paged("/v2/_catalog", "repositories", None, items, n)
+    return _paged(state, req, "/v2/_catalog", "repositories", None, items, n)

@@ -9,11 +9,21 @@ registry, which also carries the ``process_`` and ``python_`` collectors.
 Other modules add metrics through :func:`counter`, :func:`gauge` and :func:`histogram`
 (``metrics.counter("redis", "errors_total", "Redis errors", ["op"])`` is
 ``layerstore_redis_errors_total{op}``); the debug server exposes them all.
+
+With ``http.workers`` > 1 prometheus-client runs in multiprocess mode: ``serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start, each worker writes its values there, the
+supervisor's debug server reads them all (:class:`MultiProcessCollector`: counters and histograms
+summed, gauges summed over live workers) and marks a worker's files dead when it exits. The
+snapshot sources (counters kept without prometheus-client) are copied into such counters and
+gauges every :data:`SNAPSHOT_SYNC_SECONDS` by each worker, so a scrape sees them summed too,
+at most that late.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,6 +31,7 @@ from typing import Any
 
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .. import observe
@@ -29,6 +40,10 @@ OURS = "layerstore"
 #: docker/go-metrics' defaults, kept so that Distribution's dashboards bucket alike.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
 SIZE_BUCKETS = tuple(float(4**k) for k in range(4, 17))  # 256 B … 4 GiB
+#: prometheus-client's switch to multiprocess mode (read when it is imported).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: How often a worker copies the snapshot sources into the multiprocess files.
+SNAPSHOT_SYNC_SECONDS = 2.0
 #: Distribution's action names (its Go method names) for our driver operations.
 ACTIONS = {
     "get_content": "GetContent", "put_content": "PutContent",
@@ -44,8 +59,9 @@ def counter(subsystem: str, name: str, doc: str, labels: Sequence[str] = ()) -> 
 
 
 def gauge(subsystem: str, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
-    """A ``layerstore_<subsystem>_<name>`` gauge in the exported registry."""
-    return Gauge(name, doc, labels, namespace=OURS, subsystem=subsystem)
+    """A ``layerstore_<subsystem>_<name>`` gauge (with workers: summed over the live ones)."""
+    return Gauge(name, doc, labels, namespace=OURS, subsystem=subsystem,
+                 multiprocess_mode="livesum")
 
 
 def histogram(subsystem: str, name: str, doc: str, labels: Sequence[str] = (),
@@ -61,7 +77,7 @@ HTTP_REQUESTS = Counter("registry_http_requests_total", "HTTP requests answered"
 HTTP_DURATION = Histogram("registry_http_request_duration_seconds", "HTTP request latency",
                           ["handler", "method"], buckets=DURATION_BUCKETS)
 HTTP_IN_FLIGHT = Gauge("registry_http_in_flight_requests", "HTTP requests being served",
-                       ["handler"])
+                       ["handler"], multiprocess_mode="livesum")
 HTTP_REQUEST_SIZE = Histogram("registry_http_request_size_bytes", "HTTP request body sizes",
                               ["handler"], buckets=SIZE_BUCKETS)
 HTTP_RESPONSE_SIZE = Histogram("registry_http_response_size_bytes", "HTTP response body sizes",
@@ -153,6 +169,31 @@ class _SnapshotCollector(prometheus_client.registry.Collector):
 
     def __init__(self) -> None:
         self.sources: dict[str, tuple[Snapshot, frozenset[str]]] = {}
+        #: Multiprocess mode: the counters and gauges the snapshots are copied into.
+        self._copies: dict[str, tuple[Counter | Gauge, list[float]]] = {}
+
+    def sync(self) -> None:
+        """Copy every snapshot into multiprocess counters (by increments) and gauges.
+
+        A gauge keeps the value most recently set by any worker, alive or not (``last_*``).
+        """
+        for subsystem, (snapshot, totals) in sorted(self.sources.items()):
+            for key, value in snapshot().items():
+                if value is None:
+                    continue
+                name = f"{OURS}_{subsystem}_{key}"
+                if name not in self._copies:
+                    doc = f"{subsystem}: {key.replace('_', ' ')}"
+                    metric: Counter | Gauge = (
+                        Counter(name, doc, registry=None) if key in totals
+                        else Gauge(name, doc, registry=None, multiprocess_mode="mostrecent"))
+                    self._copies[name] = (metric, [0.0])
+                metric, last = self._copies[name]
+                if isinstance(metric, Gauge):
+                    metric.set(float(value))
+                elif float(value) > last[0]:
+                    metric.inc(float(value) - last[0])
+                last[0] = float(value)
 
     def collect(self) -> Iterator[prometheus_client.Metric]:
         for subsystem, (snapshot, totals) in sorted(self.sources.items()):
@@ -178,7 +219,34 @@ def export_snapshot(subsystem: str, snapshot: Snapshot, totals: Iterable[str] = 
     _SNAPSHOTS.sources[subsystem] = (snapshot, frozenset(totals))
 
 
+def multiprocess_dir() -> str | None:
+    """The directory the workers write their values to (multiprocess mode), else None."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+async def sync_snapshots() -> None:
+    """In a worker (multiprocess mode): copy the snapshot sources out, until cancelled."""
+    try:
+        while True:
+            _SNAPSHOTS.sync()
+            await asyncio.sleep(SNAPSHOT_SYNC_SECONDS)
+    finally:
+        _SNAPSHOTS.sync()  # what the worker counted last, before it exits
+
+
+def worker_exited(pid: int) -> None:
+    """Drop an exited worker's live gauges (its counters stay in the sums)."""
+    directory = multiprocess_dir()
+    if directory is not None:
+        prometheus_multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]  # untyped upstream
+
+
 def exposition(accept: str | None) -> tuple[bytes, str]:
-    """The registry's current text exposition, in the format ``accept`` asks for."""
+    """The current text exposition (every worker's, summed, with workers), as ``accept`` asks."""
     encoder, content_type = prometheus_client.exposition.choose_encoder(accept or "")
-    return encoder(prometheus_client.REGISTRY), content_type
+    registry = prometheus_client.REGISTRY
+    directory = multiprocess_dir()
+    if directory is not None:
+        registry = prometheus_client.CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]  # untyped upstream
+    return encoder(registry), content_type

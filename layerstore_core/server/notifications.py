@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 import httpx
 
 from .metrics import NOTIFICATIONS, RequestRecord
+from .urls import DEFAULT_URLS, URLConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,12 @@ def _action(record: RequestRecord) -> str | None:
     return None
 
 
-def event_for(record: RequestRecord, host: str) -> dict[str, Any] | None:
-    """Distribution's event for a finished request, or None when it is not one."""
+def event_for(record: RequestRecord, host: str,
+              urls: URLConfig = DEFAULT_URLS) -> dict[str, Any] | None:
+    """Distribution's event for a finished request, or None when it is not one.
+
+    The target's ``url`` is built as the request's ``Location`` would be (``server/urls.py``).
+    """
     action = _action(record)
     if action is None:
         return None
@@ -104,7 +109,8 @@ def event_for(record: RequestRecord, host: str) -> dict[str, Any] | None:
     if action in ("push", "pull") and size:
         target["size"] = target["length"] = size
     kind = "manifests" if record.route == "manifest" else "blobs"
-    target["url"] = f"http://{host}/v2/{repository}/{kind}/{target['digest']}"
+    path = f"/v2/{repository}/{kind}/{target['digest']}"
+    target["url"] = urls.for_scope(dict(record.scope), path)
     client = record.scope.get("client")
     return {
         "id": str(uuid.uuid4()),
@@ -180,12 +186,13 @@ class _Sink:
 class Notifier:
     """The consumer that turns finished requests into events for every endpoint."""
 
-    def __init__(self, endpoints: tuple[Endpoint, ...]) -> None:
+    def __init__(self, endpoints: tuple[Endpoint, ...], urls: URLConfig = DEFAULT_URLS) -> None:
         self.sinks = [_Sink(ep) for ep in endpoints]
+        self.urls = urls
 
     def __call__(self, record: RequestRecord) -> None:
         host = _header(record, "host", False) or ""
-        event = event_for(record, host)
+        event = event_for(record, host, self.urls)
         if event is not None:
             for sink in self.sinks:
                 sink.offer(event)

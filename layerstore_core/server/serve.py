@@ -154,6 +154,6 @@ def serve(config: Config) -> None:
             raise ConfigError(f"http.tls: cannot apply clientcas/ciphersuites: {exc}") from None
     if config.workers > 1:
         log.info("layerstore starting %d workers", config.workers)
-        workers.run_workers(server_config, sock)
+        workers.serve_supervised(config, app, server_config, sock)
         return
     uvicorn.Server(server_config).run(sockets=None if sock is None else [sock])

@@ -37,25 +37,29 @@ def range_header(offset: int) -> str:
     return f"0-{max(offset - 1, 0)}"
 
 
-def _location(state: ServerState, name: str, upload: BlobUpload) -> str:
+def _location(state: ServerState, req: Request, name: str, upload: BlobUpload) -> str:
     token = state.signer.sign(
         UploadState(name=name, id=upload.id, offset=upload.offset,
                     started_at=str(upload.started_at))
     )
-    return f"/v2/{name}/blobs/uploads/{upload.id}?_state={quote(token, safe='')}"
+    return state.config.urls.build(
+        req, f"/v2/{name}/blobs/uploads/{upload.id}?_state={quote(token, safe='')}")
 
 
-def _progress(state: ServerState, name: str, upload: BlobUpload, status: int) -> Response:
+def _progress(
+    state: ServerState, req: Request, name: str, upload: BlobUpload, status: int
+) -> Response:
     return empty(
         status,
-        Location=_location(state, name, upload),
+        Location=_location(state, req, name, upload),
         Range=range_header(upload.offset),
         Docker_Upload_UUID=upload.id,
     )
 
 
-def _created(name: str, digest: str) -> Response:
-    return empty(201, Location=f"/v2/{name}/blobs/{digest}", Docker_Content_Digest=digest)
+def _created(state: ServerState, req: Request, name: str, digest: str) -> Response:
+    return empty(201, Location=state.config.urls.build(req, f"/v2/{name}/blobs/{digest}"),
+                 Docker_Content_Digest=digest)
 
 
 def parse_content_range(value: str) -> tuple[int, int]:
@@ -78,14 +82,14 @@ async def start(state: ServerState, req: Request, name: str) -> Response:
             pass
         else:
             await req.drain()
-            return _created(name, mount)
+            return _created(state, req, name, mount)
     digest = req.arg("digest")
     if digest is not None:
         validate_digest(digest)  # before an upload exists that a bad digest would strand
     upload = await state.run(repo.blobs.create_upload)  # startedat only: no data write yet
     if digest is None:
         await req.drain()
-        resp = _progress(state, name, upload, 202)
+        resp = _progress(state, req, name, upload, 202)
         return resp.header("OCI-Chunk-Min-Length", state.chunk_min_length)
     try:
         return await _finish(state, req, name, upload, digest)
@@ -121,7 +125,7 @@ async def _finish(
     except BaseException:
         await _close_after_error(state, upload)
         raise
-    return _created(name, committed.digest)
+    return _created(state, req, name, committed.digest)
 
 
 async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -> BlobUpload:
@@ -153,7 +157,7 @@ async def _check_range(
     except (RangeInvalidError, SizeInvalidError) as err:
         await state.run(upload.close)
         err.headers.update(
-            Location=_location(state, name, upload), Range=range_header(offset),
+            Location=_location(state, req, name, upload), Range=range_header(offset),
             **{"Docker-Upload-UUID": upload.id},
         )
         await req.drain()
@@ -166,7 +170,7 @@ async def patch(state: ServerState, req: Request, name: str, upload_id: str) -> 
     await _check_range(state, req, name, upload)
     await _write_body(state, req, upload)
     await state.run(upload.close)
-    return _progress(state, name, upload, 202)
+    return _progress(state, req, name, upload, 202)
 
 
 async def put(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
@@ -185,7 +189,7 @@ async def status(state: ServerState, req: Request, name: str, upload_id: str) ->
     """GET: where the upload stands (204 + Range); no backend write (the writer is released)."""
     upload = await _resume(state, req, name, upload_id)
     await state.run(upload.close)
-    return _progress(state, name, upload, 204)
+    return _progress(state, req, name, upload, 204)
 
 
 async def cancel(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
