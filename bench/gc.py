@@ -7,24 +7,22 @@ manifest deleted, so about half the blobs are unreferenced) is written twice, id
 Distribution's layout; one copy is collected by ``layerstore gc --grace 0s`` and the other by
 ``docker-registry garbage-collect``, each as a subprocess, in default mode, first as a dry run
 (marking only) and then for real. Prints wall time, backend requests (S3: HTTP requests counted
-by a proxy in front of moto; the filesystem has no requests to count) and the ratio
+by operation by tests/s3proxy.py in front of moto; the filesystem has none to count) and the ratio
 layerstore / Distribution (target on S3: at most 0.25), and checks that both left the same blobs.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import hashlib
-import http.client
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +36,10 @@ import yaml  # noqa: E402
 from layerstore_core import load_driver  # noqa: E402
 from layerstore_core.driver import StorageDriver  # noqa: E402
 from tests.backends._servers import free_port  # noqa: E402
+from tests.s3proxy import S3Proxy  # noqa: E402
+
+#: Backend requests so far, by S3 operation (the filesystem has none).
+Counts = Callable[[], dict[str, int]]
 
 DISTRIBUTION = "/usr/bin/docker-registry"
 ROOT = "/docker/registry/v2"
@@ -90,66 +92,6 @@ def blobs_left(driver: StorageDriver) -> set[str]:
             if not i.is_dir and i.path.endswith("/data")}
 
 
-# -- counting S3 requests ---------------------------------------------------------------------
-
-class CountingProxy:
-    """An HTTP proxy in front of moto that counts the requests passing through it."""
-
-    def __init__(self, upstream: str) -> None:
-        host, port = upstream.removeprefix("http://").split(":")
-        self.count = 0
-        lock = threading.Lock()
-        outer = self
-        local = threading.local()
-
-        def upstream_conn() -> http.client.HTTPConnection:
-            conn: http.client.HTTPConnection | None = getattr(local, "conn", None)
-            if conn is None:
-                conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=300)
-            return conn
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                with lock:
-                    outer.count += 1
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                conn = upstream_conn()
-                try:
-                    conn.request(self.command, self.path, body=body, headers=dict(self.headers))
-                    resp = conn.getresponse()
-                    data = resp.read()
-                except (OSError, http.client.HTTPException):
-                    conn.close()
-                    local.conn = None
-                    raise
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
-
-        self.port = free_port()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @contextmanager
 def s3_endpoint() -> Iterator[str]:
     from tests.backends.s3 import moto_server
@@ -195,7 +137,7 @@ def layerstore_argv(config: Path) -> list[str]:
     return [*argv, "gc", "--config", str(config), "--grace", "0s"]
 
 
-def compare(backend: str, stores: dict[str, tuple[StorageDriver, Path, Callable[[], int]]],
+def compare(backend: str, stores: dict[str, tuple[StorageDriver, Path, Counts]],
             written: int) -> None:
     """Mark only (each tool's dry run), then the real collection, on each copy."""
     results: dict[tuple[str, str], tuple[float, int]] = {}
@@ -206,11 +148,14 @@ def compare(backend: str, stores: dict[str, tuple[StorageDriver, Path, Callable[
                 DISTRIBUTION, "garbage-collect", str(config)]
             if mode == "dry run":
                 argv.append("--dry-run")
-            start_count = requests()
+            start_count = collections.Counter(requests())
             took = run_timed(argv)
-            results[name, mode] = (took, requests() - start_count)
+            ops = collections.Counter(requests())
+            ops.subtract(start_count)
+            results[name, mode] = (took, sum(ops.values()))
+            shown = ", ".join(f"{op} {n}" for op, n in ops.most_common() if n)
             print(f"  {backend} {mode:8} {name:12} {took:8.2f}s "
-                  f"{results[name, mode][1]:>8} requests", flush=True)
+                  f"{results[name, mode][1]:>8} requests  {shown}", flush=True)
     left = {name: blobs_left(driver) for name, (driver, _, _) in stores.items()}
     same = left["layerstore"] == left["distribution"]
     print(f"\n== {backend}: {written} objects written per copy, {len(before)} blobs, "
@@ -226,7 +171,7 @@ def compare(backend: str, stores: dict[str, tuple[StorageDriver, Path, Callable[
 
 
 def bench_filesystem(work: Path, args: argparse.Namespace) -> None:
-    stores: dict[str, tuple[StorageDriver, Path, Callable[[], int]]] = {}
+    stores: dict[str, tuple[StorageDriver, Path, Counts]] = {}
     root = work / "fs-built"
     written = build_store(load_driver("filesystem", rootdirectory=str(root)), args.repos,
                           args.tags, args.layers)
@@ -234,32 +179,28 @@ def bench_filesystem(work: Path, args: argparse.Namespace) -> None:
         copy = work / f"fs-{name}"
         shutil.copytree(root, copy)
         config = write_config(work / f"fs-{name}.yml", "filesystem", {"rootdirectory": str(copy)})
-        stores[name] = (load_driver("filesystem", rootdirectory=str(copy)), config, lambda: 0)
+        stores[name] = (load_driver("filesystem", rootdirectory=str(copy)), config, dict)
     compare("filesystem", stores, written)
 
 
 def bench_s3(work: Path, args: argparse.Namespace) -> None:
-    with s3_endpoint() as endpoint:
-        proxy = CountingProxy(endpoint)
-        try:
-            stores: dict[str, tuple[StorageDriver, Path, Callable[[], int]]] = {}
-            written = 0
-            for name in ("layerstore", "distribution"):
-                bucket = f"bench-gc-{name}"
-                make_bucket(endpoint, bucket)
-                direct = {**S3_KEYS, "bucket": bucket, "regionendpoint": endpoint,
-                          "secure": False, "forcepathstyle": True}
-                driver = load_driver("s3", **direct)
-                written = build_store(driver, args.repos, args.tags, args.layers)
-                params: dict[str, Any] = {**S3_KEYS, "bucket": bucket, "secure": False,
-                                          "regionendpoint": proxy.url}
-                if name == "layerstore":
-                    params["forcepathstyle"] = True
-                config = write_config(work / f"s3-{name}.yml", "s3", params)
-                stores[name] = (driver, config, lambda: proxy.count)
-            compare("s3", stores, written)
-        finally:
-            proxy.close()
+    with s3_endpoint() as endpoint, S3Proxy(endpoint) as proxy:
+        stores: dict[str, tuple[StorageDriver, Path, Counts]] = {}
+        written = 0
+        for name in ("layerstore", "distribution"):
+            bucket = f"bench-gc-{name}"
+            make_bucket(endpoint, bucket)
+            direct = {**S3_KEYS, "bucket": bucket, "regionendpoint": endpoint,
+                      "secure": False, "forcepathstyle": True}
+            driver = load_driver("s3", **direct)
+            written = build_store(driver, args.repos, args.tags, args.layers)
+            params: dict[str, Any] = {**S3_KEYS, "bucket": bucket, "secure": False,
+                                      "regionendpoint": proxy.url}
+            if name == "layerstore":
+                params["forcepathstyle"] = True
+            config = write_config(work / f"s3-{name}.yml", "s3", params)
+            stores[name] = (driver, config, proxy.counts)
+        compare("s3", stores, written)
 
 
 def main() -> None:

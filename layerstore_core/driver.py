@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, ClassVar, TypeVar, cast, final
 
 from . import observe
@@ -437,6 +437,22 @@ class StorageDriver(ABC):
         self._call("delete", path, lambda: self._delete(path))
 
     @final
+    def delete_many(self, paths: Iterable[str]) -> None:
+        """Delete the files at ``paths``, as many in one request as the store takes.
+
+        For callers that already know which files go (garbage collection): a path already
+        gone is fine, and a path naming a directory is left as it is (``delete`` removes a
+        tree). On a store with real directories (the filesystem) a directory that a deleted
+        file leaves empty goes too, as an implied directory goes with an object store's last key
+        below it. S3 deletes a thousand keys in one request; the default deletes one at a time.
+        """
+        todo = list(dict.fromkeys(paths))
+        for path in todo:
+            self._valid(path)
+        if todo:
+            self._call("delete_many", todo[0], lambda: self._delete_many(todo))
+
+    @final
     def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """Return a URL a client can fetch the content from directly, or None if unsupported."""
         self._valid(path)
@@ -518,6 +534,15 @@ class StorageDriver(ABC):
     def _put_content_if_absent(self, path: str, data: bytes) -> bool:
         """Drivers without an atomic create keep this default (callers must not guess one)."""
         raise UnsupportedMethodError("put_content_if_absent", driver=self.name, path=path)
+
+    def _delete_many(self, paths: builtins.list[str]) -> None:
+        """One file at a time; drivers that delete many objects per request override it."""
+        for path in paths:
+            try:
+                if not self._stat(path).is_dir:
+                    self._delete(path)
+            except PathNotFoundError:
+                continue
 
     def _walk(self, path: str) -> Iterator[FileInfo]:
         """Walk generically from list + stat; drivers with flat listings override it."""

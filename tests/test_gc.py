@@ -6,10 +6,12 @@ import datetime as dt
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from layerstore_core import load_driver
 from layerstore_core.drivers.inmemory import InMemoryDriver
@@ -19,8 +21,9 @@ from layerstore_core.registry import paths as p
 from layerstore_core.registry.cache import InMemoryDescriptorCache
 from layerstore_core.registry.fence import SweepMarker, shard_of
 from layerstore_core.server import Config
-from layerstore_core.server.config import ConfigError, GCConfig, parse_config
+from layerstore_core.server.config import ConfigError, DebugConfig, GCConfig, parse_config
 from layerstore_core.server.threaded import ThreadedServer
+from tests.backends._servers import free_port
 from tests.gc_store import age_tree, blobs_in, push_blob, push_image, push_index
 
 NO_GRACE = dt.timedelta(0)
@@ -264,6 +267,42 @@ def test_server_collects_on_schedule() -> None:
         while c.head(f"/v2/s/blobs/{digest}").status_code == 200:
             assert time.monotonic() < deadline, "the server never collected the blob"
             time.sleep(0.2)
+
+
+def test_scheduled_gc_counters_are_scraped() -> None:
+    """Runs, deletions, bytes freed and the last run's time reach the metrics endpoint."""
+    cfg = Config(driver="inmemory", driver_params={}, secret="s",
+                 gc=GCConfig(enabled=True, interval=0.3, grace=0.0),
+                 debug=DebugConfig("127.0.0.1", free_port(), prometheus=True))
+    data = b"pushed, abandoned and collected on schedule"
+    driver = InMemoryDriver()
+    other = StorageLease(driver, "gc", settle=0.01)
+    other.acquire()  # another collector holds the lease: the first runs are skipped
+    with ThreadedServer(cfg, driver) as srv, httpx.Client(base_url=srv.url) as c:
+        assert srv.app.debug is not None
+        url = srv.app.debug.url + "/metrics"
+        c.post("/v2/s/blobs/uploads/", params={"digest": _sha(data)}, content=data)
+        _scrape_until(url, lambda m: m["layerstore_gc_skipped_runs_total"] >= 1)
+        other.release()
+        got = _scrape_until(url, lambda m: m["layerstore_gc_blobs_deleted_total"] >= 1)
+    assert got["layerstore_gc_runs_total"] >= 1
+    assert got["layerstore_gc_bytes_freed_total"] == len(data)
+    assert got["layerstore_gc_manifests_deleted_total"] == 0
+    assert got["layerstore_gc_failed_runs_total"] == 0
+    assert got["layerstore_gc_last_seconds"] >= 0
+    assert abs(got["layerstore_gc_last_finished"] - time.time()) < 600
+
+
+def _scrape_until(url: str, done: Callable[[dict[str, float]], bool]) -> dict[str, float]:
+    deadline = time.monotonic() + 60
+    while True:
+        text = httpx.get(url, timeout=10).text
+        samples = {s.name: s.value for family in text_string_to_metric_families(text)
+                   for s in family.samples if s.name.startswith("layerstore_gc_")}
+        if samples and done(samples):
+            return samples
+        assert time.monotonic() < deadline, f"gc metrics never got there: {samples}"
+        time.sleep(0.2)
 
 
 def _sha(data: bytes) -> str:

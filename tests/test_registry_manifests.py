@@ -159,6 +159,24 @@ def test_delete_unlinks_revision_and_its_tags(registry: Registry) -> None:
         repo.manifests.delete(digest)
 
 
+def test_delete_many_drops_history_and_keeps_other_tags(registry: Registry) -> None:
+    """Garbage collection's delete: tags moved away keep their current link, lose the history."""
+    repo = registry.repository("test/dm")
+    old = repo.manifests.put(image(registry, "test/dm"), OCI_MANIFEST, tag="v1")
+    doc = json.loads(image(registry, "test/dm"))
+    doc["annotations"] = {"n": "2"}
+    new = repo.manifests.put(json.dumps(doc).encode(), OCI_MANIFEST, tag="v1")  # v1 moves
+    gone = repo.manifests.put(json.dumps({**doc, "annotations": {"n": "3"}}).encode(),
+                              OCI_MANIFEST, tag="v2")
+    repo.manifests.delete_many([old, gone, "sha256:" + "0" * 64])
+    assert not repo.manifests.exists(old) and not repo.manifests.exists(gone)
+    assert repo.tags.list() == ["v1"] and repo.tags.get("v1") == new
+    files = {i.path for i in registry.driver.walk("/") if not i.is_dir and "/_manifests/" in i.path}
+    assert files == {p.path_for(p.ManifestRevisionLinkPath("test/dm", new)),
+                     p.path_for(p.ManifestTagCurrentPath("test/dm", "v1")),
+                     p.path_for(p.ManifestTagIndexEntryPath("test/dm", "v1", new))}
+
+
 def test_catalog(registry: Registry) -> None:
     assert registry.catalog() == []
     for name in ("b/c", "a", "a/b/c", "a-b", "zz"):

@@ -245,6 +245,26 @@ class FilesystemDriver(StorageDriver):
                 os.unlink(full)
 
 
+    def _delete_many(self, paths: list[str]) -> None:
+        """Unlink each file, then its directory if that left it empty (never the root).
+
+        ``rmdir`` removes only an empty directory, so nothing stored is lost to a race.
+        """
+        for path in paths:
+            full = self._full(path)
+            with _translated(path):
+                try:
+                    os.unlink(full)
+                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                    continue
+                except PermissionError:  # unlink of a directory on some systems
+                    if not os.path.isdir(full):
+                        raise
+                    continue
+                if path.count("/") > 1:
+                    with contextlib.suppress(OSError):  # not empty (or gone): it stays
+                        os.rmdir(os.path.dirname(full))
+
 class _FilesystemWriter(FileWriter):
     """Writes in place through a buffered file; the file on disk is the resume state."""
 

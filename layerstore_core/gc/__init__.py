@@ -11,11 +11,13 @@ from ..registry.leases import LeaseBusyError as GCBusyError
 from .collector import DEFAULT_GRACE, collect_garbage
 from .report import GCReport, NoProgress, Progress
 from .retention import RetentionError, RetentionPolicy, parse_policies
+from .stats import GCStats
 
 __all__ = [
     "DEFAULT_GRACE",
     "GCBusyError",
     "GCReport",
+    "GCStats",
     "Lease",
     "LeaseLostError",
     "NoProgress",

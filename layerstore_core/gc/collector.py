@@ -54,7 +54,7 @@ def collect_garbage(
     if not dry_run:
         held.acquire()
     try:
-        repos = _scan(registry, sweeper, retention, dry_run, report)
+        repos = _scan(registry, sweeper, retention, dry_run, delete_untagged, report)
         show.phase("walking blobs")
         blobs = scan_blobs(registry.driver, lambda n: _tick(sweeper, dry_run, n))
         report.blobs_seen = len(blobs)
@@ -75,7 +75,7 @@ def collect_garbage(
                 with concurrent.futures.ThreadPoolExecutor(
                     DELETE_THREADS, thread_name_prefix="layerstore-gc-delete"
                 ) as pool:
-                    sweeper.delete(plan, pool)
+                    sweeper.delete(plan, pool, reader)
             finally:  # even after a failed batch: the cache never answers for what is gone
                 registry.blobs_removed(report.blobs_deleted)
                 sweeper.finish()
@@ -100,12 +100,16 @@ def _tick(sweeper: Sweeper, dry_run: bool, n: int) -> None:
 
 def _scan(
     registry: Registry, sweeper: Sweeper, retention: Sequence[RetentionPolicy], dry_run: bool,
-    report: GCReport,
+    delete_untagged: bool, report: GCReport,
 ) -> dict[str, RepoScan]:
-    """Walk the repositories, read the tags, and apply retention (untag) before marking."""
+    """Walk the repositories, read the tags, and apply retention (untag) before marking.
+
+    Tag contents matter only under ``delete_untagged`` (retention goes by the links' times).
+    """
     sweeper.progress.phase("walking repositories")
     repos = scan_repositories(registry.driver, lambda n: _tick(sweeper, dry_run, n))
-    read_tags(registry.driver, repos.values())
+    if delete_untagged:
+        read_tags(registry.driver, repos.values())
     report.repositories = len(repos)
     report.manifests_seen = sum(len(r.revisions) for r in repos.values())
     now = dt.datetime.now(dt.UTC)

@@ -87,6 +87,10 @@ class ManifestReader:
     def get(self, digest: str) -> ManifestRefs:
         return self._refs.get(digest) or ManifestRefs()
 
+    def loaded(self, digest: str) -> bool:
+        """Whether the manifest was read (missing or unreadable ones count as read)."""
+        return digest in self._refs
+
 
 @dataclasses.dataclass
 class MarkResult:

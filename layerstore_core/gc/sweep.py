@@ -5,11 +5,11 @@ Order (the safety argument is in docs/DESIGN.md, "Garbage collection"):
 1. write the doomed digests (``_gc/doomed/<run>/<shard>``), then the sweep marker (``_gc/sweep``);
 2. walk ``repositories/`` again: a link, revision or tag younger than the cutoff (or new since
    the first walk) spares what it reaches; shards are rewritten without the spared digests;
-3. delete untagged manifests (through ``ManifestStore.delete``), then blobs one
-   ``blobs/<alg>/<xx>`` directory at a time, shard by shard: look at the data again (one walk of
-   the directory, or a stat per blob) and spare what is younger than the cutoff, delete the
-   rest's directories, then their links; drop each finished shard, which releases writers
-   waiting on it;
+3. delete untagged manifests (``ManifestStore.delete_many``, a repository at a time), then
+   blobs one shard at a time: look at the shard's data again (a stat per blob, or a walk of
+   their directories or of ``blobs/<alg>``, whichever is fewer requests) and spare what is
+   younger than the cutoff, delete the rest's data files in one ``delete_many``, then their
+   links in another; drop each finished shard, which releases writers waiting on it;
 4. remove the marker and the shards.
 """
 
@@ -37,7 +37,7 @@ from .scan import RepoScan, read_tags, scan_repositories
 
 log = logging.getLogger(__name__)
 
-#: Deletes in flight at once (the contract deletes one path per call).
+#: Manifest deletes and re-check requests in flight at once.
 DELETE_THREADS = 16
 
 
@@ -62,6 +62,8 @@ class Sweeper:
     run: str
     _renewed: float = dataclasses.field(default_factory=time.monotonic)
     _shards: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    #: ``blobs/<alg>`` → its data files, from the one walk that re-checks every shard of it.
+    _listed: dict[str, dict[str, FileInfo]] = dataclasses.field(default_factory=dict)
 
     @property
     def driver(self) -> StorageDriver:
@@ -97,7 +99,7 @@ class Sweeper:
         if digests:
             self.driver.put_content(path, "\n".join(sorted(digests)).encode("ascii"))
         else:
-            _ignore_missing(lambda: self.driver.delete(path))
+            self.driver.delete_many([path])
 
     def finish(self) -> None:
         """Remove our marker, then our shards (writers see no sweep from the marker on).
@@ -121,7 +123,12 @@ class Sweeper:
         """Spare what anything linked, pushed or tagged since the first walk reaches."""
         self.progress.phase("re-checking repositories")
         now = scan_repositories(self.driver, lambda n: self._seen(n))
-        read_tags(self.driver, now.values())
+        if delete_untagged:  # only a tag written since the cutoff can point somewhere new
+            for repo in now.values():
+                old = before.get(repo.name, RepoScan(repo.name))
+                repo.tags = {t: d for t, d in old.tags.items()
+                             if t in repo.tag_times and repo.tag_times[t] < self.cutoff}
+            read_tags(self.driver, now.values(), only_new=True)
         spared: set[str] = set()
         for repo in now.values():
             old = before.get(repo.name, RepoScan(repo.name))
@@ -156,83 +163,102 @@ class Sweeper:
 
     # -- 3. delete --------------------------------------------------------------------------
 
-    def delete(self, plan: Plan, pool: concurrent.futures.ThreadPoolExecutor) -> None:
+    def delete(self, plan: Plan, pool: concurrent.futures.ThreadPoolExecutor,
+               reader: ManifestReader) -> None:
         """Untagged manifests, then blobs and their links one shard at a time."""
         self.progress.phase("deleting manifests", len(plan.manifests))
-        for (name, digest), done in zip(
-            sorted(plan.manifests),
-            pool.map(lambda item: self._delete_manifest(*item), sorted(plan.manifests)),
-            strict=True,
-        ):
-            if done:
-                self.report.manifests_deleted.append((name, digest))
-            self.progress.advance()
-        batches: dict[str, list[str]] = {}
+        by_repo: dict[str, list[str]] = {}
+        for name, digest in sorted(plan.manifests):
+            by_repo.setdefault(name, []).append(digest)
+
+        def delete_manifests(item: tuple[str, list[str]]) -> None:
+            name, digests = item
+            subjects = {d: reader.get(d).subject for d in digests if reader.loaded(d)}
+            self.registry.repository(name).manifests.delete_many(digests, subjects)
+
+        for (name, digests), _ in zip(by_repo.items(), pool.map(delete_manifests,
+                                                               by_repo.items()), strict=True):
+            self.report.manifests_deleted.extend((name, d) for d in digests)
+            self.progress.advance(len(digests))
+        by_shard: dict[str, list[str]] = {}
         for digest in plan.links.keys() | plan.blobs.keys():
-            batches.setdefault(blob_dir(digest), []).append(digest)
+            by_shard.setdefault(shard_of(digest), []).append(digest)
         self.progress.phase("deleting blobs", len(plan.blobs))
-        order = sorted(batches, key=lambda d: shard_of(batches[d][0]))
-        for i, directory in enumerate(order):
+        for shard, digests in sorted(by_shard.items()):
             self.keep_alive()
-            self._delete_batch(plan, directory, sorted(batches[directory]), pool)
-            shard = shard_of(batches[directory][0])
-            if i + 1 == len(order) or shard_of(batches[order[i + 1]][0]) != shard:
-                self._shards.pop(shard, None)
-                self._write_shard(shard, set())  # releases the writers waiting on it
+            self._delete_shard(plan, sorted(digests), pool)
+            self._shards.pop(shard, None)
+            self._write_shard(shard, set())  # releases the writers waiting on it
 
-    def _delete_manifest(self, name: str, digest: str) -> bool:
-        return _ignore_missing(lambda: self.registry.repository(name).manifests.delete(digest))
-
-    def _delete_batch(self, plan: Plan, directory: str, digests: list[str],
+    def _delete_shard(self, plan: Plan, digests: list[str],
                       pool: concurrent.futures.ThreadPoolExecutor) -> None:
-        """Re-check the batch's blobs, delete the data still old, then the links naming them."""
-        blobs = [d for d in digests if d in plan.blobs]
-        now = self._recheck(directory, blobs, plan.dir_sizes.get(directory, 0), pool)
+        """Re-check the shard's blobs, delete the data still old, then the links naming them.
+
+        Both deletes are one ``delete_many`` each: on S3 a request per thousand files.
+        """
+        now = recheck(self.driver, [d for d in digests if d in plan.blobs], plan, pool,
+                      self._listed)
         spared = {d for d, info in now.items() if info is not None and info.modified >= self.cutoff}
         self.report.rescued += len(spared)  # pushed again since the walk
-        doomed = [(d, info) for d, info in now.items() if d not in spared]
-        for (digest, info), gone in zip(doomed, pool.map(self._delete_data, doomed), strict=True):
-            if gone and info is not None:
-                self.report.blobs_deleted.append(digest)
-                self.report.bytes_freed += info.size
-            self.progress.advance(1, info.size if info else 0)
-        links = [(name, d) for d in digests if d not in spared for name in plan.links.get(d, ())]
-        self.report.links_deleted += sum(pool.map(lambda link: self._delete_link(*link), links))
-
-    def _recheck(self, directory: str, digests: list[str], size: int,
-                 pool: concurrent.futures.ThreadPoolExecutor) -> dict[str, FileInfo | None]:
-        """Each blob's data as it is now: one walk of the directory or a stat per blob.
-
-        Whichever is fewer requests: a LIST returns up to a thousand keys.
-        """
-        if len(digests) > size // 1000 + 1:
-            found: dict[str, FileInfo] = {}
-            try:
-                for info in self.driver.walk(directory):
-                    if not info.is_dir and info.path.endswith("/data"):
-                        found[info.path.split("/")[-2]] = info
-            except PathNotFoundError:
-                pass
-            return {d: found.get(d.partition(":")[2]) for d in digests}
-        return dict(zip(digests, pool.map(self._stat_data, digests), strict=True))
-
-    def _stat_data(self, digest: str) -> FileInfo | None:
-        try:
-            return self.driver.stat(p.path_for(p.BlobDataPath(digest)))
-        except PathNotFoundError:
-            return None
-
-    def _delete_data(self, item: tuple[str, FileInfo | None]) -> bool:
-        digest, info = item
-        if info is None:
-            return False
-        remove = functools.partial(self.driver.delete, p.path_for(p.BlobPath(digest)))
-        return _ignore_missing(remove)
-
-    def _delete_link(self, name: str, digest: str) -> bool:
-        return _ignore_missing(functools.partial(self.driver.delete, _link_dir(name, digest)))
+        doomed = {d: info for d, info in now.items() if d not in spared and info is not None}
+        # Counted first: after a failure partway, the cache still forgets every one of them.
+        self.report.blobs_deleted.extend(sorted(doomed))
+        self.driver.delete_many(info.path for info in doomed.values())
+        for info in doomed.values():
+            self.report.bytes_freed += info.size
+            self.progress.advance(1, info.size)
+        self.progress.advance(len(now) - len(doomed))
+        links = [p.path_for(p.LayerLinkPath(name, d))
+                 for d in digests if d not in spared for name in sorted(plan.links.get(d, ()))]
+        self.driver.delete_many(links)
+        self.report.links_deleted += len(links)
 
 
-def _link_dir(name: str, digest: str) -> str:
-    """The ``_layers/<alg>/<hex>`` directory of a layer link (removed whole, left empty)."""
-    return p.path_for(p.LayerLinkPath(name, digest)).rsplit("/", 1)[0]
+def recheck(driver: StorageDriver, digests: list[str], plan: Plan,
+            pool: concurrent.futures.ThreadPoolExecutor,
+            listed: dict[str, dict[str, FileInfo]]) -> dict[str, FileInfo | None]:
+    """Each blob's data as it is now, in the fewest requests (a LIST returns a thousand keys).
+
+    A ``stat`` per blob, a ``walk`` of each ``blobs/<alg>/<xx>`` directory holding one, or one
+    ``walk`` of all of ``blobs/<alg>``, whichever the first walk's counts make cheapest. That
+    last walk is made once and kept in ``listed`` for the algorithm's later shards: it is
+    chosen only where the store is small enough to list in fewer requests than one shard's
+    directories, so the sweep that follows is short.
+    """
+    if not digests:
+        return {}
+    dirs = sorted({blob_dir(d) for d in digests})
+    algorithm_root = dirs[0].rsplit("/", 1)[0]
+    if algorithm_root in listed:
+        return {d: listed[algorithm_root].get(d.partition(":")[2]) for d in digests}
+    per_dir = sum(plan.dir_sizes.get(d, 0) // 1000 + 1 for d in dirs)
+    whole = sum(n for d, n in plan.dir_sizes.items() if d.startswith(algorithm_root + "/"))
+    if len(digests) <= min(per_dir, whole // 1000 + 1):
+        return dict(zip(digests, pool.map(functools.partial(_stat_data, driver), digests),
+                        strict=True))
+    if whole // 1000 + 1 < per_dir:
+        found = listed[algorithm_root] = _data_files(driver, algorithm_root)
+    else:
+        found = {}
+        for infos in pool.map(functools.partial(_data_files, driver), dirs):
+            found.update(infos)
+    return {d: found.get(d.partition(":")[2]) for d in digests}
+
+
+def _data_files(driver: StorageDriver, root: str) -> dict[str, FileInfo]:
+    """``hex → data`` of every blob below ``root`` (one flat listing on object stores)."""
+    found: dict[str, FileInfo] = {}
+    try:
+        for info in driver.walk(root):
+            if not info.is_dir and info.path.endswith("/data"):
+                found[info.path.split("/")[-2]] = info
+    except PathNotFoundError:
+        pass
+    return found
+
+
+def _stat_data(driver: StorageDriver, digest: str) -> FileInfo | None:
+    try:
+        return driver.stat(p.path_for(p.BlobDataPath(digest)))
+    except PathNotFoundError:
+        return None

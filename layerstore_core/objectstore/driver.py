@@ -189,6 +189,15 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         if not found:
             raise PathNotFoundError(path=path)
 
+    def _delete_many(self, paths: builtins.list[str]) -> None:
+        """Each file's object and state object, :attr:`Bucket.delete_batch` keys a request.
+
+        Nothing is listed: a directory's own key does not exist, so what lies below it stays.
+        An unfinished write at a path loses its state object, as ``delete`` does.
+        """
+        keys = [self.key(path) for path in paths]
+        self._delete_keys([k for key in keys for k in (key, state_key(key))])
+
     def _delete_keys(self, keys: Sequence[str]) -> None:
         batch = self.bucket.delete_batch
         for start in range(0, len(keys), batch):

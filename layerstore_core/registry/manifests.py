@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..driver import StorageDriver
@@ -25,7 +25,7 @@ from .errors import (
     ManifestUnknownError,
 )
 from .fence import wait_until_safe
-from .names import is_digest_like, validate_digest, validate_tag
+from .names import TAG_PATTERN, is_digest_like, validate_digest, validate_tag
 from .referrers import MAX_PAGE, ReferrerIndex, referrer_descriptor, subject_of
 from .tags import TagStore
 from .urlpolicy import OPEN, URLPolicy
@@ -271,28 +271,60 @@ class ManifestStore:
     def delete(self, digest: str) -> None:
         """Unlink a manifest revision, its tags (as Distribution), tag history and referrers entry.
 
-        The one way manifests are deleted (the API and garbage collection), so that anything
-        kept about a manifest elsewhere is cleaned up in one place. The referrers entry goes
-        first: a crash after it leaves a manifest still there but not listed, and a repeated
-        DELETE finishes the job.
+        The one way manifests are deleted (the API and garbage collection, through
+        :meth:`delete_many`), so that anything kept about a manifest elsewhere is cleaned up in
+        one place.
         """
         validate_digest(digest)
         self.resolve(digest)
-        subject = self._subject_of_stored(digest)
-        if subject is not None:
-            self._referrers.remove(subject, digest)
+        self.delete_many([digest])
+
+    def delete_many(
+        self, digests: Iterable[str], subjects: Mapping[str, str | None] | None = None
+    ) -> None:
+        """Delete revisions as :meth:`delete` does, in a few requests for all of them.
+
+        Revisions already gone are fine. ``subjects`` (digest → its ``subject``, for a caller
+        that has read the manifests) saves reading each one again. One walk of the tags finds
+        the tag-history entries and each tag's ``current`` link is read once; referrers entries,
+        history entries and revision links then go in one ``delete_many`` each, in this order:
+        a crash after the referrers entries leaves manifests still there but not listed, and a
+        repeated DELETE finishes the job.
+        """
+        doomed = sorted({validate_digest(d) for d in digests})
+        if not doomed:
+            return
+        known = subjects or {}
+        found = {d: known[d] if d in known else self._subject_of_stored(d) for d in doomed}
+        self._driver.delete_many(p.path_for(p.ReferrerLinkPath(self.name, subject, d))
+                                 for d, subject in found.items() if subject is not None)
+        names, history = self._tag_entries(set(doomed))
         tags = TagStore(self._driver, self.name)
-        for tag in tags.list():
-            if tags.lookup(tag) == digest:
-                tags.untag(tag)
-                continue
-            entry = p.path_for(p.ManifestTagIndexEntryPath(self.name, tag, digest))
-            try:
-                self._driver.delete(entry.rsplit("/", 1)[0])
-            except PathNotFoundError:
-                pass
-        link = p.path_for(p.ManifestRevisionLinkPath(self.name, digest))
-        self._driver.delete(link.rsplit("/", 1)[0])
+        for tag in names:
+            if tags.lookup(tag) in found:
+                try:
+                    tags.untag(tag)
+                except ManifestUnknownError:  # moved or removed meanwhile
+                    pass
+        self._driver.delete_many(history)
+        self._driver.delete_many(p.path_for(p.ManifestRevisionLinkPath(self.name, d))
+                                 for d in doomed)
+
+    def _tag_entries(self, digests: set[str]) -> tuple[list[str], list[str]]:
+        """Tag names, and the tag-history ``link`` files naming one of ``digests`` (one walk)."""
+        root = p.path_for(p.ManifestTagsPath(self.name))
+        names: set[str] = set()
+        history: list[str] = []
+        try:
+            for info in self._driver.walk(root):
+                parts = info.path[len(root) + 1 :].split("/")
+                names.add(parts[0])
+                if (not info.is_dir and len(parts) == 5 and parts[1] == "index"
+                        and parts[4] == "link" and f"{parts[2]}:{parts[3]}" in digests):
+                    history.append(info.path)
+        except PathNotFoundError:
+            pass
+        return sorted(n for n in names if TAG_PATTERN.fullmatch(n)), history
 
     def _subject_of_stored(self, digest: str) -> str | None:
         try:

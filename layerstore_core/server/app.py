@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from .. import discovery
 from ..driver import StorageDriver
 from ..gc import GCBusyError
+from ..gc.stats import TOTALS as GC_TOTALS
 from ..ops.scrub import scrub_once
 from ..proxy import Proxy
 from ..proxy.expiry import expiry_loop
@@ -408,11 +409,14 @@ class RegistryApp:
                 lease=fleet_lease(self.state.registry.driver, self.state.redis, "gc",
                                   strict=True),
             )
+            self.state.gc.finished(report)
             log.info("gc: %s", report.summary())
             return True
         except GCBusyError as exc:
+            self.state.gc.skipped()
             log.info("gc skipped: %s", exc)
         except Exception:
+            self.state.gc.failed()
             log.exception("gc failed")
         return False
 
@@ -423,9 +427,10 @@ def _chunk_min_length(driver: StorageDriver, default: int) -> int:
 
 
 def _export_counters(state: ServerState) -> None:
-    """The scrub's, the proxy's and the blob cache's counters, on the metrics endpoint."""
+    """The scrub's, the gc's, the proxy's and the blob cache's counters, on the metrics endpoint."""
     metrics.export_snapshot("scrub", state.scrub.snapshot, totals=(
         "runs", "failed_runs", "blobs_checked", "bytes_checked", "problems_found"))
+    metrics.export_snapshot("gc", state.gc.snapshot, totals=GC_TOTALS)
     metrics.export_snapshot("cache", lambda: {"fallbacks": FALLBACKS.count}, totals=("fallbacks",))
     proxy = state.proxy
     if proxy is not None:

@@ -49,7 +49,7 @@ ACTIONS = {
     "get_content": "GetContent", "put_content": "PutContent",
     "put_content_if_absent": "PutContentIfAbsent", "reader": "Reader", "writer": "Writer",
     "stat": "Stat", "list": "List", "move": "Move", "delete": "Delete",
-    "redirect_url": "RedirectURL", "walk": "Walk",
+    "redirect_url": "RedirectURL", "walk": "Walk", "delete_many": "DeleteMany",
 }
 
 

@@ -17,6 +17,7 @@ import functools
 from collections.abc import AsyncIterator, Callable
 from typing import ParamSpec, Protocol, TypeVar
 
+from ..gc.stats import GCStats
 from ..ops.scrub import ScrubStats
 from ..proxy import Proxy
 from ..registry import Registry
@@ -61,6 +62,8 @@ class ServerState:
     chunk_min_length: int = DEFAULT_CHUNK_MIN_LENGTH
     #: The scheduled scrub's counters (``storage.maintenance.scrub``), for a metrics exporter.
     scrub: ScrubStats = dataclasses.field(default_factory=ScrubStats)
+    #: The scheduled collector's counters (``storage.maintenance.gc``), for a metrics exporter.
+    gc: GCStats = dataclasses.field(default_factory=GCStats)
     #: The ``redis`` section's client (shared cache, fleet-wide leases), if configured.
     redis: Client | None = None
     #: The pull-through cache (``proxy``), when configured.

@@ -102,3 +102,20 @@ class MoveDeleteCases(SuiteBase):
                 driver.get_content(path)
         for path in kept:
             assert driver.get_content(path) == path.encode()
+
+    def test_delete_many(self, driver: StorageDriver, root: str) -> None:
+        doomed = [under(root, "d", f"f{i}") for i in range(12)] + [under(root, "e", "x", "f")]
+        kept = [under(root, "d", "kept"), under(root, "d", "f1x"), under(root, "dir", "sub", "f")]
+        for path in doomed + kept:
+            driver.put_content(path, path.encode())
+        driver.delete_many([*doomed, under(root, "missing"), under(root, "dir"),
+                            under(root, "dir", "sub"), doomed[0]])
+        for path in doomed:
+            with raises(driver, PathNotFoundError):
+                driver.stat(path)
+        for path in kept:  # siblings, a name with the same start, a directory named outright
+            assert driver.get_content(path) == path.encode()
+        with raises(driver, PathNotFoundError):  # its last file gone, the directory is too
+            driver.list(under(root, "e", "x"))
+        assert driver.list(under(root, "d")) == sorted(kept[:2])
+        driver.delete_many([])

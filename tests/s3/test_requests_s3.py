@@ -8,6 +8,7 @@ ListParts at all: the state object is the one record of an unfinished write).
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -132,3 +133,16 @@ def test_copy_between_roots_of_one_bucket_is_server_side(make_driver: MakeDriver
         dest.delete("/blobs")
     finally:
         dest.close()
+
+
+def test_delete_many_is_one_request_per_thousand_keys(make_driver: MakeDriver) -> None:
+    """Garbage collection's deletes: each file and its state object, nothing listed first."""
+    driver = make_driver()
+    paths = [f"/dm/{n:03d}/data" for n in range(510)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda path: driver.put_content(path, b"x"), paths))
+    driver.put_content("/dm/keep", b"k")
+    requests = _Requests(driver)
+    driver.delete_many(paths)
+    assert requests.take() == {"DeleteObjects": 2}  # 1,020 keys
+    assert driver.list("/dm") == ["/dm/keep"]
