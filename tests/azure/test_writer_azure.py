@@ -263,17 +263,24 @@ def test_fresh_writer_over_committed_blocks(driver: StorageDriver) -> None:
 def test_tail_survives_close_as_a_short_block(
     driver: StorageDriver, backend_azure: Backend, container: ContainerClient
 ) -> None:
-    """close() stages the tail (no side object); the next session continues after it."""
+    """close() stages the tail; the next session continues after it.
+
+    The only side object is the one-writer fence of the advance from offset 0 (DESIGN §4),
+    and commit removes it.
+    """
     w = driver.writer("/t")
     w.write(b"abc")
     w.close()
     _, uncommitted = block_lists(container, blob_name(backend_azure, "/t"))
     assert uncommitted == [Block(0, 1, 3).id]
-    assert [n for n in container.list_blob_names(name_starts_with=blob_name(backend_azure, "/"))
-            if "~" in n] == []  # fmt: skip
+    side = [n for n in container.list_blob_names(name_starts_with=blob_name(backend_azure, "/"))
+            if "~" in n]  # fmt: skip
+    assert side == [blob_name(backend_azure, "/t~from~0")]
     w = driver.writer("/t", append=True)
     w.write(b"def")
     w.commit()
+    assert [n for n in container.list_blob_names(name_starts_with=blob_name(backend_azure, "/"))
+            if "~" in n] == []  # fmt: skip
     committed, _ = block_lists(container, blob_name(backend_azure, "/t"))
     assert committed == [Block(0, 1, 3).id, Block(1, 2, 3).id]
     assert driver.get_content("/t") == b"abcdef"
