@@ -133,7 +133,7 @@ def cmd_purge_uploads(args: argparse.Namespace) -> int:
     except (discovery.DriverNotFoundError, discovery.DriverLoadError, ParameterError) as exc:
         raise CLIError(f"storage.{config.driver}: {exc}") from None
     with terminal_progress(quiet=args.json) as progress:
-        purged = purge_uploads(driver, dt.timedelta(seconds=age), args.dry_run, progress=progress)
+        purged = _purge_leased(config, driver, dt.timedelta(seconds=age), args.dry_run, progress)
     if args.json:
         uploads = [{"repository": u.repository, "id": u.id, "started_at": u.started_at.isoformat()}
                    for u in purged]
@@ -145,6 +145,33 @@ def cmd_purge_uploads(args: argparse.Namespace) -> int:
         print(f"{verb} {item.repository} {item.id} (started {item.started_at.isoformat()})")
     print(f"{verb} {len(purged)} upload(s)")
     return 0
+
+
+def _purge_leased(config: Any, driver: Any, age: dt.timedelta, dry_run: bool,
+                  progress: Any) -> list[Any]:
+    """Purge under the fleet's ``uploadpurge`` lease, the one the servers' purgers take.
+
+    Through Redis when the config has a ``redis`` section, else in the storage. A dry run
+    deletes nothing, so it takes no lease. Another holder is a CLIError naming it (exit 1).
+    """
+    from .gc.cli import _redis
+    from .registry.leases import LeaseBusyError, LeaseLostError, fleet_lease
+    from .registry.purge import purge_uploads
+
+    if dry_run:
+        return purge_uploads(driver, age, True, progress=progress)
+    lease = fleet_lease(driver, _redis(config), "uploadpurge")
+    try:
+        lease.acquire()
+    except LeaseBusyError as exc:
+        raise CLIError(f"purge-uploads: another purger is running ({exc}); "
+                       "nothing purged") from None
+    try:
+        return purge_uploads(driver, age, False, lease=lease, progress=progress)
+    except LeaseLostError as exc:
+        raise CLIError(f"purge-uploads: stopped, the lease was lost ({exc})") from None
+    finally:
+        lease.release()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from layerstore_core import Registry, load_driver
+from layerstore_core.errors import PathNotFoundError
+from layerstore_core.registry.leases import StorageLease, lease_path
 
 
 def _purge(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -56,3 +60,21 @@ def test_json_lists_each_upload_once(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["uploads"] == dry["uploads"]
     assert not any(upload_id in done.stderr for upload_id in ids)
     assert json.loads(_purge(config, "--json").stdout)["uploads"] == []
+
+
+def test_takes_the_fleet_lease_and_says_who_holds_it(tmp_path: Path) -> None:
+    """The servers' ``uploadpurge`` lease: while another purger holds it, exit 1 and purge none."""
+    config, registry, ids = _store(tmp_path)
+    holder = StorageLease(registry.driver, "uploadpurge", settle=0)
+    holder.acquire()
+    busy = subprocess.run([sys.executable, "-m", "layerstore_core.cli", "purge-uploads",
+                           "--config", str(config), "--age", "0s"],
+                          capture_output=True, text=True, timeout=120)
+    assert busy.returncode == 1 and busy.stdout == ""
+    assert "another purger is running" in busy.stderr and holder.owner in busy.stderr, busy.stderr
+    assert registry.repository("c").blobs.resume_upload(ids[2]).offset == 9  # untouched
+    assert _purge(config, "--dry-run").stdout.splitlines()[-1] == "would purge 3 upload(s)"
+    holder.release()
+    assert _purge(config).stdout.splitlines()[-1] == "purged 3 upload(s)"
+    with pytest.raises(PathNotFoundError):  # released when done
+        registry.driver.stat(lease_path("uploadpurge"))

@@ -231,6 +231,33 @@ def test_cli_gc_takes_the_fleet_lease_and_invalidates_redis(
     assert not client.exists(f"blobs::{orphan}")
 
 
+def test_cli_purge_uploads_takes_the_redis_lease(
+        client: redis.Redis, redis_server: RedisServer, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``layerstore purge-uploads`` with a ``redis`` section: the servers' purger lease."""
+    from layerstore_core import load_driver
+    from layerstore_core.cli import main
+
+    root = f"{tmp_path}/root"
+    config = f"{tmp_path}/c.yml"
+    with open(config, "w") as f:
+        f.write(f"storage:\n  filesystem:\n    rootdirectory: {root}\n"
+                f"redis:\n  addrs: [127.0.0.1:{redis_server.port}]\n")
+    upload = Registry(load_driver("filesystem", rootdirectory=root)).repository(
+        "r").blobs.create_upload()
+    upload.write(b"abandoned")
+    upload.close()
+    holder = RedisLease(client, "uploadpurge", ttl=30)
+    holder.acquire()
+    assert main(["purge-uploads", "--config", config, "--age", "0s"]) == 1
+    err = capsys.readouterr().err
+    assert "another purger is running" in err and "layerstore::lease::uploadpurge" in err, err
+    holder.release()
+    assert main(["purge-uploads", "--config", config, "--age", "0s"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "purged 1 upload(s)"
+    assert not client.exists("layerstore::lease::uploadpurge")
+
+
 def test_strict_lease_holds_the_storage_lease_beside_redis(client: redis.Redis) -> None:
     """gc's lease: an instance cut off from Redis cannot collect beside a Redis holder."""
     driver = InMemoryDriver()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import time
@@ -21,6 +22,7 @@ from layerstore_core.server.access import Scope, ScopeError, parse_scope, parse_
 from layerstore_core.server.app import create_app
 from layerstore_core.server.config import ConfigError, PurgeConfig, parse_config
 from layerstore_core.server.threaded import ThreadedServer
+from layerstore_core.server.urls import URLConfig
 from tests.tokenserver import PKI, Signer, TokenServer, User, claims, der_b64, make_cert
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -286,3 +288,26 @@ def test_signing_algorithms_and_autoredirect(pki: PKI) -> None:
         assert challenge_of(c.get("/v2/"))["realm"] == f"https://{host}/auth/custom"
         r = c.get("/v2/", headers={"X-Forwarded-Proto": "http"})
         assert challenge_of(r)["realm"] == f"http://{host}/auth/custom"
+
+
+def test_autoredirect_realm_is_built_by_the_url_builder(pki: PKI) -> None:
+    """``http.prefix``, forwarded headers and ``http.host`` apply to the autoredirect realm."""
+    def realm(c: httpx.Client, path: str, **headers: str) -> str:
+        return challenge_of(c.get(path, headers=headers))["realm"]
+
+    prefixed = token_config(pki, autoredirect=True, autoredirectpath="/auth/token")
+    prefixed = dataclasses.replace(prefixed, urls=URLConfig(prefix="/pre", relative=True))
+    with ThreadedServer(prefixed, InMemoryDriver()) as srv, httpx.Client(base_url=srv.url) as c:
+        host = srv.url.removeprefix("http://")
+        # absolute although relativeurls is on (a realm must be), with the prefix
+        assert realm(c, "/pre/v2/") == f"https://{host}/pre/auth/token"
+        assert realm(c, "/pre/v2/", forwarded='proto=http;host="r.example:5000"') == \
+            "http://r.example:5000/pre/auth/token"
+        assert realm(c, "/pre/v2/", **{"X-Forwarded-Host": "front.example",
+                                       "X-Forwarded-Proto": "https"}) == \
+            "https://front.example/pre/auth/token"
+    hosted = dataclasses.replace(prefixed, urls=URLConfig(prefix="/pre",
+                                                         host="https://reg.example/pre/"))
+    with ThreadedServer(hosted, InMemoryDriver()) as srv, httpx.Client(base_url=srv.url) as c:
+        assert realm(c, "/pre/v2/", **{"X-Forwarded-Host": "ignored.example"}) == \
+            "https://reg.example/pre/auth/token"

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import socket
 import time
 from pathlib import Path
@@ -67,6 +68,24 @@ def test_access_log_line_per_request_redacted(tmp_path: Path,
     assert "digest=sha256:" in str(lines[3]["http.request.uri"])
     text = caplog.text + json.dumps(lines)
     assert token[:20] not in text and PASSWORD not in text and "Basic " not in text
+
+
+def test_access_log_path_is_as_sent_under_a_prefix(caplog: pytest.LogCaptureFixture) -> None:
+    """``http.prefix``: the URI as the client sent it; route and repository below the prefix."""
+    cfg = parse_config({"storage": {"inmemory": {}}, "http": {"secret": "s", "prefix": "/pre/"}})
+    caplog.set_level(logging.INFO, logger="layerstore.access")
+    with ThreadedServer(cfg, InMemoryDriver()) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get("/pre/v2/").status_code == 200
+        assert c.get("/pre/v2/lib/app/tags/list?n=1").status_code == 404
+        assert c.get("/v2/").status_code == 404  # not under the prefix
+    lines = _access(caplog)
+    assert [(f["http.request.uri"], f["http.request.route"], f.get("vars.name")) for f in lines] \
+        == [("/pre/v2/", "base", None), ("/pre/v2/lib/app/tags/list?n=1", "tags", "lib/app"),
+            ("/v2/", "unknown", None)]
+    ids = [str(f["http.request.id"]) for f in lines]
+    assert len(set(ids)) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", i)
+               for i in ids), ids  # UUID-shaped, as Distribution's
 
 
 def test_access_log_disabled(caplog: pytest.LogCaptureFixture) -> None:

@@ -38,7 +38,11 @@ def repository(path: str) -> str | None:
 
 
 def fields(record: RequestRecord) -> dict[str, Any]:
-    """The line's fields, in Distribution's names (ours: route, read bytes)."""
+    """The line's fields, in Distribution's names (ours: route, read bytes).
+
+    The URI is the path as the client sent it (``http.prefix`` included); the route name and
+    the repository are read below the prefix.
+    """
     scope = record.scope
     headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                for k, v in scope.get("headers", [])}
@@ -46,7 +50,7 @@ def fields(record: RequestRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
         "http.request.id": record.id,
         "http.request.method": record.method,
-        "http.request.uri": redacted_uri(record.path,
+        "http.request.uri": redacted_uri(scope.get("prefixed_path", record.path),
                                          scope.get("query_string", b"").decode("latin-1")),
         "http.request.route": record.route,
         "http.request.remoteaddr": f"{client[0]}:{client[1]}" if client else "",

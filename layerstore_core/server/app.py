@@ -294,7 +294,11 @@ class RegistryApp:
         if source is not None and NAME_PATTERN.fullmatch(source) and source != routed.name:
             optional = [access.repository(source, access.PULL)]
         try:
-            grants = await self.state.run(token_auth.authorize, req.headers, scopes, optional)
+            realm = (self.state.config.urls.absolute(req, token_auth.config.autoredirectpath,
+                                                     "https")
+                     if token_auth.config.autoredirect else None)
+            grants = await self.state.run(token_auth.authorize, req.headers, scopes, optional,
+                                          realm)
         except Exception:
             await req.drain()
             raise

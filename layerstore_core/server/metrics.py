@@ -13,21 +13,22 @@ Other modules add metrics through :func:`counter`, :func:`gauge` and :func:`hist
 With ``http.workers`` > 1 prometheus-client runs in multiprocess mode: ``serve`` sets
 ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, each worker writes its values there, the
 supervisor's debug server reads them all (:class:`MultiProcessCollector`: counters and histograms
-summed, gauges summed over live workers) and marks a worker's files dead when it exits. The
-snapshot sources (counters kept without prometheus-client) are copied into such counters and
-gauges every :data:`SNAPSHOT_SYNC_SECONDS` by each worker, so a scrape sees them summed too,
-at most that late.
+summed; gauges by their mode: in-progress counts summed over live workers, times the latest,
+last-run values the most recent, see :func:`gauge`) and marks a worker's files dead when it
+exits. The snapshot sources (counters kept without prometheus-client) are copied into such
+counters and gauges every :data:`SNAPSHOT_SYNC_SECONDS` by each worker, so a scrape sees them
+combined too, at most that late.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
@@ -44,6 +45,8 @@ SIZE_BUCKETS = tuple(float(4**k) for k in range(4, 17))  # 256 B … 4 GiB
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: How often a worker copies the snapshot sources into the multiprocess files.
 SNAPSHOT_SYNC_SECONDS = 2.0
+#: How a gauge's values from several workers combine (a subset of prometheus-client's modes).
+GaugeMode = Literal["livesum", "max", "mostrecent"]
 #: Distribution's action names (its Go method names) for our driver operations.
 ACTIONS = {
     "get_content": "GetContent", "put_content": "PutContent",
@@ -58,10 +61,26 @@ def counter(subsystem: str, name: str, doc: str, labels: Sequence[str] = ()) -> 
     return Counter(name, doc, labels, namespace=OURS, subsystem=subsystem)
 
 
-def gauge(subsystem: str, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
-    """A ``layerstore_<subsystem>_<name>`` gauge (with workers: summed over the live ones)."""
+def gauge(subsystem: str, name: str, doc: str, labels: Sequence[str] = (),
+          mode: GaugeMode = "livesum") -> Gauge:
+    """A ``layerstore_<subsystem>_<name>`` gauge; ``mode`` is how workers' values combine.
+
+    ``livesum`` (the default) for things in progress, summed over the live workers; ``max``
+    for timestamps; ``mostrecent`` for the last run's values (see :func:`snapshot_mode`).
+    """
     return Gauge(name, doc, labels, namespace=OURS, subsystem=subsystem,
-                 multiprocess_mode="livesum")
+                 multiprocess_mode=mode)
+
+
+def snapshot_mode(key: str) -> GaugeMode:
+    """The multiprocess mode of a snapshot gauge (every one is a last run's value).
+
+    A time (``…_finished``) is the latest any worker wrote (``max``); any other ``last_…`` value
+    is the one written most recently (``mostrecent``: :meth:`_SnapshotCollector.sync` sets a
+    gauge only when its value changes, so that is the worker whose run finished last). Never
+    summed: a sum of timestamps means nothing.
+    """
+    return "max" if key.endswith("_finished") else "mostrecent"
 
 
 def histogram(subsystem: str, name: str, doc: str, labels: Sequence[str] = (),
@@ -96,6 +115,31 @@ EVENTS = counter("registry", "events_total",
 NOTIFICATIONS = counter("notifications", "deliveries_total",
                         "Webhook deliveries by endpoint and outcome", ["endpoint", "outcome"])
 
+
+class _RequestIds:
+    """Unique request ids in a UUID's shape, ≈0.5 µs where ``str(uuid.uuid4())`` takes ≈3 µs.
+
+    ``xxxxxxxx-xxxx-xxxx-cccc-cccccccccccc``: 64 random bits drawn once per process (again in
+    a forked child) and a 64-bit counter, so ids never repeat within a process and collide
+    across processes only as two random 64-bit values do.
+    """
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        r = os.urandom(8).hex()
+        self._prefix = f"{r[:8]}-{r[8:12]}-{r[12:]}-"
+        self._count = itertools.count()  # next() is atomic under the GIL
+
+    def __call__(self) -> str:
+        n = next(self._count)
+        return f"{self._prefix}{n >> 48 & 0xFFFF:04x}-{n & 0xFFFFFFFFFFFF:012x}"
+
+
+new_request_id = _RequestIds()
+
 #: Routes whose request bodies are blob data (a monolithic POST, PATCH and the final PUT).
 UPLOAD_ROUTES = {"blob_upload", "blob_upload_chunk"}
 
@@ -109,7 +153,7 @@ class RequestRecord:
     route: str
     #: The ASGI scope (headers, query, client address), for consumers that need more.
     scope: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
-    id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = dataclasses.field(default_factory=new_request_id)
     #: The response's headers as sent (raw ASGI pairs).
     response_headers: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list,
                                                                     repr=False)
@@ -175,7 +219,10 @@ class _SnapshotCollector(prometheus_client.registry.Collector):
     def sync(self) -> None:
         """Copy every snapshot into multiprocess counters (by increments) and gauges.
 
-        A gauge keeps the value most recently set by any worker, alive or not (``last_*``).
+        A counter gains what this worker counted since the last sync, so the supervisor's sum
+        counts a run once: in the worker that ran it (a leased job runs in one worker at a
+        time; the others count it skipped). A gauge is set when its value changes, in the mode
+        :func:`snapshot_mode` gives it; a dead worker's value stays (``last_*`` outlive it).
         """
         for subsystem, (snapshot, totals) in sorted(self.sources.items()):
             for key, value in snapshot().items():
@@ -186,11 +233,14 @@ class _SnapshotCollector(prometheus_client.registry.Collector):
                     doc = f"{subsystem}: {key.replace('_', ' ')}"
                     metric: Counter | Gauge = (
                         Counter(name, doc, registry=None) if key in totals
-                        else Gauge(name, doc, registry=None, multiprocess_mode="mostrecent"))
-                    self._copies[name] = (metric, [0.0])
+                        else Gauge(name, doc, registry=None,
+                                   multiprocess_mode=snapshot_mode(key)))
+                    # a gauge's NaN is never equal: the first value is always set
+                    self._copies[name] = (metric, [0.0 if key in totals else float("nan")])
                 metric, last = self._copies[name]
                 if isinstance(metric, Gauge):
-                    metric.set(float(value))
+                    if float(value) != last[0]:
+                        metric.set(float(value))
                 elif float(value) > last[0]:
                     metric.inc(float(value) - last[0])
                 last[0] = float(value)

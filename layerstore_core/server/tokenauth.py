@@ -211,13 +211,15 @@ class TokenAuthenticator:
         self.config = config
         self.verifier = TokenVerifier(config)
 
-    def challenge(self, headers: Mapping[str, str], scopes: Sequence[Scope],
-                  error: str | None = None) -> str:
-        """``Bearer realm="…",service="…"[,scope="…"][,error="…"]`` as Distribution writes it."""
-        realm = self.config.realm
-        if self.config.autoredirect:
-            scheme = headers.get("x-forwarded-proto") or "https"
-            realm = f"{scheme}://{headers.get('host', '')}{self.config.autoredirectpath}"
+    def challenge(self, scopes: Sequence[Scope], error: str | None = None,
+                  realm: str | None = None) -> str:
+        """``Bearer realm="…",service="…"[,scope="…"][,error="…"]`` as Distribution writes it.
+
+        ``realm`` is the ``autoredirect`` realm, built by the server's URL builder (so that
+        ``http.host``, forwarded headers and ``http.prefix`` apply); else the configured one.
+        """
+        if realm is None or not self.config.autoredirect:
+            realm = self.config.realm
         value = f'Bearer realm="{realm}",service="{self.config.service}"'
         if scopes:
             value += f',scope="{" ".join(str(s) for s in scopes)}"'
@@ -225,33 +227,34 @@ class TokenAuthenticator:
             value += f',error="{self._ERRORS[error]}"'
         return value
 
-    def grants(self, headers: Mapping[str, str], scopes: Sequence[Scope]) -> Grants:
+    def grants(self, headers: Mapping[str, str], scopes: Sequence[Scope],
+               realm: str | None = None) -> Grants:
         """What the request's token grants; no or a bad token → UnauthorizedError."""
         kind, _, raw = headers.get("authorization", "").partition(" ")
         if kind.lower() != "bearer" or not raw.strip():
             raise UnauthorizedError("authentication required",
-                                    self.challenge(headers, scopes), detail=_detail(scopes))
+                                    self.challenge(scopes, realm=realm), detail=_detail(scopes))
         try:
             claims = self.verifier.verify(raw.strip())
         except InvalidTokenError as exc:
             log.info("bearer token refused: %s", exc)
             raise UnauthorizedError("invalid token",
-                                    self.challenge(headers, scopes, "invalid"),
+                                    self.challenge(scopes, "invalid", realm),
                                     detail=_detail(scopes)) from None
         return Grants(claims.get("access"), claims.get("sub"))
 
     def authorize(self, headers: Mapping[str, str], scopes: Sequence[Scope],
-                  optional: Sequence[Scope] = ()) -> Grants:
+                  optional: Sequence[Scope] = (), realm: str | None = None) -> Grants:
         """The token's grants when they cover ``scopes``; else the challenge for them.
 
         ``optional`` scopes (``pull`` on a mount's source) are asked for in the challenge but
         not required: without them the caller does less (a plain upload instead of a mount).
         """
         asked = [*scopes, *optional]
-        grants = self.grants(headers, asked)
+        grants = self.grants(headers, asked, realm)
         if grants.missing(scopes):
             raise InsufficientScopeError("requested access to the resource is denied",
-                                         self.challenge(headers, asked, "insufficient"),
+                                         self.challenge(asked, "insufficient", realm),
                                          detail=_detail(scopes))
         return grants
 

@@ -45,11 +45,19 @@ class URLConfig:
 
     def build(self, req: Request, path: str) -> str:
         """The URL a client should use for ``path`` (``/v2/...``, with any query)."""
+        if self.relative and self.host is None:
+            return path
+        return self.absolute(req, path)
+
+    def absolute(self, req: Request, path: str, scheme: str | None = None) -> str:
+        """:meth:`build`, absolute even with ``relativeurls`` (a token realm must be).
+
+        ``scheme``: the one to assume when no forwarded header names one, instead of the
+        connection's (``auth.token.autoredirect`` assumes ``https``, as Distribution does).
+        """
         if self.host is not None:
             return urljoin(self.host, path[1:])
-        if self.relative:
-            return path
-        scheme, host = origin(req)
+        scheme, host = origin(req, scheme)
         return f"{scheme}://{host}{self.prefix}{path}"
 
     def for_scope(self, scope: Scope, path: str) -> str:
@@ -76,11 +84,14 @@ def _first(value: str | None) -> str:
     return (value or "").split(",", 1)[0].strip()
 
 
-def origin(req: Request) -> tuple[str, str]:
-    """``(scheme, host[:port])`` the client reached us at, as Distribution 2.8 derives them."""
+def origin(req: Request, scheme: str | None = None) -> tuple[str, str]:
+    """``(scheme, host[:port])`` the client reached us at, as Distribution 2.8 derives them.
+
+    ``scheme``: assumed when no forwarded header names one (else the connection's).
+    """
     forwarded = _forwarded(req)
     schemes = (_first(req.headers.get("x-forwarded-proto")).lower(),
-               forwarded.get("proto", "").lower(), str(req.scope.get("scheme", "http")))
+               forwarded.get("proto", "").lower(), scheme or str(req.scope.get("scheme", "http")))
     scheme = next((s for s in schemes if s in _SCHEMES), "http")
     name, port = req.scope.get("server") or ("localhost", None)
     name = f"[{name}]" if ":" in str(name) else str(name)
