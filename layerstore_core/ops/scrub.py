@@ -1,7 +1,9 @@
 """The server's scheduled scrub (``storage.maintenance.scrub``): verify, slowly, over and over.
 
 Each run is a full :func:`~.verify.verify_store` at ``ratelimit`` bytes/s; problems are logged
-(they need an operator: ``layerstore verify --repair FROM``), never repaired on their own.
+(they need an operator: ``layerstore verify --repair FROM``), never repaired on their own. In a
+fleet (or with ``--workers``) one instance scrubs at a time: the server runs it under the fleet
+lease ``scrub``, renewed as the verify advances (a rate-limited run lasts hours).
 :class:`ScrubStats` holds the counters; a metrics exporter reads :meth:`ScrubStats.snapshot`.
 """
 
@@ -11,9 +13,12 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..driver import StorageDriver
+from ..progress import NoProgress
+from ..registry.leases import LeaseLostError
 from .verify import VerifyCounters, VerifyOptions, VerifyReport, count_by_kind, verify_store
 
 log = logging.getLogger(__name__)
@@ -48,13 +53,30 @@ class ScrubStats:
             }
 
 
-def scrub_once(driver: StorageDriver, rate_limit: float | None, stats: ScrubStats
-               ) -> VerifyReport | None:
-    """One full verify at the rate limit; None when it failed (logged, counted)."""
+class _Renewing(NoProgress):
+    """Calls ``keep`` (a lease's keep-alive) as the verify advances, per blob and per chunk."""
+
+    def __init__(self, keep: Callable[[], None]) -> None:
+        self._keep = keep
+
+    def advance(self, items: int = 1, size: int = 0) -> None:
+        self._keep()
+
+
+def scrub_once(driver: StorageDriver, rate_limit: float | None, stats: ScrubStats,
+               keep: Callable[[], None] | None = None) -> VerifyReport | None:
+    """One full verify at the rate limit; None when it failed (logged, counted).
+
+    ``keep`` renews the fleet lease the run holds; a :class:`LeaseLostError` it raises stops
+    the run and is passed on (not a failure: another instance scrubs now).
+    """
     start = time.monotonic()
     try:
         report = verify_store(driver, VerifyOptions(jobs=1, rate_limit=rate_limit),
-                              counters=stats.counters)
+                              counters=stats.counters,
+                              progress=_Renewing(keep) if keep is not None else None)
+    except LeaseLostError:
+        raise
     except Exception:
         log.exception("scrub failed")
         with stats.lock:

@@ -32,7 +32,7 @@ from ..proxy.expiry import expiry_loop
 from ..registry import Registry
 from ..registry.cache import FALLBACKS
 from ..registry.errors import NameUnknownError, UnauthorizedError, UnsupportedError
-from ..registry.leases import fleet_lease
+from ..registry.leases import KeepAlive, fleet_lease
 from ..registry.names import NAME_PATTERN
 from . import access, blobs, manifests, metrics, uploads
 from .accesslog import access_logged
@@ -378,13 +378,17 @@ class RegistryApp:
     async def _scrub_loop(self) -> None:
         """Verify the whole store every interval, at the configured read rate.
 
-        The first run waits a random part of the interval, so that a fleet's instances spread.
+        The first run waits a random part of the interval, so that a fleet's instances spread;
+        the fleet lease ``scrub`` lets one instance (or worker) scrub at a time.
         """
-        scrub = self.state.config.scrub
+        scrub, driver = self.state.config.scrub, self.state.registry.driver
         await asyncio.sleep(random.uniform(0, scrub.interval))
         while True:
-            await self.state.run(scrub_once, self.state.registry.driver, scrub.ratelimit or None,
-                                 self.state.scrub)
+            await self.state.run(
+                run_leased, driver, self.state.redis, "scrub",
+                lambda lease: scrub_once(driver, scrub.ratelimit or None, self.state.scrub,
+                                         KeepAlive(lease)),
+            )
             await asyncio.sleep(scrub.interval)
 
     async def _gc_loop(self) -> None:
