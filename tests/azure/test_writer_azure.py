@@ -263,14 +263,15 @@ def test_fresh_writer_over_committed_blocks(driver: StorageDriver) -> None:
 def test_tail_survives_close_as_a_short_block(
     driver: StorageDriver, backend_azure: Backend, container: ContainerClient
 ) -> None:
-    """close() stages the tail (no side object); the next session continues after it."""
+    """close() stages the tail (no state object, only the fence of issue 11); the next session
+    continues after it."""
     w = driver.writer("/t")
     w.write(b"abc")
     w.close()
     _, uncommitted = block_lists(container, blob_name(backend_azure, "/t"))
     assert uncommitted == [Block(0, 1, 3).id]
     assert [n for n in container.list_blob_names(name_starts_with=blob_name(backend_azure, "/"))
-            if "~" in n] == []  # fmt: skip
+            if "~" in n] == [blob_name(backend_azure, "/t~from~0")]  # fmt: skip
     w = driver.writer("/t", append=True)
     w.write(b"def")
     w.commit()
