@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from layerstore_core.testing import Backend, ConformanceSuite
+from layerstore_core.testing.onewriter import WholePartRivalCases
 
 
 def _everything_under(root: str) -> list[str]:
@@ -15,7 +16,7 @@ def _everything_under(root: str) -> list[str]:
     return found
 
 
-class TestConformanceFilesystem(ConformanceSuite):
+class TestConformanceFilesystem(ConformanceSuite, WholePartRivalCases):
     @pytest.fixture
     def conformance_backend(self, backend_filesystem: Backend) -> Backend:
         root = backend_filesystem.params["rootdirectory"]

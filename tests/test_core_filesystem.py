@@ -151,3 +151,37 @@ def test_stat_reports_mtime_in_utc(fs: FilesystemDriver, root: Path) -> None:
     assert info.modified.timestamp() == 1_700_000_000
     assert info.modified.utcoffset() is not None and not info.modified.utcoffset()
     assert info.size == 4 and not info.is_dir
+
+
+def test_patch_racing_commit_cannot_reach_the_blob(
+    fs: FilesystemDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rival claiming in the window between a commit and its move is refused.
+
+    The rival writes at the moment the file is renamed (``os.replace``): the committing
+    writer still holds the lock then, so the rival's bytes never reach the destination.
+    """
+    from layerstore_core import WriteConflictError
+
+    fs.put_content("/up/data", b"verified")
+    committing = fs.writer("/up/data", append=True)
+    rival = fs.writer("/up/data", append=True)
+    real_replace = os.replace
+    outcome: list[str] = []
+
+    def racing_replace(src: str, dst: str) -> None:
+        if not outcome:
+            try:
+                rival.write(b"-extra")
+                rival.close()
+                outcome.append("rival wrote")
+            except WriteConflictError:
+                outcome.append("rival refused")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(filesystem.os, "replace", racing_replace)
+    fs.commit_to(committing, "/blobs/data")
+    assert outcome == ["rival refused"]
+    assert fs.get_content("/blobs/data") == b"verified"
+    with pytest.raises(PathNotFoundError):
+        fs.stat("/up/data")

@@ -44,6 +44,7 @@ class S3Bucket(Bucket):
 
     delete_batch: ClassVar[int] = 1000  # DeleteObjects' limit
     max_parts: ClassVar[int] = MAX_PARTS
+    sparse_part_numbers: ClassVar[bool] = True
 
     def __init__(self, client: S3Client, params: S3Params, *, owns_client: bool) -> None:
         self.client = client
@@ -206,7 +207,8 @@ class S3Bucket(Bucket):
         """The short final part (if any) goes up first, then one CompleteMultipartUpload."""
         done = list(parts)
         if last.nbytes or not done:
-            done.append(self.upload_part(key, upload_id, len(done) + 1, last))
+            number = done[-1].number + 1 if done else 1  # numbers may skip: only order counts
+            done.append(self.upload_part(key, upload_id, number, last))
         listed: list[CompletedPartTypeDef] = []
         for part in done:
             entry: CompletedPartTypeDef = {"PartNumber": part.number, "ETag": part.etag}

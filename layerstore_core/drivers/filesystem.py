@@ -19,7 +19,9 @@ can create them there is trusted as much as the operator who chose the root.
   file still has the size it opened at and is still the file at the path. A rival writer —
   another thread, process or (over NFS, where Linux maps flock to byte-range locks) host — gets
   :class:`WriteConflictError` at once, and the kernel drops the lock of a killed process, so a
-  crashed writer's retry proceeds immediately.
+  crashed writer's retry proceeds immediately. ``commit_to`` renames the file to its destination
+  while the lock is held, so a rival that claims after the commit finds the file gone from the
+  path (a conflict) instead of appending to bytes that are then moved into a blob.
 * Directories are real; they are created on demand (the root too) and are left behind, empty,
   when their last file goes (Distribution does the same; ``delete`` of a parent removes them).
 
@@ -185,6 +187,19 @@ class FilesystemDriver(StorageDriver):
                 raise
         return writer
 
+    def _commit_to(self, writer: FileWriter, dest: str) -> None:
+        """Commit and rename under the writer's lock (see the module docstring)."""
+        if not isinstance(writer, _FilesystemWriter):
+            super()._commit_to(writer, dest)
+            return
+        dst = self._full(dest)
+        with _translated(dest):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                shutil.rmtree(dst)  # move overwrites whatever is at dest
+        writer.move_on_commit = dst
+        writer.commit()
+
     def _stat(self, path: str) -> FileInfo:
         with _translated(path):
             try:
@@ -273,6 +288,8 @@ class _FilesystemWriter(FileWriter):
         self._file = file
         self._full = full
         self._claimed = False
+        #: Set by ``commit_to``: the file is renamed here before the lock is let go.
+        self.move_on_commit: str | None = None
 
     def claim(self, expected: int | None = None) -> None:
         """Become the file's one writer, or raise WriteConflictError (see the module docstring).
@@ -325,6 +342,8 @@ class _FilesystemWriter(FileWriter):
             try:
                 self._file.flush()
                 os.fsync(self._file.fileno())
+                if self.move_on_commit is not None:
+                    os.replace(self._full, self.move_on_commit)
             finally:
                 self._file.close()
 

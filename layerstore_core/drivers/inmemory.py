@@ -42,6 +42,8 @@ class MemoryBucket(Bucket):
     """The object-store primitives over a dict, guarded by one lock."""
 
     delete_batch: ClassVar[int] = 1000
+    #: Parts are kept by number and completion joins the listed ones, as S3 does.
+    sparse_part_numbers: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._objects: dict[str, _Object] = {}

@@ -87,6 +87,9 @@ class Bucket(ABC):
     uneven_parts: ClassVar[bool] = False
     #: Largest part number a store takes (S3: 10,000; Azure: 50,000 blocks).
     max_parts: ClassVar[int] = 10_000
+    #: Part numbers need only ascend (S3): completion takes any ascending subset of the
+    #: parts, so a continuing writer may skip numbers to share none with a rival.
+    sparse_part_numbers: ClassVar[bool] = False
 
     #: Parts uploaded at once by one writer (1: each part is sent before the next fills).
     max_concurrency: int = 1
@@ -146,6 +149,7 @@ class Bucket(ABC):
         """Upload part ``number``: ``data`` starts at ``(number - 1) * part_size`` bytes.
 
         A part uploaded again replaces the earlier one (a resume after a crash does that).
+        With :attr:`sparse_part_numbers` the number only orders the part.
         """
 
     @abstractmethod
