@@ -50,6 +50,22 @@ def _finish(driver: StorageDriver, path: str, expected: bytes) -> None:
     assert driver.get_content(path) == expected + tail
 
 
+def _write_then_close(*rivals: tuple[FileWriter, bytes]) -> list[bool]:
+    """Each rival writes, then each closes; whether each got through without a conflict."""
+    outcome = []
+    for writer, data in rivals:
+        try:
+            writer.write(data)
+            outcome.append(True)
+        except WriteConflictError:
+            outcome.append(False)
+    for i, (writer, _) in enumerate(rivals):
+        try:
+            writer.close()
+        except WriteConflictError:
+            outcome[i] = False
+    return outcome
+
 class OneWriterCases(SuiteBase):
     """Rivals from one offset: one close succeeds, the other is refused, nothing is torn."""
 
@@ -82,21 +98,7 @@ class OneWriterCases(SuiteBase):
         base = self._started(driver, path)
         first, second = driver.writer(path, append=True), driver.writer(path, append=True)
         mine, theirs = payload(2 * KIB, seed=2), payload(2 * KIB, seed=3)
-        outcome = []
-        for writer, data in ((first, mine), (second, theirs)):
-            try:
-                writer.write(data)
-                outcome.append(True)
-            except WriteConflictError:
-                outcome.append(False)
-        for i, writer in enumerate((first, second)):
-            if outcome[i]:
-                try:
-                    writer.close()
-                except WriteConflictError:
-                    outcome[i] = False
-            else:
-                writer.close()
+        outcome = _write_then_close((first, mine), (second, theirs))
         assert outcome.count(True) == 1, outcome
         _finish(driver, path, base + (mine if outcome[0] else theirs))
 
@@ -151,17 +153,6 @@ class WholePartRivalCases(SuiteBase):
             writer.write(base)
         first, second = driver.writer(path, append=True), driver.writer(path, append=True)
         mine, theirs = payload(2 * WHOLE_PART + 5, seed=2), payload(2 * WHOLE_PART + 5, seed=3)
-        outcome = []
-        for writer, data in ((first, mine), (second, theirs)):
-            try:
-                writer.write(data)
-                outcome.append(True)
-            except WriteConflictError:
-                outcome.append(False)
-        for i, writer in enumerate((first, second)):
-            try:
-                writer.close()
-            except WriteConflictError:
-                outcome[i] = False
+        outcome = _write_then_close((first, mine), (second, theirs))
         assert outcome.count(True) == 1, outcome
         _finish(driver, path, base + (mine if outcome[0] else theirs))
