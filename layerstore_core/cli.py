@@ -53,6 +53,21 @@ def load_configured_driver(config: Any) -> Any:
         raise CLIError(f"storage.{config.driver}: {exc}") from None
 
 
+def duration_flag(value: str | None, flag: str, default: float) -> float:
+    """A duration flag (``--age``, ``--grace``), or the config's value when not given."""
+    from .server.config import ConfigError, parse_duration
+
+    try:
+        return parse_duration(value, flag) if value else default
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def command_logging(level: int | str) -> None:
+    """Log lines of a one-shot command: level, logger, message (no timestamps)."""
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
 def _serve_overrides(args: argparse.Namespace) -> dict[str, str]:
     """``--addr`` and ``--root`` as the ``REGISTRY_`` variables they stand for (which they beat)."""
     out = {}
@@ -119,19 +134,12 @@ def cmd_purge_uploads(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     from .progress import terminal_progress
     from .registry.purge import purge_uploads
-    from .server.config import ConfigError, parse_duration
 
-    try:
-        age = parse_duration(args.age, "--age") if args.age else config.purge.age
-    except ConfigError as exc:
-        raise CLIError(str(exc)) from None
-    logging.basicConfig(level=config.log_level, format="%(levelname)s %(name)s: %(message)s")
+    age = duration_flag(args.age, "--age", config.purge.age)
+    command_logging(config.log_level)
     # Each upload is printed once below; the purge's own line per upload is for the server's log.
     logging.getLogger(purge_uploads.__module__).setLevel(logging.WARNING)
-    try:
-        driver = discovery.load_driver(config.driver, **dict(config.driver_params))
-    except (discovery.DriverNotFoundError, discovery.DriverLoadError, ParameterError) as exc:
-        raise CLIError(f"storage.{config.driver}: {exc}") from None
+    driver = load_configured_driver(config)
     with terminal_progress(quiet=args.json) as progress:
         purged = _purge_leased(config, driver, dt.timedelta(seconds=age), args.dry_run, progress)
     if args.json:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 from typing import TYPE_CHECKING, Any
 
 from ..progress import Progress, terminal_progress
@@ -38,15 +37,11 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from ..cli import CLIError, _load_config, load_configured_driver
-    from ..server.config import ConfigError, parse_duration
+    from ..cli import CLIError, _load_config, command_logging, duration_flag, load_configured_driver
 
     config = _load_config(args.config)
-    try:
-        grace = parse_duration(args.grace, "--grace") if args.grace else config.gc.grace
-    except ConfigError as exc:
-        raise CLIError(str(exc)) from None
-    logging.basicConfig(level=config.log_level, format="%(levelname)s %(name)s: %(message)s")
+    grace = duration_flag(args.grace, "--grace", config.gc.grace)
+    command_logging(config.log_level)
     client = _redis(config)
     registry = _registry(config, load_configured_driver(config), client)
     options: dict[str, Any] = {

@@ -98,7 +98,7 @@ def scan_blobs(
     driver: StorageDriver, seen: Callable[[int], None] | None = None
 ) -> dict[str, BlobInfo]:
     """Every blob's data object, from one walk of ``blobs/``."""
-    root = p.path_for(p.RepositoriesPath()).rsplit("/", 1)[0] + "/blobs"
+    root = f"{p.ROOT}/blobs"
     blobs: dict[str, BlobInfo] = {}
     for info in _walk(driver, root):
         if seen is not None:

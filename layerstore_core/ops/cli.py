@@ -97,7 +97,9 @@ def parse_sample(text: str | None) -> int | float | None:
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from ..cli import command_logging
+
+    command_logging(logging.WARNING)
 
 
 def cmd_copy(args: argparse.Namespace) -> int:

@@ -120,7 +120,7 @@ def lease_path(name: str) -> str:
     """``<root>/docker/registry/v2/_leases/<name>`` beside ``repositories/``; gc: ``_gc/lease``."""
     if name == "gc":  # where gc has always kept it (docs/DESIGN.md, the gc section)
         return p.path_for(p.GCLeasePath())
-    return p.path_for(p.RepositoriesPath()).rsplit("/", 1)[0] + f"/_leases/{name}"
+    return f"{p.ROOT}/_leases/{name}"
 
 
 class StorageLease:
