@@ -383,7 +383,9 @@ class StorageDriver(ABC):
         object) instead of failing the append and then looking again for a fresh write's
         discard. A fresh write stores nothing before its first byte, so opening one to learn
         that ``size`` is 0 and releasing it is no backend write (closing it empty leaves
-        nothing to append to either).
+        nothing to append to either). Of rival fresh writes of one path (each found nothing),
+        one may store its bytes; the others get :class:`WriteConflictError` (one writer per
+        upload, conformance ``OneWriterCases``).
         """
         self._valid(path)
         return self._call("resume_writer", path, lambda: self._resume_writer(path))
