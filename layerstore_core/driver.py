@@ -383,7 +383,9 @@ class StorageDriver(ABC):
         object) instead of failing the append and then looking again for a fresh write's
         discard. A fresh write stores nothing before its first byte, so opening one to learn
         that ``size`` is 0 and releasing it is no backend write (closing it empty leaves
-        nothing to append to either).
+        nothing to append to either). Of rival fresh writes of one path (each found nothing),
+        one may store its bytes; the others get :class:`WriteConflictError` (one writer per
+        upload, conformance ``OneWriterCases``).
         """
         self._valid(path)
         return self._call("resume_writer", path, lambda: self._resume_writer(path))
@@ -399,6 +401,25 @@ class StorageDriver(ABC):
         self._valid(dest)
         writer._check_open("commit")
         self._call("commit_to", dest, lambda: self._commit_to(writer, dest))
+
+    @final
+    def move_committed(self, writer: FileWriter, dest: str) -> None:
+        """``move(writer.path, dest)`` of what ``writer`` committed in place, still unchanged.
+
+        For a commit that reads its content back between ``commit()`` and the move (a digest
+        other than SHA-256, a stored copy to compare): where another writer could have
+        continued the content since (the filesystem appends in place), the move refuses it
+        with :class:`WriteConflictError` instead of moving bytes the caller never read. The
+        default is ``move``: object stores keep a committed object as it is until a rival
+        commits, which is a verified commit of its own.
+        """
+        self._valid(dest)
+        if writer.state is not WriterState.COMMITTED:
+            raise WriterClosedError(
+                f"cannot move: writer is {writer.state.value}, not committed",
+                driver=self.name, path=writer.path,
+            )
+        self._call("move", writer.path, lambda: self._move_committed(writer, dest))
 
     @final
     def stat(self, path: str) -> FileInfo:
@@ -529,6 +550,10 @@ class StorageDriver(ABC):
     def _commit_to(self, writer: FileWriter, dest: str) -> None:
         """Commit in place, then move; drivers that can store at ``dest`` directly override."""
         writer.commit()
+        self._move(writer.path, dest)
+
+    def _move_committed(self, writer: FileWriter, dest: str) -> None:
+        """A plain move; drivers whose committed content others can change in place override."""
         self._move(writer.path, dest)
 
     def _put_content_if_absent(self, path: str, data: bytes) -> bool:

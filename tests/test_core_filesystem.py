@@ -1,5 +1,6 @@
 """Filesystem specifics the shared suite cannot see: the on-disk mapping, atomicity, resume."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -7,9 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from layerstore_core import PathNotFoundError, StorageDriverError, load_driver
+from layerstore_core import (
+    PathNotFoundError,
+    RangeInvalidError,
+    Registry,
+    StorageDriverError,
+    load_driver,
+)
 from layerstore_core.drivers import filesystem
 from layerstore_core.drivers.filesystem import TEMP_PREFIX, FilesystemDriver, FilesystemParams
+from layerstore_core.registry import paths as p
+from layerstore_core.registry import uploads
+from layerstore_core.registry.blobs import BlobStore
 
 
 @pytest.fixture
@@ -185,3 +195,93 @@ def test_patch_racing_commit_cannot_reach_the_blob(
     assert fs.get_content("/blobs/data") == b"verified"
     with pytest.raises(PathNotFoundError):
         fs.stat("/up/data")
+
+
+def _upload_with_data(blobs: BlobStore, data: bytes) -> str:
+    upload = blobs.create_upload()
+    upload.start_data()
+    upload = blobs.resume_upload(upload.id)
+    upload.write(data)
+    upload.close()
+    return upload.id
+
+
+@pytest.mark.parametrize("case", ["sha512", "damaged-copy"])
+def test_patch_racing_a_read_back_commit_cannot_reach_the_blob(
+    fs: FilesystemDriver, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """A commit through ``commit()`` then ``move()``: a PATCH appending in between is refused.
+
+    The rival resumes and appends at the last step before the move (``commit.marked``), after
+    the data was committed in place and read back (a SHA-512 digest) or compared with a stored
+    copy that is damaged. The move refuses the changed file (416), so the blob never holds
+    the rival's bytes: it is absent, or still the damaged copy.
+    """
+    blobs = Registry(fs).repository("race/one").blobs
+    data = b"verified bytes " * 100
+    digest = ("sha512:" + hashlib.sha512(data).hexdigest() if case == "sha512"
+              else "sha256:" + hashlib.sha256(data).hexdigest())
+    blob = p.path_for(p.BlobDataPath(digest))
+    damaged = b"X" * len(data)
+    if case == "damaged-copy":
+        fs.put_content(blob, damaged)
+    upload_id = _upload_with_data(blobs, data)
+    rivals: list[str] = []
+
+    def rival_patch(step: str) -> None:
+        if step == "commit.marked" and not rivals:
+            rival = blobs.resume_upload(upload_id)
+            rival.write(b"-unverified")
+            rival.close()
+            rivals.append("appended")
+
+    monkeypatch.setattr(uploads, "pause_point", rival_patch)
+    with pytest.raises(RangeInvalidError):
+        blobs.resume_upload(upload_id).commit(digest, len(data))
+    assert rivals == ["appended"]
+    if case == "sha512":
+        with pytest.raises(PathNotFoundError):
+            fs.stat(blob)
+    else:
+        assert fs.get_content(blob) == damaged
+    assert not blobs.exists(digest)
+
+
+def test_move_committed_refuses_a_rival_still_writing(fs: FilesystemDriver) -> None:
+    from layerstore_core import WriteConflictError
+
+    fs.put_content("/up/data", b"verified")
+    committing = fs.writer("/up/data", append=True)
+    committing.commit()
+    rival = fs.writer("/up/data", append=True)
+    rival.write(b"-extra")  # holds the lock, its bytes still buffered
+    with pytest.raises(WriteConflictError):
+        fs.move_committed(committing, "/blobs/data")
+    rival.close()
+    with pytest.raises(WriteConflictError):  # it changed the file since the commit
+        fs.move_committed(committing, "/blobs/data")
+    with pytest.raises(PathNotFoundError):
+        fs.stat("/blobs/data")
+
+
+def test_rival_first_chunks_of_an_upload_without_data(fs: FilesystemDriver) -> None:
+    """An upload started without its empty data write (Distribution's, or an older one).
+
+    Two requests resume it before either writes: the first creates the data file, the second
+    is refused (416) instead of truncating the first's chunk; the upload commits the first's.
+    """
+    blobs = Registry(fs).repository("race/one").blobs
+    upload_id = blobs.create_upload().id  # startedat only, as before start_data
+    first, second = blobs.resume_upload(upload_id), blobs.resume_upload(upload_id)
+    mine, theirs = b"first chunk " * 50, b"rival chunk " * 50
+    first.write(mine)
+    first.close()
+    with pytest.raises(RangeInvalidError):
+        second.write(theirs)
+    second.close()
+    upload = blobs.resume_upload(upload_id)
+    assert upload.offset == len(mine)
+    digest = "sha256:" + hashlib.sha256(mine).hexdigest()
+    upload.commit(digest, len(mine))
+    with blobs.open(digest) as stream:
+        assert stream.read() == mine

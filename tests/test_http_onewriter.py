@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from layerstore_core.registry import paths as p
 from layerstore_core.testing import Backend
 from tests.backends._servers import free_port
 from tests.images import RegistryProcess, write_config
@@ -108,6 +109,46 @@ def test_same_chunk_to_two_servers_one_wins(
         got = httpx.get(f"{urls[0]}/v2/race/one/blobs/{digest}", follow_redirects=True,
                         timeout=TIMEOUT)
         assert got.status_code == 200 and got.content == expected
+    finally:
+        for proc, _ in servers:
+            proc.stop()
+
+
+def test_first_chunks_of_an_upload_without_data_one_wins(
+    backend_filesystem: Backend, tmp_path: Path
+) -> None:
+    """An upload started without its empty data write (Distribution's POST in a mixed fleet,
+    or one from before ``start_data``): rivals' first chunks, one per server, one accepted.
+
+    The data file is removed after the POST; both PATCHes then find nothing to continue, and
+    the filesystem's fresh write creates it with ``O_EXCL``, so the later one gets 416 instead
+    of truncating the first's chunk. :data:`RACES` uploads, each committed to the winner's bytes.
+    """
+    rng = random.Random("first-chunk")
+    driver = backend_filesystem.make()
+    servers = [_serve(backend_filesystem, tmp_path, name) for name in ("a", "b")]
+    urls = [url for _, url in servers]
+    try:
+        for race in range(RACES):
+            r = httpx.post(f"{urls[0]}/v2/race/one/blobs/uploads/", timeout=TIMEOUT)
+            assert r.status_code == 202, r.text
+            location = path_of(r.headers["Location"])
+            upload_id = location.split("?")[0].rsplit("/", 1)[1]
+            driver.delete(p.path_for(p.UploadDataPath("race/one", upload_id)))
+            bodies = [rng.randbytes(32 * 1024 + race) for _ in urls]
+            answers = _race(urls, location, 0, bodies)
+            codes = [a.status_code for a in answers]
+            assert codes.count(202) == 1, (race, codes, [a.text for a in answers])
+            winner = answers[codes.index(202)]
+            assert answers[1 - codes.index(202)].status_code in REFUSED, (race, codes)
+            expected = bodies[codes.index(202)]
+            location = path_of(winner.headers["Location"])
+            digest = "sha256:" + hashlib.sha256(expected).hexdigest()
+            r = httpx.put(f"{urls[1]}{location}&digest={quote(digest, safe='')}",
+                          timeout=TIMEOUT)
+            assert r.status_code == 201, (race, r.text)
+            got = httpx.get(f"{urls[0]}/v2/race/one/blobs/{digest}", timeout=TIMEOUT)
+            assert got.status_code == 200 and got.content == expected, race
     finally:
         for proc, _ in servers:
             proc.stop()

@@ -21,7 +21,12 @@ can create them there is trusted as much as the operator who chose the root.
   :class:`WriteConflictError` at once, and the kernel drops the lock of a killed process, so a
   crashed writer's retry proceeds immediately. ``commit_to`` renames the file to its destination
   while the lock is held, so a rival that claims after the commit finds the file gone from the
-  path (a conflict) instead of appending to bytes that are then moved into a blob.
+  path (a conflict) instead of appending to bytes that are then moved into a blob. A commit in
+  place records the file's identity (inode, size, mtime); ``move_committed`` takes the lock and
+  renames only while the file still has it, so what a rival appended after the commit (while the
+  caller read the content back) is refused, not moved. ``resume_writer``'s fresh write (nothing
+  was there) creates the file with ``O_EXCL`` at its first byte: of rivals that each found
+  nothing, one creates it and the others get :class:`WriteConflictError`.
 * Directories are real; they are created on demand (the root too) and are left behind, empty,
   when their last file goes (Distribution does the same; ``delete`` of a parent removes them).
 
@@ -187,18 +192,68 @@ class FilesystemDriver(StorageDriver):
                 raise
         return writer
 
+    def _resume_writer(self, path: str) -> FileWriter:
+        """Append, or a fresh write that creates the file, exclusively, at its first byte.
+
+        Nothing was there when the resume looked, so a file there at the first byte is a
+        rival's fresh write: ``O_EXCL`` makes exactly one of them the writer (the others get
+        WriteConflictError) instead of the later truncating the earlier's bytes.
+        """
+        try:
+            return self._writer(path, True)
+        except PathNotFoundError:
+            return _FilesystemWriter(self.name, path, None, self._full(path), 0)
+
     def _commit_to(self, writer: FileWriter, dest: str) -> None:
         """Commit and rename under the writer's lock (see the module docstring)."""
         if not isinstance(writer, _FilesystemWriter):
             super()._commit_to(writer, dest)
             return
+        self._make_room(dest)
+        writer.move_on_commit = self._full(dest)
+        writer.commit()
+
+    def _move_committed(self, writer: FileWriter, dest: str) -> None:
+        """Rename under the file's lock, and only while it is the file the writer committed.
+
+        A rival that appended after the commit (and let its lock go) changed the size or the
+        modification time; one still writing holds the lock; one that claims after the rename
+        finds the file gone from the path. Each way the rival's bytes never reach ``dest``.
+        """
+        committed = writer.committed if isinstance(writer, _FilesystemWriter) else None
+        if committed is None:  # not committed in place by this driver: nothing to compare
+            super()._move_committed(writer, dest)
+            return
+        assert isinstance(writer, _FilesystemWriter)
+        source = writer.full
+        with _translated(writer.path):
+            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with _translated(writer.path):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise WriteConflictError(
+                        "another writer is continuing this committed write", path=writer.path
+                    ) from None
+                now, named = _identity(os.fstat(fd)), _identity(os.stat(source))
+            if now != committed or named != committed:
+                raise WriteConflictError(
+                    "another writer continued this write after its commit", path=writer.path
+                )
+            self._make_room(dest)
+            with _translated(writer.path):
+                os.replace(source, self._full(dest))
+        finally:
+            os.close(fd)  # lets the lock go
+
+    def _make_room(self, dest: str) -> None:
+        """Create ``dest``'s parents and remove a directory at ``dest``: a move overwrites it."""
         dst = self._full(dest)
         with _translated(dest):
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             if os.path.isdir(dst) and not os.path.islink(dst):
-                shutil.rmtree(dst)  # move overwrites whatever is at dest
-        writer.move_on_commit = dst
-        writer.commit()
+                shutil.rmtree(dst)
 
     def _stat(self, path: str) -> FileInfo:
         with _translated(path):
@@ -243,10 +298,7 @@ class FilesystemDriver(StorageDriver):
         src, dst = self._full(source), self._full(dest)
         with _translated(source):
             os.lstat(src)
-        with _translated(dest):
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            if os.path.isdir(dst) and not os.path.islink(dst):
-                shutil.rmtree(dst)  # move overwrites whatever is at dest
+        self._make_room(dest)
         with _translated(source):
             os.replace(src, dst)
 
@@ -280,16 +332,46 @@ class FilesystemDriver(StorageDriver):
                     with contextlib.suppress(OSError):  # not empty (or gone): it stays
                         os.rmdir(os.path.dirname(full))
 
-class _FilesystemWriter(FileWriter):
-    """Writes in place through a buffered file; the file on disk is the resume state."""
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What an append or a rewrite changes: the inode, the size and the modification time."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
-    def __init__(self, driver: str, path: str, file: BinaryIO, full: str, size: int) -> None:
+
+def _create(path: str, full: str) -> BinaryIO:
+    """Create the file, failing if it exists: the one fresh writer (``resume_writer``'s)."""
+    with _translated(path):
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        try:
+            fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         0o666)
+        except FileExistsError:
+            raise WriteConflictError("another writer started this write", path=path) from None
+    return open(fd, "wb", buffering=WRITE_BUFFER)
+
+
+class _FilesystemWriter(FileWriter):
+    """Writes in place through a buffered file; the file on disk is the resume state.
+
+    With no file (``resume_writer`` found none) the file is created at the first byte, or at
+    commit, with ``O_EXCL``; until then the writer has stored nothing.
+    """
+
+    def __init__(
+        self, driver: str, path: str, file: BinaryIO | None, full: str, size: int
+    ) -> None:
         super().__init__(driver, path, size)
         self._file = file
-        self._full = full
+        self.full = full
         self._claimed = False
         #: Set by ``commit_to``: the file is renamed here before the lock is let go.
         self.move_on_commit: str | None = None
+        #: After a commit in place: the file's identity then, which ``move_committed`` checks.
+        self.committed: tuple[int, int, int, int] | None = None
+
+    def _opened(self) -> BinaryIO:
+        if self._file is None:
+            self._file = _create(self.path, self.full)
+        return self._file
 
     def claim(self, expected: int | None = None) -> None:
         """Become the file's one writer, or raise WriteConflictError (see the module docstring).
@@ -300,7 +382,7 @@ class _FilesystemWriter(FileWriter):
         """
         if self._claimed:
             return
-        fd = self._file.fileno()
+        fd = self._opened().fileno()
         with _translated(self.path):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -309,7 +391,7 @@ class _FilesystemWriter(FileWriter):
                     from None
             held = os.fstat(fd)
             try:
-                named = os.stat(self._full)
+                named = os.stat(self.full)
             except FileNotFoundError:
                 named = None
         problem = None
@@ -325,7 +407,7 @@ class _FilesystemWriter(FileWriter):
     def _write(self, data: memoryview) -> None:
         self.claim()
         with _translated(self.path):
-            self._file.write(data)
+            self._opened().write(data)
 
     def _close(self) -> None:
         """Flush to the page cache: any process (and, over NFS, any host) sees it from now on.
@@ -333,26 +415,31 @@ class _FilesystemWriter(FileWriter):
         No fsync: an unfinished upload is the client's to re-send after a machine crash, and an
         fsync per chunk quartered upload throughput (bench/blob_upload.py). Commit syncs.
         """
-        with _translated(self.path):
-            self._file.close()
+        self._release()
 
     def _commit(self) -> None:
         self.claim()
+        file = self._opened()
         with _translated(self.path):
             try:
-                self._file.flush()
-                os.fsync(self._file.fileno())
+                file.flush()
+                os.fsync(file.fileno())
                 if self.move_on_commit is not None:
-                    os.replace(self._full, self.move_on_commit)
+                    os.replace(self.full, self.move_on_commit)
+                else:
+                    self.committed = _identity(os.fstat(file.fileno()))
             finally:
-                self._file.close()
+                file.close()
 
     def _cancel(self) -> None:
+        if self._file is None:  # a fresh write that stored nothing: nothing to discard
+            return
         self._file.close()
         with _translated(self.path), contextlib.suppress(FileNotFoundError):
-            os.unlink(self._full)
+            os.unlink(self.full)
 
     def _release(self) -> None:
         """Close the file: writes land in place, so what was written is kept (no sync)."""
-        with _translated(self.path):
-            self._file.close()
+        if self._file is not None:
+            with _translated(self.path):
+                self._file.close()

@@ -395,15 +395,28 @@ class BlobUpload:
         self._driver.put_content(self._commit_path, f"{digest} {length}".encode("ascii"))
         pause_point("commit.marked")
         assert self._writer is not None
-        if self._writer.state is not WriterState.COMMITTED:
-            with self._unless_finished_elsewhere():
+        with self._unless_finished_elsewhere():
+            if self._writer.state is not WriterState.COMMITTED:
                 self._driver.commit_to(self._open_writer(), blob)
-            return
-        try:
+                return
+            try:
+                self._move_committed(blob)
+            except PathNotFoundError:
+                if blob_size(self._driver, blob) != length:  # not a racing commit's success
+                    raise
+
+    def _move_committed(self, blob: str) -> None:
+        """Move the data committed in place (and read back) to ``blob``, only if unchanged.
+
+        A PATCH racing the commit may have appended to the data after it was verified; the
+        driver then refuses the move (WriteConflictError, answered 416) rather than put
+        unverified bytes in the blob.
+        """
+        writer = self._writer
+        if writer is not None and writer.state is WriterState.COMMITTED:
+            self._driver.move_committed(writer, blob)
+        else:  # a recovered commit: this session committed nothing
             self._driver.move(self._data_path, blob)
-        except PathNotFoundError:
-            if blob_size(self._driver, blob) != length:  # not a racing commit's success
-                raise
 
     def _stored_copy_matches(self, blob: str, length: int) -> bool:
         """The cheap check: both ends of the stored blob equal the upload's.
@@ -437,7 +450,8 @@ class BlobUpload:
         blob = p.path_for(p.BlobDataPath(digest))
         if blob_size(self._driver, blob) != length:
             try:
-                self._driver.move(self._data_path, blob)
+                with self._unless_finished_elsewhere():
+                    self._move_committed(blob)
             except PathNotFoundError:
                 raise BlobUploadInvalidError(
                     f"blob {digest} was collected during commit; upload it again"

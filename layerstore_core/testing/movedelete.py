@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..driver import StorageDriver
-from ..errors import PathNotFoundError
+from ..errors import PathNotFoundError, WriterClosedError
 from ._base import MIB, SuiteBase, payload, raises, under
 
 
@@ -28,6 +28,21 @@ class MoveDeleteCases(SuiteBase):
         driver.move(source, dest)
         assert driver.stat(dest).size == len(data)
         assert driver.get_content(dest) == data
+
+    def test_move_committed(self, driver: StorageDriver, root: str) -> None:
+        """What a writer committed in place, moved; a writer not committed is refused."""
+        source, dest = under(root, "src"), under(root, "dst")
+        data = payload(5000)
+        writer = driver.writer(source)
+        with raises(driver, WriterClosedError):
+            driver.move_committed(writer, dest)
+        writer.write(data)
+        writer.commit()
+        driver.put_content(dest, payload(64))
+        driver.move_committed(writer, dest)
+        assert driver.get_content(dest) == data
+        with raises(driver, PathNotFoundError):
+            driver.stat(source)
 
     def test_move_overwrite(self, driver: StorageDriver, root: str) -> None:
         source, dest = under(root, "src"), under(root, "dst")

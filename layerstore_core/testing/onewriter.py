@@ -16,8 +16,8 @@ from collections.abc import Callable
 import pytest
 
 from ..driver import FileWriter, StorageDriver
-from ..errors import WriteConflictError
-from ._base import KIB, MIB, SuiteBase, payload, under
+from ..errors import PathNotFoundError, WriteConflictError
+from ._base import KIB, MIB, SuiteBase, payload, raises, under
 
 #: Larger than every part size the conformance backends use (S3's default ``chunksize``).
 WHOLE_PART = 10 * MIB
@@ -38,6 +38,11 @@ def _attempt(open_writer: Callable[[], FileWriter], data: bytes) -> bool:
     except WriteConflictError:
         return False
     return True
+
+
+def _given(writer: FileWriter) -> Callable[[], FileWriter]:
+    """An opener for :func:`_attempt` of a writer opened already."""
+    return lambda: writer
 
 
 def _finish(driver: StorageDriver, path: str, expected: bytes) -> None:
@@ -128,6 +133,42 @@ class OneWriterCases(SuiteBase):
             assert won.count(True) == 1, (race, won)
             expected += bodies[won.index(True)]
         _finish(driver, path, expected)
+
+
+    def test_rival_fresh_writes(self, driver: StorageDriver, root: str) -> None:
+        """Two ``resume_writer`` that found nothing (an upload without its empty data write)."""
+        for case, closes_first in (("closed", True), ("open", False)):
+            path = under(root, case, "upload")
+            first, second = driver.resume_writer(path), driver.resume_writer(path)
+            assert first.size == second.size == 0
+            mine, theirs = payload(2 * KIB, seed=2), payload(2 * KIB, seed=3)
+            if closes_first:
+                outcome = [_attempt(_given(first), mine), _attempt(_given(second), theirs)]
+            else:
+                outcome = _write_then_close((first, mine), (second, theirs))
+            assert outcome.count(True) == 1, (case, outcome)
+            _finish(driver, path, mine if outcome[0] else theirs)
+
+    def test_rival_continuing_a_committed_write(self, driver: StorageDriver, root: str) -> None:
+        """``move_committed`` never moves what a rival appended after the commit.
+
+        The filesystem appends in place, so it refuses the move; object stores keep the
+        committed object until a rival commits, so they move the committed bytes.
+        """
+        path, dest = under(root, "upload"), under(root, "blob")
+        base = self._started(driver, path)
+        committing = driver.writer(path, append=True)
+        committing.commit()
+        rival = driver.writer(path, append=True)
+        rival.write(b"-unverified")
+        rival.close()
+        try:
+            driver.move_committed(committing, dest)
+        except WriteConflictError:
+            with raises(driver, PathNotFoundError):
+                driver.stat(dest)
+        else:
+            assert driver.get_content(dest) == base
 
 
 class WholePartRivalCases(SuiteBase):
