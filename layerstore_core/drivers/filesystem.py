@@ -220,22 +220,15 @@ class FilesystemDriver(StorageDriver):
         modification time; one still writing holds the lock; one that claims after the rename
         finds the file gone from the path. Each way the rival's bytes never reach ``dest``.
         """
-        committed = writer.committed if isinstance(writer, _FilesystemWriter) else None
-        if committed is None:  # not committed in place by this driver: nothing to compare
-            super()._move_committed(writer, dest)
+        if not isinstance(writer, _FilesystemWriter) or writer.committed is None:
+            super()._move_committed(writer, dest)  # not committed in place here: nothing to compare
             return
-        assert isinstance(writer, _FilesystemWriter)
-        source = writer.full
+        committed, source = writer.committed, writer.full
         with _translated(writer.path):
             fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
         try:
             with _translated(writer.path):
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise WriteConflictError(
-                        "another writer is continuing this committed write", path=writer.path
-                    ) from None
+                _lock(fd, writer.path, "another writer is continuing this committed write")
                 now, named = _identity(os.fstat(fd)), _identity(os.stat(source))
             if now != committed or named != committed:
                 raise WriteConflictError(
@@ -332,6 +325,15 @@ class FilesystemDriver(StorageDriver):
                     with contextlib.suppress(OSError):  # not empty (or gone): it stays
                         os.rmdir(os.path.dirname(full))
 
+
+def _lock(fd: int, path: str, held_by_rival: str) -> None:
+    """Take the file's exclusive lock without waiting: a rival holding it has the write."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise WriteConflictError(held_by_rival, path=path) from None
+
+
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     """What an append or a rewrite changes: the inode, the size and the modification time."""
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
@@ -384,11 +386,7 @@ class _FilesystemWriter(FileWriter):
             return
         fd = self._opened().fileno()
         with _translated(self.path):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise WriteConflictError("another writer holds this write", path=self.path) \
-                    from None
+            _lock(fd, self.path, "another writer holds this write")
             held = os.fstat(fd)
             try:
                 named = os.stat(self.full)

@@ -134,7 +134,6 @@ class OneWriterCases(SuiteBase):
             expected += bodies[won.index(True)]
         _finish(driver, path, expected)
 
-
     def test_rival_fresh_writes(self, driver: StorageDriver, root: str) -> None:
         """Two ``resume_writer`` that found nothing (an upload without its empty data write)."""
         for case, closes_first in (("closed", True), ("open", False)):
