@@ -18,7 +18,7 @@ from .bucket import (
 )
 from .driver import ObjectStoreDriver
 from .partwriter import PartWriter, UploadState, parts_in_order, state_key
-from .tree import children, visible, walk_entries
+from .tree import child_name, child_names, children, visible, walk_entries
 
 __all__ = [
     "DEFAULT_REDIRECT_EXPIRY",
@@ -31,6 +31,8 @@ __all__ = [
     "Part",
     "PartWriter",
     "UploadState",
+    "child_name",
+    "child_names",
     "children",
     "parts_in_order",
     "state_key",

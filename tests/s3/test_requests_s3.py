@@ -147,3 +147,24 @@ def test_delete_many_is_one_request_per_thousand_keys(make_driver: MakeDriver) -
     driver.delete_many(paths)
     assert requests.take() == {"DeleteObjects": 2}  # 1,020 keys
     assert driver.list("/dm") == ["/dm/keep"]
+
+
+def test_list_of_a_large_subtree_is_few_requests(make_driver: MakeDriver) -> None:
+    """``list`` shows children of visible keys only, without listing the subtree flat.
+
+    ``pending`` holds only an unfinished write's side objects (state and fence): it is looked
+    into once and not listed; ``sub``'s 2,500 keys cost no page beyond the first.
+    """
+    driver = make_driver()
+    paths = [f"/big/sub/{n:05d}" for n in range(2500)] + ["/big/other/x", "/big/top"]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda path: driver.put_content(path, b"x"), paths))
+    writer = driver.writer("/big/pending/w")
+    writer.write(b"unfinished")
+    writer.close()
+    requests = _Requests(driver)
+    assert driver.list("/big") == ["/big/other", "/big/sub", "/big/top"]
+    # the first flat page, one delimited page, and one page below `pending`
+    assert requests.take() == {"ListObjectsV2": 3}
+    assert driver.list("/big/other") == ["/big/other/x"]
+    assert requests.take() == {"ListObjectsV2": 1}
