@@ -130,7 +130,7 @@ def load_state(bucket: Bucket, key: str, path: str) -> UploadState | None:
 
 
 def side_keys(key: str, state: UploadState) -> list[str]:
-    """The state object of a write and the fence objects it lists."""
+    """The state object of a write and the fence and part-claim objects it lists."""
     fences = [fence.fence_key(key, f) for f in state.fences]
     return [state_key(key), *fences, *partclaims.claim_keys(key, state.claims)]
 
