@@ -18,7 +18,7 @@ from .bucket import (
 )
 from .driver import ObjectStoreDriver
 from .partwriter import PartWriter, UploadState, parts_in_order, state_key
-from .tree import child_name, child_names, children, visible, walk_entries
+from .tree import child_name, child_names, children, is_side_key, visible, walk_entries
 
 __all__ = [
     "DEFAULT_REDIRECT_EXPIRY",
@@ -34,6 +34,7 @@ __all__ = [
     "child_name",
     "child_names",
     "children",
+    "is_side_key",
     "parts_in_order",
     "state_key",
     "visible",

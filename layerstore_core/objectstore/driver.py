@@ -16,7 +16,7 @@ from typing import IO, Any, Generic, TypeVar
 
 from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, is_component, join_path
 from ..errors import InvalidOffsetError, PathNotFoundError
-from .bucket import Bucket, ListPage, ObjectInfo
+from .bucket import Bucket, ListPage, ObjectInfo, delete_in_batches
 from .partwriter import STATE_SUFFIX, PartWriter, discard, load_state, state_key
 from .tree import child_name, child_names, walk_entries
 
@@ -213,9 +213,7 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         self._delete_keys([k for key in keys for k in (key, state_key(key))])
 
     def _delete_keys(self, keys: Sequence[str]) -> None:
-        batch = self.bucket.delete_batch
-        for start in range(0, len(keys), batch):
-            self.bucket.delete_many(keys[start : start + batch])
+        delete_in_batches(self.bucket, keys)
 
 
 class _Raw(io.RawIOBase):

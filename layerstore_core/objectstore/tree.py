@@ -13,6 +13,14 @@ from collections.abc import Iterable
 
 from ..driver import EPOCH, FileInfo, is_component, join_path, walk_order_key
 
+#: Marks a writer's side objects (state, fences, part claims): outside the path grammar.
+SIDE_MARK = "~"
+
+
+def is_side_key(key: str) -> bool:
+    """Whether ``key`` is a writer's side object (``<key>~state``, ``~from~``, ``~parts~``)."""
+    return SIDE_MARK in key.rsplit("/", 1)[-1]
+
 
 def visible(relative: str) -> bool:
     """Whether a key relative to a listed directory names a contract path below it."""
