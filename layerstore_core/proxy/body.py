@@ -16,6 +16,7 @@ stored.
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable, Iterator
 
 import httpcore
@@ -50,24 +51,59 @@ def body_chunks(resp: httpx.Response, size: int) -> Iterator[Chunk]:
         return
     sock = stream.get_extra_info("socket") if resp.url.scheme == "http" else None
     fill = _receiver(sock) if isinstance(sock, socket.socket) else _reader(stream)
-    left = length - len(first)
-    buf = bytearray(min(size, length))
-    view = memoryview(buf)
-    view[:len(first)] = first
-    filled = len(first)
+    held = memoryview(first)  # h11's piece goes first, through the same buffers
+
+    def read_into(into: memoryview) -> int:
+        nonlocal held
+        if not held.nbytes:
+            return fill(into)
+        n = min(held.nbytes, into.nbytes)
+        into[:n], held = held[:n], held[n:]
+        return n
+
+    buffers = _Buffers(size)
+    left = length
     while left:
-        if filled == len(buf):
-            yield buf
-            buf = bytearray(min(size, left))
-            view, filled = memoryview(buf), 0
-        got = fill(view[filled:])
-        if not got:
-            raise UpstreamError(f"upstream closed the body {left} bytes short of {length}")
-        filled += got
-        left -= got
-    del view
-    yield buf
+        buf = buffers.take(min(size, left))
+        view, filled = memoryview(buf), 0
+        while filled < len(buf):
+            got = read_into(view[filled:])
+            if not got:
+                raise UpstreamError(f"upstream closed the body {left - filled} bytes short "
+                                    f"of {length}")
+            filled += got
+        del view
+        left -= filled
+        yield buf
     del pieces
+
+
+class _Buffers:
+    """Chunk buffers, reused once nothing but this pool holds them (no fresh pages per chunk).
+
+    A fresh 4 MiB ``bytearray`` cost more than the ``recv_into`` that fills it (zeroing, page
+    faults). Whoever still uses a chunk — the queue, the storage write, the hash, the client's
+    transport that has not sent it all — holds a reference to it or to a ``memoryview`` of it
+    (which references it), so a buffer whose only reference is this pool's is free (CPython's
+    reference count; the pool's list and ``getrefcount``'s argument are the two).
+    """
+
+    KEEP = 12  # the queue, the chunk held back, one being written, one read, the transport's
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._all: list[bytearray] = []
+
+    def take(self, n: int) -> bytearray:
+        if n != self._size:
+            return bytearray(n)  # the last, shorter chunk
+        for i in range(len(self._all)):
+            if sys.getrefcount(self._all[i]) == 2:
+                return self._all[i]
+        buf = bytearray(n)
+        if len(self._all) < self.KEEP:
+            self._all.append(buf)
+        return buf
 
 
 def batches(pieces: Iterator[bytes], size: int) -> Iterator[Chunk]:
