@@ -160,9 +160,10 @@ class BlobUpload:
         writer's state is what shows the upload exists, and only when it holds no data is
         ``startedat`` looked at. ``expect_data`` (the token's offset is not 0) says which to
         look at first, so that an unknown upload opens no writer in the common case.
-        ``carried_state`` (the token's, see :meth:`carried_state`) is the hash state when its
-        length is the writer's offset; it must come from a source the caller trusts (a signed
-        token), as a commit verifies the digest with it.
+        ``carried_state`` (the token's, see :meth:`carried_state`; ``b""`` from a caller that
+        carries states but has none, at offset 0) is the hash state when its length is the
+        writer's offset; it must come from a source the caller trusts (a signed token), as a
+        commit verifies the digest with it.
         """
         validate_upload_id(upload_id)
         started = p.path_for(p.UploadStartedAtPath(name, upload_id))
@@ -194,8 +195,10 @@ class BlobUpload:
         # An old upload's closes save objects: the one at this offset goes when a newer is saved.
         old_carried = carried is not None and not upload._young()
         upload._resumed_state = writer.size if saved or old_carried else None
-        # A carried state of a young upload: no close saved an object (see HASH_STATE_AFTER).
-        upload._state_objects = carried is None or not upload._young()
+        # A caller that carries the state (even none, at offset 0) of a young upload: no close
+        # saved an object (see HASH_STATE_AFTER).
+        carrier = carried_state is not None and (carried is not None or writer.size == 0)
+        upload._state_objects = not carrier or not upload._young()
         return upload
 
     @property

@@ -144,7 +144,7 @@ async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -
     # The token's start time is the upload's (signed, and startedat never changes); its offset
     # only says whether data is likely there, which the backend then shows.
     return await state.run(repo.blobs.resume_upload, upload_id, _started_at(signed),
-                           signed.offset > 0, signed.hash_state or None)
+                           signed.offset > 0, signed.hash_state)
 
 
 def _started_at(signed: UploadState) -> dt.datetime | None:
