@@ -43,6 +43,11 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         """One full part: what the writer sends on without buffering."""
         return self.bucket.part_size(1)
 
+    @property
+    def fresh_writes_fenced(self) -> bool:
+        """A fresh write stores nothing before its close, which is fenced (:mod:`.fence`)."""
+        return True
+
     def close(self) -> None:
         self.bucket.close()
 

@@ -232,7 +232,7 @@ class PartWriter(FileWriter):
             return False
         self._drain(0)
         self._bucket.put(dest_key, memoryview(self._buffer)[: self._fill])
-        self._bucket.delete_many([state_key(self._key), self._key] if self._saved else [self._key])
+        self._bucket.delete_many([*self._side_keys(), self._key] if self._saved else [self._key])
         self._shutdown()
         self._buffer, self._fill = bytearray(), 0
         self.state = WriterState.COMMITTED
@@ -390,17 +390,23 @@ class PartWriter(FileWriter):
         if self._saved and not wrote:
             return  # nothing new: the saved state says it all, and a rival's must not be undone
         fenced = self._fenced and wrote  # an empty fresh write saves empty state, unfenced
+        # A write that found no state claims offset 0 by creating the state object itself.
+        first = fenced and not self._saved and self._opened_at == 0
         parts = self._ordered_parts()
         tail = bytes(memoryview(self._buffer)[: self._fill])
         fences = self._fences
-        if fenced and self._opened_at not in fences:
+        if fenced and not first and self._opened_at not in fences:
             fences = [*fences, self._opened_at]
         state = UploadState(self._upload_id, self._part_size, parts, tail, self._created, fences,
                             list(self._numbers.claims))
         raw = state.encode()
-        if fenced and not fence.claim(self._bucket, self._key, self._opened_at, raw):
+        if first:
+            if not fence.claim_key(self._bucket, state_key(self._key), raw):
+                self._lost()
+        elif fenced and not fence.claim(self._bucket, self._key, self._opened_at, raw):
             self._lost()
-        self._bucket.put(state_key(self._key), raw)
+        else:
+            self._bucket.put(state_key(self._key), raw)
         self._fences = fences
         self._saved = True
 
