@@ -94,7 +94,7 @@ def test_side_objects_get_no_storage_class(make_driver: MakeDriver, s3_client: A
     writer.close()
     listed = s3_client.list_objects_v2(Bucket=BUCKET, Prefix=key)["Contents"]
     side = {o["Key"][len(key) :]: o["StorageClass"] for o in listed}
-    assert {"~state", "~from~0", f"~from~{6 * MIB}", "~parts~2", "~parts~3"} <= set(side)
+    assert {"~state", f"~from~{6 * MIB}", "~parts~2", "~parts~3"} <= set(side)
     assert set(side.values()) == {"STANDARD"}, side
     writer = driver.writer("/ia", append=True)
     writer.write(data[18 * MIB :])
