@@ -30,6 +30,7 @@ from .. import observe
 from ..driver import FileWriter, StorageDriver, WriterState
 from ..errors import (
     InvalidOffsetError,
+    PartNumbersExhaustedError,
     PathNotFoundError,
     StorageDriverError,
     WriteConflictError,
@@ -493,6 +494,10 @@ class BlobUpload:
                 raise RangeInvalidError(
                     f"another request wrote to upload {self.id} at the same time; "
                     "ask its status and resume from its Range"
+                ) from exc
+            if isinstance(exc, PartNumbersExhaustedError):  # the client's chunks are too many
+                raise BlobUploadInvalidError(
+                    f"upload {self.id} cannot grow any further: {exc.message}"
                 ) from exc
             raise
 
