@@ -79,7 +79,8 @@ def _send(url: str, location: str, data: bytes, offset: int, streamed: bool,
 
 @pytest.mark.parametrize(("backend_id", "streamed"), [
     ("filesystem", False), ("filesystem", True), ("s3", False),  # S3 keeps whole 5 MiB parts
-], ids=["filesystem-chunked", "filesystem-streamed", "s3-chunked"])
+    ("gcs_fake", False),  # GCS: whole 1 MiB parts in one segment object per writer session
+], ids=["filesystem-chunked", "filesystem-streamed", "s3-chunked", "gcs-fake-chunked"])
 def test_kill9_loop_resumes_from_range(
     backend_id: str, streamed: bool, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

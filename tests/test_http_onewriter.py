@@ -152,3 +152,55 @@ def test_first_chunks_of_an_upload_without_data_one_wins(
     finally:
         for proc, _ in servers:
             proc.stop()
+
+
+#: Part size of the GCS test backends (``tests/backends/gcs.py``): whole parts in a PATCH.
+GCS_PART = 2**20
+
+
+@pytest.mark.parametrize("backend_id", ["gcs_fake"], ids=["gcs-whole-parts"])
+def test_rival_whole_parts_to_two_servers_one_wins(
+    backend_id: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Rival PATCHes that each carry whole parts (two parts and a tail, different bytes) of an
+    upload that already holds a part, one per server: exactly one is accepted, and the PUT
+    commits the winner's bytes — the loser's parts never replace the winner's in the blob.
+
+    :data:`RACES` uploads. fake-gcs-server only: gcp-storage-emulator ignores preconditions.
+    """
+    backend: Backend = request.getfixturevalue(f"backend_{backend_id}")
+    rng = random.Random(backend_id)
+    servers = [_serve(backend, tmp_path, name) for name in ("a", "b")]
+    urls = [url for _, url in servers]
+    try:
+        for race in range(RACES):
+            r = httpx.post(f"{urls[0]}/v2/race/parts/blobs/uploads/", timeout=TIMEOUT)
+            assert r.status_code == 202, r.text
+            location = path_of(r.headers["Location"])
+            expected = rng.randbytes(GCS_PART + 7)
+            r = httpx.patch(f"{urls[0]}{location}", content=expected, timeout=TIMEOUT,
+                            headers={"Content-Range": f"0-{len(expected) - 1}",
+                                     "Content-Type": "application/octet-stream"})
+            assert r.status_code == 202, r.text
+            location = path_of(r.headers["Location"])
+            bodies = [rng.randbytes(2 * GCS_PART + 5) for _ in urls]
+            answers = _race(urls, location, len(expected), bodies)
+            codes = [a.status_code for a in answers]
+            assert codes.count(202) == 1, (race, codes, [a.text for a in answers])
+            winner = codes.index(202)
+            assert answers[1 - winner].status_code in REFUSED, (race, codes)
+            expected += bodies[winner]
+            location = path_of(answers[winner].headers["Location"])
+            for url in urls:
+                assert _offset(url, location) == len(expected), (race, url)
+            digest = "sha256:" + hashlib.sha256(expected).hexdigest()
+            r = httpx.put(f"{urls[1]}{location}&digest={quote(digest, safe='')}",
+                          timeout=TIMEOUT)
+            assert r.status_code == 201, (race, r.status_code, r.text)
+            got = httpx.get(f"{urls[0]}/v2/race/parts/blobs/{digest}", follow_redirects=True,
+                            timeout=TIMEOUT)
+            assert got.status_code == 200, (race, got.status_code)
+            assert hashlib.sha256(got.content).hexdigest() == digest.split(":")[1], race
+    finally:
+        for proc, _ in servers:
+            proc.stop()

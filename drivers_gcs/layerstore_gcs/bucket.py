@@ -3,6 +3,10 @@
 Every call carries an explicit timeout and the SDK's retry (``DEFAULT_RETRY`` bounded by
 ``retrydeadline``) and raises through :func:`.errors.translated`. A multipart upload is one
 resumable session (:mod:`.session`): parts are sent in order, so ``max_concurrency`` is 1.
+Writes are *segmented* (:attr:`.Bucket.segmented`): each writer session sends its parts into a
+session of its own on a segment object, and commit composes the segments (a tree of composes
+above :data:`COMPOSE_MAX` sources), because a session shared by rivals keeps the first bytes it
+got at each offset, whoever sent them.
 
 Deletes go one request per object (``Bucket.delete_blobs`` under the SDK's retry, a missing
 object being fine): the SDK's JSON batch is public only as a context manager whose exit
@@ -38,12 +42,15 @@ PAGE_SIZE = 1000
 MIN_READ_SIZE = 4 * 2**20
 #: GCS objects are at most 5 TiB: the most parts a session of the smallest chunks can take.
 _MAX_PARTS = 5 * 2**40 // CHUNK_MULTIPLE
+#: Most source objects one compose request takes.
+COMPOSE_MAX = 32
 
 
 class GCSBucket(Bucket):
     """One bucket; ``client`` is a ``google.cloud.storage.Client``, closed here if ``owned``."""
 
     max_parts: ClassVar[int] = _MAX_PARTS
+    segmented: ClassVar[bool] = True
 
     def store_id(self) -> str:
         return f"gcs:{self.params.endpoint or 'storage.googleapis.com'}/{self.params.bucket}"
@@ -166,8 +173,10 @@ class GCSBucket(Bucket):
     # -- multipart uploads: one resumable session ------------------------------------------
 
     def start_upload(self, key: str) -> str:
+        return self._start_session(key, SessionId.new_token())
+
+    def _start_session(self, key: str, token: str) -> str:
         blob = self.bucket.blob(key)
-        token = SessionId.new_token()
         blob.metadata = {TOKEN_KEY: token}
         with translated():
             uri: str = blob.create_resumable_upload_session(
@@ -197,6 +206,47 @@ class GCSBucket(Bucket):
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         self.sessions.cancel(SessionId.decode(upload_id, None), None)
+
+    # -- segments: a session's own object, composed at commit -------------------------------
+
+    def start_segment(self, key: str) -> tuple[str, str]:
+        name = SessionId.new_token()
+        return name, self._start_session(self.segment_key(key, name), name)
+
+    def complete_segments(
+        self, key: str, segments: Sequence[Part], last: memoryview, dest: str
+    ) -> list[str]:
+        """Compose the write's segments (and ``last``, stored as one more) at ``dest``.
+
+        Above :data:`COMPOSE_MAX` sources, groups of them are composed into intermediate
+        segment objects first; those and ``last``'s object are returned for deletion.
+        """
+        sources = [self.segment_key(key, s.etag) for s in segments]
+        made: list[str] = []
+        if last.nbytes or not sources:
+            extra = self.segment_key(key, SessionId.new_token())
+            self.put(extra, last)
+            sources.append(extra)
+            made.append(extra)
+        while len(sources) > COMPOSE_MAX:
+            groups = [sources[i : i + COMPOSE_MAX] for i in range(0, len(sources), COMPOSE_MAX)]
+            sources = []
+            for group in groups:
+                step = self.segment_key(key, SessionId.new_token())
+                self._compose(group, step)
+                sources.append(step)
+                made.append(step)
+        self._compose(sources, dest)
+        return made
+
+    def _compose(self, sources: Sequence[str], dest: str) -> None:
+        """One compose request; retried, since composing the same sources again is harmless."""
+        blob = self.bucket.blob(dest)
+        blob.content_type = "application/octet-stream"
+        with translated():
+            blob.compose(
+                [self.bucket.blob(k) for k in sources], timeout=self.timeout, retry=self.retry
+            )
 
     # -- redirects ------------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""GCS resumable-upload sessions as the object-store base's multipart upload: one session a write.
+"""GCS resumable-upload sessions as the object-store base's multipart upload.
+
+Writes are segmented (:attr:`layerstore_core.objectstore.Bucket.segmented`): one session per
+segment object, which one writer session fills and seals; no rival ever sends to it.
 
 ``Blob.create_resumable_upload_session`` (public google-cloud-storage API) starts the session;
 its URI, a random token and the start time form the upload id the core keeps in its state
@@ -13,8 +16,8 @@ process could not continue one.
 Transient failures (dropped connections, 408, 429, 5xx) are retried by a
 ``google.api_core.retry.Retry``; an attempt after a failure first asks the session how many
 bytes it holds (``bytes */*``) and sends only the rest. When the session holds more than the
-part being sent (a crashed writer sent chunks after its last ``close()``), those bytes are kept:
-the part counts as sent. The session stamps its object with the token (custom metadata
+part being sent (an attempt whose answer was lost had landed), those bytes are kept: the part
+counts as sent. The session stamps its object with the token (custom metadata
 ``layerstore-upload``) so that a final request whose answer was lost is recognized as ours
 even where the server has forgotten the finished session (both emulators do).
 """

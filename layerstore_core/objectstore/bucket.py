@@ -29,6 +29,8 @@ MiB = 2**20
 MAX_REDIRECT_EXPIRY = 7 * 24 * 3600
 #: Distribution's drivers sign redirect URLs for 20 minutes.
 DEFAULT_REDIRECT_EXPIRY = 20 * 60
+#: Infix of a segment object: ``<key>~seg~<name>`` (see :attr:`Bucket.segmented`).
+SEGMENT_INFIX = "~seg~"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,6 +93,11 @@ class Bucket(ABC):
     #: parts, so a session continuing an upload sends under numbers it claimed (no rival
     #: shares them, :mod:`.partclaims`), and the final part takes :attr:`max_parts`.
     sparse_part_numbers: ClassVar[bool] = False
+    #: Each writer session sends its parts into an object of its own, a *segment*
+    #: (:meth:`start_segment`; GCS, whose one resumable session per write would keep a rival's
+    #: bytes at an offset): the session seals it before its close claims its fence, the state
+    #: lists the write's sealed segments, and commit composes them (:meth:`complete_segments`).
+    segmented: ClassVar[bool] = False
 
     #: Parts uploaded at once by one writer (1: each part is sent before the next fills).
     max_concurrency: int = 1
@@ -176,6 +183,49 @@ class Bucket(ABC):
         returned id is what the continuing writer uploads further parts under.
         """
         return None
+
+    # -- segments (stores with :attr:`segmented`) --------------------------------------------
+
+    def segment_key(self, key: str, name: str) -> str:
+        """The object of segment ``name`` of the write to ``key``."""
+        return f"{key}{SEGMENT_INFIX}{name}"
+
+    def start_segment(self, key: str) -> tuple[str, str]:
+        """A new segment of the write to ``key``: its name and the upload id of its parts.
+
+        Parts go to it with :meth:`upload_part` at :meth:`segment_key`, numbered from 1.
+        """
+        raise UnsupportedMethodError("start_segment")
+
+    def seal_segment(
+        self, key: str, name: str, upload_id: str, parts: Sequence[Part], last: memoryview
+    ) -> Part:
+        """Finish a segment's upload (``last`` its final bytes): stored, never changed again.
+
+        Returns the segment as the state lists it: ``etag`` is its name, ``size`` its length.
+        """
+        self.complete_upload(self.segment_key(key, name), upload_id, parts, last)
+        return Part(0, sum(p.size for p in parts) + last.nbytes, name)
+
+    def complete_segments(
+        self, key: str, segments: Sequence[Part], last: memoryview, dest: str
+    ) -> list[str]:
+        """Store at ``dest`` the write's sealed ``segments`` in order, then ``last`` (may be empty).
+
+        Returns the keys of objects made on the way, which the caller deletes with the segments.
+        """
+        raise UnsupportedMethodError("complete_segments")
+
+    def segment_keys(self, key: str) -> list[str]:
+        """Every segment object of the write to ``key`` (a loser's, a crashed session's too)."""
+        keys: list[str] = []
+        token: str | None = None
+        while True:
+            page = self.list_page(key + SEGMENT_INFIX, delimiter=False, token=token)
+            keys.extend(o.key for o in page.objects)
+            token = page.token
+            if token is None:
+                return keys
 
     def unfinished_keys(self, prefix: str) -> Iterator[str] | None:
         """Every key below ``prefix``, keys holding only an unfinished upload's parts included.

@@ -30,6 +30,9 @@ multipart primitives (:mod:`.bucket`). How a write proceeds:
   continues another's multipart upload sends under part numbers it claimed
   (:mod:`.partclaims`), and completion lists only the winner's parts (S3 drops the unlisted
   ones). A session that starts its own upload shares nothing.
+  Where a session cannot skip (:attr:`.Bucket.segmented`, GCS), each session sends its parts
+  into a segment object of its own, seals it before it claims its fence, and the state lists
+  the winner's segments; commit composes them, and deletes every segment of the write.
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ def discard(bucket: Bucket, key: str, state: UploadState) -> None:
     """Abort the upload a state describes and delete the state object (and its side objects)."""
     if state.upload_id is not None:
         bucket.abort_upload(key, state.upload_id)
-    delete_in_batches(bucket, side_keys(key, state))
+    found = bucket.segment_keys(key) if bucket.segmented else []
+    delete_in_batches(bucket, [*side_keys(key, state), *found])
 
 
 class PartWriter(FileWriter):
@@ -158,7 +162,13 @@ class PartWriter(FileWriter):
         self._key = key
         self._upload_id = state.upload_id if state else None
         self._part_size = state.part_size if state else bucket.part_size(1)
-        self._parts: dict[int, Part] = {p.number: p for p in (state.parts if state else [])}
+        parts = state.parts if state else []
+        #: Sealed segments of the write (:attr:`.Bucket.segmented`: the state's parts).
+        self._segments: list[Part] = list(parts) if bucket.segmented else []
+        #: The segment this session sends its parts to, and those it sealed.
+        self._segment: str | None = None
+        self._sealed: list[str] = []
+        self._parts: dict[int, Part] = {p.number: p for p in parts if not bucket.segmented}
         shared = state is not None and state.upload_id is not None  # rivals may continue it
         self._numbers = partclaims.PartNumbers(
             bucket, key, path, last_part=max(self._parts, default=0), shared=shared,
@@ -226,13 +236,18 @@ class PartWriter(FileWriter):
         False (nothing done) otherwise: the caller commits in place and moves. As with a
         move, nothing is left at this writer's key (nor its state) afterwards.
         """
-        if self.state is not WriterState.OPEN or self._upload_id is not None:
+        segmented = self._has_segments()
+        if self.state is not WriterState.OPEN or (self._upload_id is not None and not segmented):
             return False
         if bucket is not self._bucket or self._replaces_committed:
             return False
         self._drain(0)
-        self._bucket.put(dest_key, memoryview(self._buffer)[: self._fill])
-        self._bucket.delete_many([*self._side_keys(), self._key] if self._saved else [self._key])
+        last = memoryview(self._buffer)[: self._fill]
+        doomed = self._compose_at(dest_key, last) if segmented else []
+        if not segmented:
+            self._bucket.put(dest_key, last)
+        doomed += [*self._side_keys(), self._key] if self._saved else [self._key]
+        delete_in_batches(self._bucket, doomed)
         self._shutdown()
         self._buffer, self._fill = bytearray(), 0
         self.state = WriterState.COMMITTED
@@ -280,13 +295,18 @@ class PartWriter(FileWriter):
         """Finish the upload; on failure the writer stays open and commit() may be retried."""
         self._drain(0)
         last = memoryview(self._buffer)[: self._fill]
-        if self._upload_id is None:
+        doomed = []
+        if self._has_segments():
+            doomed = self._compose_at(self._key, last)
+        elif self._upload_id is None:
             self._bucket.put(self._key, last)
         else:
             parts = self._ordered_parts()
             self._bucket.complete_upload(self._key, self._upload_id, parts, last)
         if self._saved:
-            delete_in_batches(self._bucket, self._side_keys())
+            doomed += self._side_keys()
+        if doomed:
+            delete_in_batches(self._bucket, doomed)
         if self._bucket.uneven_parts:
             fence.clear(self._bucket, self._key)
         self._shutdown()
@@ -298,8 +318,10 @@ class PartWriter(FileWriter):
             future.cancel()
         self._shutdown()
         if self._upload_id is not None:
-            self._bucket.abort_upload(self._key, self._upload_id)
+            self._bucket.abort_upload(self._part_key(), self._upload_id)
         doomed = self._side_keys() if self._saved else []
+        if self._bucket.segmented:  # sealed ones, and any a loser or a crash left
+            doomed += self._bucket.segment_keys(self._key)
         if self._replaces_committed:
             doomed.append(self._key)
         if doomed:
@@ -332,6 +354,9 @@ class PartWriter(FileWriter):
 
     def _send_part(self) -> None:
         number = self._numbers.take()
+        if self._upload_id is None and self._bucket.segmented:
+            self._segment, self._upload_id = self._bucket.start_segment(self._key)
+            self._started_upload = True
         if self._upload_id is None:
             self._upload_id = self._bucket.start_upload(self._key)
             self._started_upload = True
@@ -349,7 +374,13 @@ class PartWriter(FileWriter):
     def _upload(self, number: int, data: memoryview) -> None:
         upload_id = self._upload_id
         assert upload_id is not None
-        self._parts[number] = self._bucket.upload_part(self._key, upload_id, number, data)
+        self._parts[number] = self._bucket.upload_part(self._part_key(), upload_id, number, data)
+
+    def _part_key(self) -> str:
+        """Where this session's parts go: its segment, or the write's key."""
+        if self._segment is None:
+            return self._key
+        return self._bucket.segment_key(self._key, self._segment)
 
     def _claim_tail(self) -> None:
         """Stores without state: claim the advance from our offset before staging the tail.
@@ -392,12 +423,15 @@ class PartWriter(FileWriter):
         fenced = self._fenced and wrote  # an empty fresh write saves empty state, unfenced
         # A write that found no state claims offset 0 by creating the state object itself.
         first = fenced and not self._saved and self._opened_at == 0
-        parts = self._ordered_parts()
+        parts, upload_id = self._ordered_parts(), self._upload_id
+        if self._bucket.segmented:  # sealed before the fence, which lists it
+            self._seal(memoryview(b""))
+            parts, upload_id = list(self._segments), None
         tail = bytes(memoryview(self._buffer)[: self._fill])
         fences = self._fences
         if fenced and not first and self._opened_at not in fences:
             fences = [*fences, self._opened_at]
-        state = UploadState(self._upload_id, self._part_size, parts, tail, self._created, fences,
+        state = UploadState(upload_id, self._part_size, parts, tail, self._created, fences,
                             list(self._numbers.claims))
         raw = state.encode()
         if first:
@@ -417,8 +451,10 @@ class PartWriter(FileWriter):
         and its state write: the state object is rolled forward to the fence's state.
         """
         offset = self._opened_at
-        if self._started_upload and self._upload_id is not None:  # ours alone (S3, GCS)
+        if self._started_upload and self._upload_id is not None:  # ours alone (S3)
             self._bucket.abort_upload(self._key, self._upload_id)
+        if self._sealed:  # segments no state lists
+            self._bucket.delete_many([self._bucket.segment_key(self._key, n) for n in self._sealed])
         raw = fence.read_fence(self._bucket, self._key, offset)
         if raw is not None:
             won = UploadState.decode(raw, self.path)
@@ -427,6 +463,37 @@ class PartWriter(FileWriter):
                 self._bucket.put(state_key(self._key), raw)
         self._saved = False  # the state object is the winner's: cancel must not touch it
         raise fence.conflict(self.path, offset)
+
+    # -- segments (Bucket.segmented) ---------------------------------------------------------
+
+    def _has_segments(self) -> bool:
+        return self._bucket.segmented and (bool(self._segments) or self._upload_id is not None)
+
+    def _seal(self, last: memoryview) -> None:
+        """Finish this session's segment, ``last`` its final bytes, and list it."""
+        if self._segment is None or self._upload_id is None:
+            return
+        sealed = self._bucket.seal_segment(
+            self._key, self._segment, self._upload_id, self._ordered_parts(), last
+        )
+        self._segments.append(dataclasses.replace(sealed, number=len(self._segments) + 1))
+        self._sealed.append(self._segment)
+        self._segment, self._upload_id, self._parts = None, None, {}
+        self._numbers = partclaims.PartNumbers(self._bucket, self._key, self.path)
+
+    def _compose_at(self, dest: str, last: memoryview) -> list[str]:
+        """Compose the write's segments, then ``last``, at ``dest``; the keys left to delete.
+
+        Those are every segment of the write (listed where a state was saved: rivals that lost
+        and crashed sessions may have left theirs) and what composing made on the way.
+        """
+        if self._upload_id is not None:
+            self._seal(last)
+            last = memoryview(b"")
+        made = self._bucket.complete_segments(self._key, self._segments, last, dest)
+        ours = [self._bucket.segment_key(self._key, s.etag) for s in self._segments]
+        found = self._bucket.segment_keys(self._key) if self._saved else []
+        return list(dict.fromkeys([*made, *ours, *found]))
 
     # -- background uploads ------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from layerstore_core.errors import (
     PathNotFoundError,
     StorageDriverError,
 )
-from layerstore_core.objectstore import Part, UploadState, state_key
+from layerstore_core.objectstore import Part, UploadState
 from layerstore_core.objectstore.partwriter import load_state
 from layerstore_core.params import ParameterError
 from layerstore_core.testing import Backend
@@ -116,7 +116,9 @@ def test_bigger_chunks_keep_tail_in_state(gcs_emulator_endpoint: str) -> None:
     w.close()
     state = _state(drv, "/f")
     assert [p.size for p in state.parts] == [4 * UNIT] and state.tail == data[4 * UNIT :]
-    assert state.upload_id is not None  # the first chunk is in the session
+    # the first chunk is sealed in a segment object of its own; no session outlives close()
+    assert state.upload_id is None
+    assert drv.bucket.head(drv.bucket.segment_key(drv.key("/f"), state.parts[0].etag)) is not None
     w2 = drv.writer("/f", append=True)
     assert w2.size == len(data)
     w2.commit()
@@ -234,74 +236,98 @@ def _state(drv: GCSDriver, path: str) -> UploadState:
     return state
 
 
-def _rewrite_state(drv: GCSDriver, path: str, state: UploadState) -> None:
-    drv.bucket.put(state_key(drv.key(path)), state.encode())
+def _segments(drv: GCSDriver, path: str) -> list[str]:
+    return drv.bucket.segment_keys(drv.key(path))
 
 
-def _session(state: UploadState) -> SessionId:
-    assert state.upload_id is not None
-    return SessionId.decode(state.upload_id, None)
-
-
-def test_resume_after_a_week_is_a_clear_error(driver: StorageDriver) -> None:
-    assert isinstance(driver, GCSDriver)
-    w = driver.writer("/old")
-    w.write(os.urandom(UNIT + 1))
-    w.close()
-    state = _state(driver, "/old")
-    session = _session(state)
+def test_a_session_older_than_a_week_is_a_clear_error() -> None:
+    """GCS drops a resumable session after 7 days; a segment's session lives one writer session,
+    but one that old (a writer open for a week) fails clearly rather than with a 404."""
     week_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=7, minutes=1)
-    state.upload_id = SessionId(session.uri, session.token, week_ago).encode()
-    _rewrite_state(driver, "/old", state)
-    w = driver.writer("/old", append=True)
-    with pytest.raises(UploadSessionExpiredError, match="expired") as info:
-        w.write(os.urandom(UNIT))
-        w.commit()
-    assert info.value.driver == "gcs" and info.value.path == "/old"
-    driver.writer("/old", append=True).cancel()
+    old = SessionId("http://x/upload?upload_id=1", SessionId.new_token(), week_ago)
+    with pytest.raises(UploadSessionExpiredError, match="expired"):
+        old.check_alive("/old")
+    SessionId.new(old.uri, old.token).check_alive("/new")
 
 
-def test_vanished_session_is_a_clear_error(driver: StorageDriver) -> None:
+def test_vanished_segment_is_a_clear_error(driver: StorageDriver) -> None:
     assert isinstance(driver, GCSDriver)
     w = driver.writer("/gone")
     w.write(os.urandom(UNIT + 1))
     w.close()
-    state = _state(driver, "/gone")
-    session = _session(state)
-    bogus = session.uri.replace("upload_id=", "upload_id=gone")
-    state.upload_id = SessionId(bogus, session.token, session.created).encode()
-    _rewrite_state(driver, "/gone", state)
+    (segment,) = _segments(driver, "/gone")
+    driver.bucket.delete_many([segment])
     w = driver.writer("/gone", append=True)
-    with pytest.raises(UploadSessionExpiredError) as info:
-        w.write(os.urandom(UNIT))
+    w.write(os.urandom(UNIT))
+    with pytest.raises(StorageDriverError) as info:
         w.commit()
     assert info.value.driver == "gcs" and info.value.path == "/gone"
-    driver.bucket.delete_many([state_key(driver.key("/gone"))])
+    with pytest.raises(PathNotFoundError):
+        driver.stat("/gone")  # no blob from what is left
+    driver.writer("/gone", append=True).cancel()
+    assert _segments(driver, "/gone") == []
 
 
-def test_recovers_when_saved_offset_is_behind(gcs_emulator_endpoint: str) -> None:
-    """The session holds more than the state says (a crashed writer sent chunks after close).
+def test_each_writer_session_writes_a_segment_composed_at_commit(
+    backend: Backend, driver: StorageDriver
+) -> None:
+    """Three sessions that each send whole parts leave three sealed segments; commit composes
+    them into the object and deletes them, a killed session's stray segment too."""
+    assert isinstance(driver, GCSDriver)
+    expected = b""
+    for size in (2 * UNIT + 3, UNIT, 3 * UNIT - 1):
+        w = driver.writer("/s", append=bool(expected))
+        data = os.urandom(size)
+        w.write(data)
+        w.close()
+        expected += data
+    state = _state(driver, "/s")
+    assert len(state.parts) == 3 and state.upload_id is None
+    stray = driver.bucket.segment_key(driver.key("/s"), "stray")
+    driver.bucket.put(stray, b"never listed in a state")  # sealed, then killed before its fence
+    assert sorted(_segments(driver, "/s")) == sorted(
+        [stray, *(driver.bucket.segment_key(driver.key("/s"), p.etag) for p in state.parts)]
+    )
+    driver.writer("/s", append=True).commit()
+    assert driver.get_content("/s") == expected
+    assert _segments(driver, "/s") == [] and _side_objects(backend) == []
 
-    Only on gcp-storage-emulator: fake-gcs-server appends resent chunks and finalizes on a
-    status query (upstream #1362), so this recovery cannot work there.
-    """
-    drv = gcs_backend("gcs-emulator", gcs_emulator_endpoint, chunksize=UNIT).make()
-    assert isinstance(drv, GCSDriver)
-    data = os.urandom(2 * UNIT)
-    w = drv.writer("/r")
-    w.write(data)
-    w.close()  # both chunks are in the session
-    state = _state(drv, "/r")
-    assert [p.size for p in state.parts] == [UNIT, UNIT] and state.tail == b""
-    state.parts, state.tail = [Part(1, UNIT)], data[UNIT : UNIT + 100]
-    _rewrite_state(drv, "/r", state)
-    w = drv.writer("/r", append=True)  # believes it is at UNIT + 100
-    assert w.size == UNIT + 100
-    rest = data[UNIT + 100 :] + b"end"
-    w.write(rest)  # the session already holds chunk 2: it is kept, not sent again
-    w.commit()
-    assert drv.get_content("/r") == data + b"end"
-    drv.close()
+
+def test_cancel_leaves_no_segments(backend: Backend, driver: StorageDriver) -> None:
+    assert isinstance(driver, GCSDriver)
+    w = driver.writer("/c")
+    w.write(os.urandom(2 * UNIT + 1))
+    w.close()
+    w = driver.writer("/c", append=True)
+    w.write(os.urandom(2 * UNIT))  # an unsealed segment of this session, and a sealed one
+    assert len(_segments(driver, "/c")) == 1
+    w.cancel()
+    assert _segments(driver, "/c") == [] and _side_objects(backend) == []
+
+
+def test_compose_above_32_segments_is_a_tree(
+    backend: Backend, driver: StorageDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More segments than one compose takes: composed in groups first (here groups of 4)."""
+    from layerstore_gcs import bucket as gcs_bucket
+
+    assert isinstance(driver, GCSDriver)
+    monkeypatch.setattr(gcs_bucket, "COMPOSE_MAX", 4)
+    expected = b""
+    for number in range(9):
+        w = driver.writer("/tree", append=bool(expected))
+        data = os.urandom(UNIT + number)
+        w.write(data)
+        w.close()
+        expected += data
+    assert len(_state(driver, "/tree").parts) == 9
+    w = driver.writer("/tree", append=True)
+    w.write(b"end")
+    driver.commit_to(w, "/tree-done")  # composed straight at the destination
+    assert driver.get_content("/tree-done") == expected + b"end"
+    assert _segments(driver, "/tree") == [] and _side_objects(backend) == []
+    with pytest.raises(PathNotFoundError):
+        driver.stat("/tree")
 
 
 # -- reader ---------------------------------------------------------------------------------
