@@ -16,6 +16,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from layerstore_azure.config import MAX_BLOCK_SIZE, MiB
 from layerstore_core.discovery import load_driver
 from layerstore_core.driver import StorageDriver
 from layerstore_core.errors import PathNotFoundError, StorageDriverError
-from layerstore_core.objectstore import PartWriter
+from layerstore_core.objectstore import PartWriter, fence
 from layerstore_core.testing import Backend
 from tests.backends.azure import ACCOUNT, ACCOUNT_KEY, CONTAINER, Azurite
 
@@ -562,3 +563,28 @@ def test_resume_staged_only_blob(
     w.write(b"def")
     w.commit()
     assert driver.get_content("/so") == b"abcdef"
+
+
+def test_commit_clears_more_fences_than_one_batch(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    """A write with more fences than a Blob Batch deletes (256): commit clears every one.
+
+    The write's own fence and enough more (stale ones past its end, as a write closed that
+    often leaves) to need two batches; on main the one batch of all of them was refused.
+    """
+    assert isinstance(driver, AzureDriver)
+    bucket, key = driver.bucket, blob_name(backend_azure, "/many")
+    with driver.writer("/many") as w:
+        w.write(b"abc")
+    extra = [fence.fence_key(key, 10**9 + i) for i in range(AzureBucket.delete_batch + 4)]
+    with ThreadPoolExecutor(8) as pool:
+        stale = fence.encode_part(new_session(), 1, b"")
+        assert all(pool.map(lambda k: bucket.put_if_absent(k, stale), extra))
+    prefix = key + fence.FENCE_INFIX
+    assert len(list(container.list_blob_names(name_starts_with=prefix))) == len(extra) + 1
+    w = driver.writer("/many", append=True)
+    assert w.size == 3
+    w.commit()
+    assert driver.get_content("/many") == b"abc"
+    assert list(container.list_blob_names(name_starts_with=prefix)) == []
