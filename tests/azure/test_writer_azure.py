@@ -44,7 +44,7 @@ from layerstore_azure.config import MAX_BLOCK_SIZE, MiB
 
 from layerstore_core.discovery import load_driver
 from layerstore_core.driver import StorageDriver
-from layerstore_core.errors import PathNotFoundError, StorageDriverError
+from layerstore_core.errors import PathNotFoundError, StorageDriverError, WriteConflictError
 from layerstore_core.objectstore import PartWriter, fence
 from layerstore_core.testing import Backend
 from tests.backends.azure import ACCOUNT, ACCOUNT_KEY, CONTAINER, Azurite
@@ -588,3 +588,33 @@ def test_commit_clears_more_fences_than_one_batch(
     w.commit()
     assert driver.get_content("/many") == b"abc"
     assert list(container.list_blob_names(name_starts_with=prefix)) == []
+
+
+def test_winner_that_died_after_its_fence(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    """A winner killed between its fence and its tail: the loser stages the fenced tail under
+    the winner's id, so the next resume reports the winner's advance; one killed with only
+    its full blocks staged is resumed up to them (its tail never counted)."""
+    assert isinstance(driver, AzureDriver)
+    bucket = driver.bucket
+    for case, full in (("tail", b""), ("full", os.urandom(CHUNK))):
+        path = f"/died-{case}"
+        key = blob_name(backend_azure, path)
+        with driver.writer(path) as w:
+            w.write(b"abc")
+        winner = new_session()
+        if full:
+            container.get_blob_client(key).stage_block(Block(1, winner, CHUNK).id, full)
+        number = 3 if full else 2  # the tail's part number: after the full block, if any
+        assert fence.claim(bucket, key, 3, fence.encode_part(winner, number, b"def"))
+        loser = driver.writer(path, append=True)
+        assert loser.size == 3 + len(full)
+        if not full:
+            loser.write(b"xyz")
+            with pytest.raises(WriteConflictError):
+                loser.close()
+        w = driver.writer(path, append=True)
+        assert w.size == (3 + len(full) if full else 6), case
+        w.commit()
+        assert driver.get_content(path) == (b"abc" + full if full else b"abcdef"), case
