@@ -11,10 +11,11 @@ A resume rebuilds the write from the block list (Get Block List, ``all``) and th
 one-writer fences (one listing, :mod:`layerstore_core.objectstore.fence`): the fence of the
 advance from offset ``X`` names the session that won it (:func:`fence_metadata`), and
 :func:`write_chain` follows, from offset 0, the committed blocks (a committed write being
-continued; not when a fence from 0 says a fresh write replaced it), then at each offset the
-winner's blocks from there. A session's blocks that no fence names (a loser's, or those of a
-writer that failed before its ``close()``) are never resumed; only numbered sessions of older
-versions continue unfenced: at each next index, the newest one not older than its predecessor.
+continued; not when a fence from 0 of another session says a fresh write replaced it), then at
+each fenced offset the winner's blocks from there. A session's blocks that no fence names (a
+loser's, or those of a writer that failed before its ``close()``) are never resumed; only
+numbered sessions of older versions continue unfenced: at each next index, the newest one not
+older than its predecessor.
 
 Block ``i`` holds up to ``chunksize << (i // 10_000)`` bytes (capped at 4000 MiB): with the
 default 4 MiB, blocks 0-9,999 are 4 MiB (39 GiB in all), then 8, 16, 32 and 64 MiB per tier —
@@ -145,8 +146,12 @@ def write_chain(
         if b.numbered:
             numbered.setdefault(b.index, []).append(b)
     chain: list[Block] = []
-    if 0 not in fences and all(b is not None and b.index == i for i, b in enumerate(base)):
-        chain = [b for b in base if b is not None]
+    if all(b is not None and b.index == i for i, b in enumerate(base)):
+        ours = [b for b in base if b is not None]
+        # A fence from 0 of another session than the first committed block's: a fresh write
+        # replaced the content (one of its own: a commit that died before clearing its fences).
+        if not ours or 0 not in fences or fences[0].session == ours[0].session:
+            chain = ours
     offset = sum(b.size for b in chain)
     run: Fence | None = None
     while True:

@@ -150,6 +150,8 @@ def test_write_chain_continues_committed_blocks() -> None:
     assert len(_chain(committed, append)) == 2  # an unfenced session is never resumed
     fresh = [_block(0, "dddddd", 7)]
     assert _chain(committed, fresh, {0: Fence("dddddd", 1)}) == [(0, "dddddd", 7)]
+    # A commit that died before clearing its fences: they name its own sessions.
+    assert len(_chain(committed, append, {0: Fence("aaaaaa", 2), 6: Fence("bbbbbb", 3)})) == 3
 
 
 def test_write_chain_of_numbered_sessions_of_older_versions() -> None:
