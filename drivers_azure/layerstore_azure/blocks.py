@@ -85,6 +85,11 @@ def new_session() -> str:
     return "".join(secrets.choice(_LETTERS) for _ in range(SESSION_LENGTH))
 
 
+def session_of(upload_id: str) -> str:
+    """The session an upload id names; an older version's numbered one ("3") is zero-padded."""
+    return upload_id.zfill(SESSION_LENGTH) if upload_id.isdigit() else upload_id
+
+
 def is_session(session: str) -> bool:
     """Whether ``session`` is one of ours: a token, or a numbered session of an older version."""
     return len(session) == SESSION_LENGTH and session.isascii() and (
@@ -123,6 +128,7 @@ def parse_fence(metadata: Mapping[str, str] | None) -> Fence | None:
 
 def parse_fence_content(session: str, part: str | int) -> Fence | None:
     """A Fence from its session and part number; None when they are not ours."""
+    session = session_of(session)
     if not is_session(session):
         return None
     try:

@@ -44,6 +44,7 @@ from .blocks import (
     new_session,
     parse_fence,
     parse_fence_content,
+    session_of,
     write_chain,
 )
 from .errors import error_code, translated
@@ -284,7 +285,7 @@ class AzureBucket(Bucket):
         return new_session()
 
     def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> Part:
-        block = Block(number - 1, upload_id, len(data))
+        block = Block(number - 1, session_of(upload_id), len(data))
         with translated():
             # The SDK sends any buffer; bytes() would copy a whole block for the type checker.
             self._blob(key).stage_block(block.id, cast(bytes, data), length=len(data))

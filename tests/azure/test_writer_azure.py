@@ -620,3 +620,21 @@ def test_winner_that_died_after_its_fence(
         assert w.size == (3 + len(full) if full else 6), case
         w.commit()
         assert driver.get_content(path) == (b"abc" + full if full else b"abcdef"), case
+
+
+def test_fence_of_an_older_version_is_read(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    """Older versions' fences hold the numbered session ("1") in their content only, without
+    metadata: a resume reads them and follows the session they name, not the newest."""
+    assert isinstance(driver, AzureDriver)
+    key = blob_name(backend_azure, "/old")
+    blob = container.get_blob_client(key)
+    blob.stage_block(Block(0, "000001", 3).id, b"abc")
+    blob.stage_block(Block(0, "000002", 3).id, b"xyz")  # a newer session that lost
+    driver.bucket.put(fence.fence_key(key, 0), fence.encode_part("1", 1, b"abc"))
+    w = driver.writer("/old", append=True)
+    assert w.size == 3
+    w.write(b"def")
+    w.commit()
+    assert driver.get_content("/old") == b"abcdef"
