@@ -500,6 +500,20 @@ class StorageDriver(ABC):
         """
         return None
 
+    @property
+    def fresh_writes_fenced(self) -> bool:
+        """Whether a fresh write stores nothing before its ``close()``, which is fenced.
+
+        True (object stores): ``resume_writer``'s fresh write keeps its bytes in memory and in
+        parts no one reads until its close, which claims the advance from offset 0 as every
+        later close claims its own; of rival fresh writes one close wins, the others get
+        :class:`WriteConflictError`. Opening a write empty first (to have something to
+        continue) then buys nothing. False (the filesystem, the default): a fresh write's
+        bytes land in the file as they come, so an upload opens its data file empty at its
+        start, as Distribution does, and every chunk continues it.
+        """
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by design
         """Release connections and threads; the default has nothing to release."""
 

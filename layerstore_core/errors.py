@@ -9,7 +9,8 @@
     │   ├── InvalidOffsetError (ValueError)       negative offset, or past the end
     │   ├── UnsupportedMethodError                the driver cannot do this at all
     │   ├── WriterClosedError (ValueError)        a FileWriter used after close/commit/cancel
-    │   └── WriteConflictError                    another writer continued the write first
+    │   ├── WriteConflictError                    another writer continued the write first
+    │   └── PartNumbersExhaustedError             the write used every part number the store has
     ├── RegistryError                            a request the blob/manifest service or the
     │   └── … one class per OCI error code         HTTP API refuses: ``code`` and ``status``
     │                                              (tree in :mod:`layerstore_core.registry.errors`)
@@ -86,10 +87,19 @@ class WriteConflictError(StorageDriverError):
     """
 
 
+class PartNumbersExhaustedError(StorageDriverError):
+    """The write has used every part number its store allows; it cannot grow any further.
+
+    Raised instead of reusing a number (a rival's part would replace ours, or ours its); the
+    write stays as its last close left it. A larger part size (``chunksize``) fits more bytes.
+    """
+
+
 __all__ = [
     "InvalidOffsetError",
     "InvalidPathError",
     "LayerstoreError",
+    "PartNumbersExhaustedError",
     "PathNotFoundError",
     "StorageDriverError",
     "UnsupportedMethodError",

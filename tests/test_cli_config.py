@@ -169,6 +169,31 @@ def test_state_tokens() -> None:
         signer.verify(body[:-2] + "xx." + mac, name="a/b", upload_id="u1")
 
 
+def test_state_tokens_carry_the_hash_state() -> None:
+    """The hash state rides signed: read back as given, never accepted altered or oversized."""
+    import base64
+    import json
+
+    from layerstore_core.registry.hashstate import ResumableSHA256, new_sha256
+
+    hasher = new_sha256()
+    hasher.update(b"x" * 1000)
+    state = UploadState(name="a/b", id="u1", offset=1000, started_at="2026-01-01T00:00:00Z",
+                        hash_state=hasher.marshal())
+    signer = TokenSigner("secret")
+    back = signer.verify(signer.sign(state), name="a/b", upload_id="u1")
+    assert back == state and ResumableSHA256.unmarshal(back.hash_state).length == 1000
+    assert "hash_state" not in repr(back)
+    raw = json.loads(base64.urlsafe_b64decode(signer.sign(state).split(".")[0] + "=="))
+    raw["hash_state"] = base64.urlsafe_b64encode(b"s" * 200).decode()
+    payload = json.dumps(raw, separators=(",", ":"), sort_keys=True).encode()
+    mac = signer._mac(payload)  # a correctly signed token whose state is too long
+    token = (base64.urlsafe_b64encode(payload).rstrip(b"=").decode() + "."
+             + base64.urlsafe_b64encode(mac).rstrip(b"=").decode())
+    with pytest.raises(InvalidTokenError):
+        signer.verify(token, name="a/b", upload_id="u1")
+
+
 def test_drivers_command_lists_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["drivers"]) == 0
     out = capsys.readouterr().out

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from layerstore_core.testing import Backend, ConformanceSuite
+from layerstore_core.testing.claimedparts import ClaimedPartCases
 from layerstore_core.testing.onewriter import WholePartRivalCases
 from tests.backends.s3 import raw_leftovers
 
 
-class TestConformanceS3(ConformanceSuite, WholePartRivalCases):
+class TestConformanceS3(ConformanceSuite, WholePartRivalCases, ClaimedPartCases):
     @pytest.fixture
     def conformance_backend(self, backend_s3: Backend, s3_client: Any) -> Backend:
         prefix = backend_s3.params["rootdirectory"].strip("/") + "/"

@@ -224,6 +224,41 @@ def test_status_get_sends_no_write_request_to_s3(moto_endpoint: str) -> None:
                     assert c.delete(r.headers["Location"]).status_code == 204
         driver.close()
     assert {op for op in status if op in WRITES} == set(), dict(status)
-    # startedat and the empty data write's state (one writer per upload)
-    assert {op: n for op, n in posted.items() if op in WRITES} == {"PutObject": 2}, dict(posted)
+    # startedat only: the first chunk's fresh write claims offset 0 (fresh_writes_fenced)
+    assert {op: n for op, n in posted.items() if op in WRITES} == {"PutObject": 1}, dict(posted)
     assert cancel["AbortMultipartUpload"] == 1, dict(cancel)
+
+
+def test_chunks_carry_their_hash_state_in_the_token(moto_endpoint: str) -> None:
+    """A young upload's chunks save no hash-state object, and its commit reads none."""
+    from layerstore_core import load_driver
+
+    seen: list[str] = []
+    with S3Proxy(moto_endpoint) as proxy:
+        params: dict[str, Any] = s3_params(proxy.url, chunksize=5 * MiB)
+        driver = load_driver("s3", **params)
+        proxy.tracer = lambda op, request: seen.append(f"{op} {request}")
+        with ThreadedServer(make_config(Backend("s3", "s3", params)), driver) as srv:
+            with httpx.Client(base_url=srv.url, timeout=120) as c:
+                first, second = b"a" * (6 * MiB), b"b" * MiB
+                started = c.post("/v2/ro/carried/blobs/uploads/")
+                r = c.patch(started.headers["Location"], content=first)
+                assert r.status_code == 202, r.text
+                r = c.patch(r.headers["Location"], content=second,
+                            headers={"Content-Range": f"{len(first)}-{len(first) + MiB - 1}"})
+                assert r.status_code == 202, r.text
+                digest = sha(first + second)
+                done = c.put(with_query(r.headers["Location"], digest=digest))
+                assert done.status_code == 201, done.text
+                got = c.get(f"/v2/ro/carried/blobs/{digest}", follow_redirects=True)
+                assert got.content == first + second
+                started = c.post("/v2/ro/carried/blobs/uploads/")  # then all in the PUT
+                done = c.put(with_query(started.headers["Location"], digest=sha(second)),
+                             content=second)
+                assert done.status_code == 201, done.text
+        proxy.tracer = None
+        driver.close()
+    uploads = [line for line in seen if "/_uploads/" in line]
+    assert uploads and not [line for line in uploads if "/hashstates/" in line], uploads
+    # commits delete the upload's files by name: nothing is listed
+    assert not [line for line in seen if line.startswith("List")], seen

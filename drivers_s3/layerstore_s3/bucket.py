@@ -9,8 +9,10 @@ client is built, in ``driver.py``). S3 specifics kept here:
 * ``copy`` is one CopyObject conditional on the source's ETag, or above
   ``multipartcopythresholdsize`` a multipart copy (UploadPartCopy ranges in parallel);
 * every request that creates an object carries SSE/KMS, the storage class and the ACL — except
-  that state objects (small, short-lived) get no storage class, so an infrequent-access class
-  does not bill them its minimum size and duration.
+  that a writer's side objects (state, fences, part claims: small, short-lived) get no storage
+  class, so an infrequent-access class does not bill them its minimum size and duration;
+* part numbers need only ascend: a session continuing an upload sends under claimed numbers
+  (``objectstore.partclaims``) and the final part is always number 10,000, which no one claims.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from layerstore_core.errors import PathNotFoundError, StorageDriverError
-from layerstore_core.objectstore import Bucket, ListPage, ObjectInfo, Part, state_key
+from layerstore_core.errors import PartNumbersExhaustedError, PathNotFoundError, StorageDriverError
+from layerstore_core.objectstore import Bucket, ListPage, ObjectInfo, Part, is_side_key
 
 from .config import MAX_PARTS, NO_STORAGE_CLASS, S3Params
 from .errors import ERROR_TABLE, error_code, raise_translated, translated
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "application/octet-stream"
 #: Per-part checksum of our uploads: S3 verifies each part and combines them at completion.
 CHECKSUM_ALGORITHM: Final = "CRC32"
-_STATE_SUFFIX = state_key("")
 
 
 class S3Bucket(Bucket):
@@ -82,7 +83,7 @@ class S3Bucket(Bucket):
         return _Body(resp["Body"])
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        args = self._object_args(storage_class=not key.endswith(_STATE_SUFFIX))
+        args = self._object_args(storage_class=not is_side_key(key))
         with translated():
             self.client.put_object(
                 Bucket=self.name, Key=key, Body=_body(data), ContentType=CONTENT_TYPE, **args
@@ -90,7 +91,7 @@ class S3Bucket(Bucket):
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """One PutObject with ``If-None-Match: *``: S3 refuses it (412) when the key exists."""
-        args = self._object_args(storage_class=not key.endswith(_STATE_SUFFIX))
+        args = self._object_args(storage_class=not is_side_key(key))
         try:
             self.client.put_object(
                 Bucket=self.name, Key=key, Body=data, ContentType=CONTENT_TYPE,
@@ -206,9 +207,11 @@ class S3Bucket(Bucket):
     ) -> None:
         """The short final part (if any) goes up first, then one CompleteMultipartUpload."""
         done = list(parts)
+        if done and done[-1].number >= self.max_parts:  # a state from before claims
+            raise PartNumbersExhaustedError(f"part {self.max_parts} is taken: no final part")
         if last.nbytes or not done:
-            number = done[-1].number + 1 if done else 1  # numbers may skip: only order counts
-            done.append(self.upload_part(key, upload_id, number, last))
+            # the last number: never claimed by a session (objectstore.partclaims)
+            done.append(self.upload_part(key, upload_id, self.max_parts, last))
         listed: list[CompletedPartTypeDef] = []
         for part in done:
             entry: CompletedPartTypeDef = {"PartNumber": part.number, "ETag": part.etag}

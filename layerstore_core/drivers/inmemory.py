@@ -42,12 +42,14 @@ class MemoryBucket(Bucket):
     """The object-store primitives over a dict, guarded by one lock."""
 
     delete_batch: ClassVar[int] = 1000
-    #: Parts are kept by number and completion joins the listed ones, as S3 does.
+    #: Parts are kept by number with a receipt each, and completion joins the listed ones
+    #: when their receipts match, as S3 does (a part sent again under one number replaces it).
     sparse_part_numbers: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._objects: dict[str, _Object] = {}
-        self._uploads: dict[str, dict[int, bytes]] = {}
+        #: Upload id -> part number -> (receipt, bytes).
+        self._uploads: dict[str, dict[int, tuple[str, bytes]]] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
 
@@ -132,17 +134,23 @@ class MemoryBucket(Bucket):
             parts = self._uploads.get(upload_id)
             if parts is None:
                 raise StorageDriverError(f"no such upload {upload_id}")
-            parts[number] = bytes(data)
-        return Part(number, data.nbytes)
+            receipt = f"{upload_id}/{number}/{next(self._ids)}"
+            parts[number] = (receipt, bytes(data))
+        return Part(number, data.nbytes, receipt)
 
     def complete_upload(
         self, key: str, upload_id: str, parts: Sequence[Part], last: memoryview
     ) -> None:
         with self._lock:
             stored = self._uploads.get(upload_id)
-            if stored is None or any(stored.get(p.number) is None for p in parts):
-                raise StorageDriverError(f"upload {upload_id} is gone or misses parts")
-            data = b"".join([*(stored[p.number] for p in parts), bytes(last)])
+            if stored is None:
+                raise StorageDriverError(f"no such upload {upload_id}")
+            numbers = [p.number for p in parts]
+            if numbers != sorted(set(numbers)) or (numbers and numbers[-1] >= self.max_parts):
+                raise StorageDriverError(f"upload {upload_id}: parts out of order")
+            if any(stored.get(p.number, ("", b""))[0] != p.etag for p in parts):
+                raise StorageDriverError(f"upload {upload_id}: a part is missing or was replaced")
+            data = b"".join([*(stored[p.number][1] for p in parts), bytes(last)])
             del self._uploads[upload_id]
         self._store(key, data)
 

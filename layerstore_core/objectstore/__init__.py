@@ -18,7 +18,7 @@ from .bucket import (
 )
 from .driver import ObjectStoreDriver
 from .partwriter import PartWriter, UploadState, parts_in_order, state_key
-from .tree import children, visible, walk_entries
+from .tree import child_name, child_names, children, is_side_key, visible, walk_entries
 
 __all__ = [
     "DEFAULT_REDIRECT_EXPIRY",
@@ -31,7 +31,10 @@ __all__ = [
     "Part",
     "PartWriter",
     "UploadState",
+    "child_name",
+    "child_names",
     "children",
+    "is_side_key",
     "parts_in_order",
     "state_key",
     "visible",

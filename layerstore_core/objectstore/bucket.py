@@ -88,7 +88,8 @@ class Bucket(ABC):
     #: Largest part number a store takes (S3: 10,000; Azure: 50,000 blocks).
     max_parts: ClassVar[int] = 10_000
     #: Part numbers need only ascend (S3): completion takes any ascending subset of the
-    #: parts, so a continuing writer may skip numbers to share none with a rival.
+    #: parts, so a session continuing an upload sends under numbers it claimed (no rival
+    #: shares them, :mod:`.partclaims`), and the final part takes :attr:`max_parts`.
     sparse_part_numbers: ClassVar[bool] = False
 
     #: Parts uploaded at once by one writer (1: each part is sent before the next fills).
@@ -158,6 +159,9 @@ class Bucket(ABC):
     ) -> None:
         """Finish the upload: ``parts`` in order, then ``last`` (may be empty) as the final part.
 
+        With :attr:`sparse_part_numbers` the final part is sent as number :attr:`max_parts`,
+        which no writer session claims.
+
         The object is readable at ``key`` once this returns.
         """
 
@@ -197,3 +201,9 @@ class Bucket(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: most buckets hold nothing to free
         """Release connections (not those of a client the user handed in)."""
+
+
+def delete_in_batches(bucket: Bucket, keys: Sequence[str]) -> None:
+    """Delete ``keys``, :attr:`Bucket.delete_batch` a request."""
+    for start in range(0, len(keys), bucket.delete_batch):
+        bucket.delete_many(keys[start : start + bucket.delete_batch])

@@ -14,11 +14,11 @@ import io
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, Generic, TypeVar
 
-from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, is_component
+from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, is_component, join_path
 from ..errors import InvalidOffsetError, PathNotFoundError
-from .bucket import Bucket, ListPage, ObjectInfo
+from .bucket import Bucket, ListPage, ObjectInfo, delete_in_batches
 from .partwriter import STATE_SUFFIX, PartWriter, discard, load_state, state_key
-from .tree import children, walk_entries
+from .tree import child_name, child_names, walk_entries
 
 _B = TypeVar("_B", bound=Bucket)
 
@@ -42,6 +42,11 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
     def preferred_chunk_size(self) -> int:
         """One full part: what the writer sends on without buffering."""
         return self.bucket.part_size(1)
+
+    @property
+    def fresh_writes_fenced(self) -> bool:
+        """A fresh write stores nothing before its close, which is fenced (:mod:`.fence`)."""
+        return True
 
     def close(self) -> None:
         self.bucket.close()
@@ -124,21 +129,35 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         return FileInfo(path, info.size, info.modified, False)
 
     def _has_children(self, path: str) -> bool:
-        prefix = self._dir_prefix(path)
-        for page in self._pages(prefix, delimiter=True):
-            if children(path, _names(page, prefix)):
+        return self._holds_visible(self._dir_prefix(path))
+
+    def _holds_visible(self, prefix: str) -> bool:
+        """Whether a visible key lies below ``prefix`` (usually the first page's first key)."""
+        for page in self._pages(prefix, delimiter=False):
+            if any(child_name(o.key[len(prefix) :]) for o in page.objects):
                 return True
         return False
 
     def _list(self, path: str) -> builtins.list[str]:
+        """Children made by visible keys only, as ``walk`` shows them (:func:`.tree.child_name`).
+
+        A directory whose keys fit one flat page is listed by that page. A larger one takes a
+        delimited listing, and a child prefix the flat page did not already show visible is
+        looked into (one page, as a rule): it may hold only an unfinished write's side objects.
+        """
         prefix = self._dir_prefix(path)
-        names: builtins.list[str] = []
-        for page in self._pages(prefix, delimiter=True):
-            names.extend(_names(page, prefix))
-        found = children(path, names)
+        first = self.bucket.list_page(prefix, delimiter=False, token=None)
+        found = child_names(o.key[len(prefix) :] for o in first.objects)
+        if first.token is not None:
+            for page in self._pages(prefix, delimiter=True):
+                found |= child_names(o.key[len(prefix) :] for o in page.objects)
+                for sub in page.prefixes:
+                    name = sub[len(prefix) :].rstrip("/")
+                    if name not in found and is_component(name) and self._holds_visible(sub):
+                        found.add(name)
         if not found and path != "/":
             raise PathNotFoundError(path=path)
-        return found
+        return sorted(join_path(path, name) for name in found)
 
     def _objects(self, prefix: str) -> Iterator[ObjectInfo]:
         for page in self._pages(prefix, delimiter=False):
@@ -174,8 +193,8 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         hidden = self.bucket.unfinished_keys(key + "/")
         below = list(hidden) if hidden is not None else [o.key for o in self._objects(key + "/")]
         rel = len(key) + 1
-        # A directory with children is found without a HEAD of its own key (deleted blindly).
-        found = any(is_component(k[rel:].split("/", 1)[0]) for k in below)
+        # A directory with visible children is found without a HEAD of its own key.
+        found = any(child_name(k[rel:]) for k in below)
         found = found or self.bucket.head(key) is not None
         if not found and not below:
             raise PathNotFoundError(path=path)
@@ -199,16 +218,7 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
         self._delete_keys([k for key in keys for k in (key, state_key(key))])
 
     def _delete_keys(self, keys: Sequence[str]) -> None:
-        batch = self.bucket.delete_batch
-        for start in range(0, len(keys), batch):
-            self.bucket.delete_many(keys[start : start + batch])
-
-
-def _names(page: ListPage, prefix: str) -> Iterator[str]:
-    for obj in page.objects:
-        yield obj.key[len(prefix) :]
-    for sub in page.prefixes:
-        yield sub[len(prefix) :]
+        delete_in_batches(self.bucket, keys)
 
 
 class _Raw(io.RawIOBase):

@@ -6,6 +6,9 @@ after resuming at offset ``X`` first *claims* the advance from ``X``: it creates
 object* ``<key>~from~<X>`` with a conditional create (:meth:`.Bucket.put_if_absent`), holding
 the state ``Y`` itself, and only then overwrites the state object. Of rivals from ``X``
 exactly one creates the fence; the others get :class:`WriteConflictError` and store nothing.
+A write that found no state object (a fresh one, ``X`` = 0) claims by creating the state object
+itself with the same conditional create (:func:`claim_key`): one request, and nothing to roll
+forward, as that state is either complete or absent.
 
 No liveness is involved: a writer killed before its fence leaves nothing, so the client's retry
 from ``X`` proceeds at once; one killed between its fence and its state write left a complete
@@ -48,6 +51,19 @@ def claim(bucket: Bucket, key: str, offset: int, state: bytes) -> bool:
     try:
         return bucket.put_if_absent(fence_key(key, offset), state)
     except UnsupportedMethodError:
+        return True
+
+
+def claim_key(bucket: Bucket, key: str, data: bytes) -> bool:
+    """Create ``key`` holding ``data`` unless it exists; False: a rival has.
+
+    A write that found no state claims offset 0 with its state object itself (nothing to roll
+    forward: the state is complete or absent). Without conditional writes: a plain put.
+    """
+    try:
+        return bucket.put_if_absent(key, data)
+    except UnsupportedMethodError:
+        bucket.put(key, data)
         return True
 
 

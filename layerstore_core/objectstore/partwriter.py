@@ -27,9 +27,9 @@ multipart primitives (:mod:`.bucket`). How a write proceeds:
   saves nothing.
 * Rivals that each send whole parts must not replace each other's: parts no rival shares.
   Where part numbers may skip (:attr:`.Bucket.sparse_part_numbers`, S3), a session that
-  continues another's multipart upload numbers its parts from a random point above the
-  last saved part (:func:`first_number`), and completion lists only the winner's parts (S3
-  drops the unlisted ones). A session that starts its own upload shares nothing.
+  continues another's multipart upload sends under part numbers it claimed
+  (:mod:`.partclaims`), and completion lists only the winner's parts (S3 drops the unlisted
+  ones). A session that starts its own upload shares nothing.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ import collections
 import dataclasses
 import datetime as dt
 import json
-import secrets
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ..driver import FileWriter, WriterState
 from ..errors import PathNotFoundError, StorageDriverError
-from . import fence
+from . import fence, partclaims
+from .bucket import delete_in_batches
 
 if TYPE_CHECKING:
     from .bucket import Bucket, Part
@@ -55,8 +55,6 @@ MAGIC = b"layerstore-upload/1\n"
 STATE_SUFFIX = "~state"
 #: Bytes copied from committed content per write() when an append continues it.
 COPY_BLOCK = 4 * 2**20
-#: A continuing session skips up to 1/GAP_SHARE of the part numbers left (see first_number).
-GAP_SHARE = 16
 
 
 def state_key(key: str) -> str:
@@ -75,19 +73,23 @@ class UploadState:
     created: dt.datetime
     #: Offsets this write advanced from under a fence (:mod:`.fence`): deleted with the state.
     fences: list[int] = dataclasses.field(default_factory=list)
+    #: Part-number ranges claimed under the upload (:mod:`.partclaims`): deleted with the state.
+    claims: list[partclaims.Claim] = dataclasses.field(default_factory=list)
 
     @property
     def size(self) -> int:
         return sum(p.size for p in self.parts) + len(self.tail)
 
     def encode(self) -> bytes:
-        meta = {
+        meta: dict[str, object] = {
             "upload": self.upload_id,
             "part_size": self.part_size,
             "parts": [[p.number, p.size, p.etag, p.checksum] for p in self.parts],
             "created": self.created.isoformat(),
             "fences": self.fences,
         }
+        if self.claims:
+            meta["claims"] = [list(c) for c in self.claims]
         return MAGIC + json.dumps(meta, separators=(",", ":")).encode() + b"\n" + self.tail
 
     @classmethod
@@ -108,22 +110,10 @@ class UploadState:
                 tail=tail,
                 created=dt.datetime.fromisoformat(meta["created"]),
                 fences=[int(f) for f in meta.get("fences", [])],
+                claims=[(int(f), int(c)) for f, c in meta.get("claims", [])],
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageDriverError(f"unreadable upload state: {exc}", path=path) from exc
-
-
-def first_number(last: int, max_parts: int) -> int:
-    """The first part number of a session continuing an upload whose last part is ``last``.
-
-    Uniform in ``last + 1 .. last + (max_parts - last) // GAP_SHARE``: two rivals that each
-    send ``m`` parts collide with probability at most ``(2m - 1) / gap`` (0.5% for two parts
-    with 10,000 numbers), and each winning continuation burns 1/32 of the numbers left on
-    average — after ~44 such resumes 2,500 numbers are left and the gap is 156, and it shrinks to
-    nothing (contiguous numbers, unprotected) rather than ever refusing a part.
-    """
-    gap = (max_parts - last) // GAP_SHARE
-    return last + 1 + (secrets.randbelow(gap) if gap > 1 else 0)
 
 
 def load_state(bucket: Bucket, key: str, path: str) -> UploadState | None:
@@ -140,15 +130,16 @@ def load_state(bucket: Bucket, key: str, path: str) -> UploadState | None:
 
 
 def side_keys(key: str, state: UploadState) -> list[str]:
-    """The state object of a write and the fence objects it lists."""
-    return [state_key(key), *(fence.fence_key(key, f) for f in state.fences)]
+    """The state object of a write and the fence and part-claim objects it lists."""
+    fences = [fence.fence_key(key, f) for f in state.fences]
+    return [state_key(key), *fences, *partclaims.claim_keys(key, state.claims)]
 
 
 def discard(bucket: Bucket, key: str, state: UploadState) -> None:
-    """Abort the upload a state describes and delete the state object (and its fences)."""
+    """Abort the upload a state describes and delete the state object (and its side objects)."""
     if state.upload_id is not None:
         bucket.abort_upload(key, state.upload_id)
-    bucket.delete_many(side_keys(key, state))
+    delete_in_batches(bucket, side_keys(key, state))
 
 
 class PartWriter(FileWriter):
@@ -168,10 +159,11 @@ class PartWriter(FileWriter):
         self._upload_id = state.upload_id if state else None
         self._part_size = state.part_size if state else bucket.part_size(1)
         self._parts: dict[int, Part] = {p.number: p for p in (state.parts if state else [])}
-        last = max(self._parts, default=0)
-        self._next = last + 1
-        if bucket.sparse_part_numbers and state is not None and state.upload_id is not None:
-            self._next = first_number(last, bucket.max_parts)  # rivals share this upload
+        shared = state is not None and state.upload_id is not None  # rivals may continue it
+        self._numbers = partclaims.PartNumbers(
+            bucket, key, path, last_part=max(self._parts, default=0), shared=shared,
+            claims=state.claims if state else (),
+        )
         self._created = state.created if state else dt.datetime.now(dt.UTC)
         #: Whether a state object may exist for this write (commit and cancel remove it).
         self._saved = state is not None
@@ -240,7 +232,7 @@ class PartWriter(FileWriter):
             return False
         self._drain(0)
         self._bucket.put(dest_key, memoryview(self._buffer)[: self._fill])
-        self._bucket.delete_many([state_key(self._key), self._key] if self._saved else [self._key])
+        self._bucket.delete_many([*self._side_keys(), self._key] if self._saved else [self._key])
         self._shutdown()
         self._buffer, self._fill = bytearray(), 0
         self.state = WriterState.COMMITTED
@@ -294,7 +286,7 @@ class PartWriter(FileWriter):
             parts = self._ordered_parts()
             self._bucket.complete_upload(self._key, self._upload_id, parts, last)
         if self._saved:
-            self._bucket.delete_many(self._side_keys())
+            delete_in_batches(self._bucket, self._side_keys())
         if self._bucket.uneven_parts:
             fence.clear(self._bucket, self._key)
         self._shutdown()
@@ -311,7 +303,7 @@ class PartWriter(FileWriter):
         if self._replaces_committed:
             doomed.append(self._key)
         if doomed:
-            self._bucket.delete_many(doomed)
+            delete_in_batches(self._bucket, doomed)
         if self._bucket.uneven_parts:
             fence.clear(self._bucket, self._key)
 
@@ -323,7 +315,7 @@ class PartWriter(FileWriter):
 
     def _part_capacity(self) -> int:
         if self._bucket.uneven_parts:
-            return self._bucket.part_size(self._next)
+            return self._bucket.part_size(self._numbers.upcoming)
         return self._part_size
 
     def _take(self, data: memoryview) -> None:
@@ -339,17 +331,12 @@ class PartWriter(FileWriter):
             pos += n
 
     def _send_part(self) -> None:
-        number = self._next
-        if number > self._bucket.max_parts:
-            raise StorageDriverError(
-                f"more than {self._bucket.max_parts} parts; raise chunksize", path=self.path
-            )
+        number = self._numbers.take()
         if self._upload_id is None:
             self._upload_id = self._bucket.start_upload(self._key)
             self._started_upload = True
         data = memoryview(self._buffer)[: self._fill]
         self._buffer, self._fill = bytearray(), 0
-        self._next += 1
         if self._bucket.max_concurrency <= 1:
             self._upload(number, data)
             return
@@ -375,7 +362,7 @@ class PartWriter(FileWriter):
         if self._upload_id is None:
             self._upload_id = self._bucket.start_upload(self._key)
         tail = bytes(memoryview(self._buffer)[: self._fill])
-        raw = fence.encode_part(self._upload_id, self._next, tail)
+        raw = fence.encode_part(self._upload_id, self._numbers.upcoming, tail)
         if fence.claim(self._bucket, self._key, self._opened_at, raw):
             return
         self._buffer, self._fill = bytearray(), 0
@@ -389,11 +376,13 @@ class PartWriter(FileWriter):
         raise fence.conflict(self.path, self._opened_at)
 
     def _ordered_parts(self) -> list[Part]:
-        """The parts of this write in order (numbers may skip, see :func:`first_number`)."""
+        """The parts of this write in order (numbers may skip, see :mod:`.partclaims`)."""
         return [self._parts[n] for n in sorted(self._parts)]
 
     def _side_keys(self) -> list[str]:
-        return [state_key(self._key), *(fence.fence_key(self._key, f) for f in self._fences)]
+        fences = [fence.fence_key(self._key, f) for f in self._fences]
+        claims = partclaims.claim_keys(self._key, self._numbers.claims)
+        return [state_key(self._key), *fences, *claims]
 
     def _save_state(self) -> None:
         """Save the state; a resumed session claims its advance first (see :mod:`.fence`)."""
@@ -401,16 +390,23 @@ class PartWriter(FileWriter):
         if self._saved and not wrote:
             return  # nothing new: the saved state says it all, and a rival's must not be undone
         fenced = self._fenced and wrote  # an empty fresh write saves empty state, unfenced
+        # A write that found no state claims offset 0 by creating the state object itself.
+        first = fenced and not self._saved and self._opened_at == 0
         parts = self._ordered_parts()
         tail = bytes(memoryview(self._buffer)[: self._fill])
         fences = self._fences
-        if fenced and self._opened_at not in fences:
+        if fenced and not first and self._opened_at not in fences:
             fences = [*fences, self._opened_at]
-        state = UploadState(self._upload_id, self._part_size, parts, tail, self._created, fences)
+        state = UploadState(self._upload_id, self._part_size, parts, tail, self._created, fences,
+                            list(self._numbers.claims))
         raw = state.encode()
-        if fenced and not fence.claim(self._bucket, self._key, self._opened_at, raw):
+        if first:
+            if not fence.claim_key(self._bucket, state_key(self._key), raw):
+                self._lost()
+        elif fenced and not fence.claim(self._bucket, self._key, self._opened_at, raw):
             self._lost()
-        self._bucket.put(state_key(self._key), raw)
+        else:
+            self._bucket.put(state_key(self._key), raw)
         self._fences = fences
         self._saved = True
 

@@ -13,6 +13,14 @@ from collections.abc import Iterable
 
 from ..driver import EPOCH, FileInfo, is_component, join_path, walk_order_key
 
+#: Marks a writer's side objects (state, fences, part claims): outside the path grammar.
+SIDE_MARK = "~"
+
+
+def is_side_key(key: str) -> bool:
+    """Whether ``key`` is a writer's side object (``<key>~state``, ``~from~``, ``~parts~``)."""
+    return SIDE_MARK in key.rsplit("/", 1)[-1]
+
 
 def visible(relative: str) -> bool:
     """Whether a key relative to a listed directory names a contract path below it."""
@@ -23,6 +31,21 @@ def children(path: str, names: Iterable[str]) -> list[str]:
     """Absolute child paths of ``path`` from relative names (``a`` or prefixes ``a/``)."""
     found = {name.rstrip("/") for name in names}
     return [join_path(path, name) for name in found if is_component(name)]
+
+
+def child_name(relative: str) -> str | None:
+    """The child a key relative to a listed directory makes visible there, or None.
+
+    Only a visible key counts (:func:`visible`): a side object (``x~state``, ``x~from~0``) or
+    anything below a hidden component names no child, and neither do the directories above it.
+    This is the one rule ``list`` and ``walk`` share.
+    """
+    return relative.split("/", 1)[0] if relative and visible(relative) else None
+
+
+def child_names(relatives: Iterable[str]) -> set[str]:
+    """The children visible keys (relative to a listed directory) make: :func:`child_name`."""
+    return {name for name in map(child_name, relatives) if name is not None}
 
 
 def walk_entries(path: str, files: Iterable[tuple[str, int, dt.datetime]]) -> list[FileInfo]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -22,6 +22,7 @@ from ..registry import Registry
 from ..registry import paths as p
 from ..registry.descriptor import blob_size, write_link
 from ..registry.errors import BlobUnknownError
+from .body import Chunk, body_chunks
 from .cache import Lease
 from .errors import UpstreamError
 from .stats import ProxyStats
@@ -125,7 +126,7 @@ class BlobFetcher:
             await self._run(lease.release)
             raise
         size = int(resp.headers.get("content-length", "-1"))
-        queue: asyncio.Queue[bytes | _End] = asyncio.Queue(QUEUE_CHUNKS)
+        queue: asyncio.Queue[Chunk | _End] = asyncio.Queue(QUEUE_CHUNKS)
         reader = Subscriber(queue)
         task = asyncio.create_task(self._copy(resp, name, digest, lease, reader, done))
         self._tasks.add(task)
@@ -141,11 +142,11 @@ class BlobFetcher:
         the written bytes hash to ``digest`` (a mismatch cuts its body short), but not through
         the commit's sync and moves: its response ends while the blob is committed.
         """
-        chunks = _batches(resp.iter_raw(), CHUNK)  # the bytes as stored: no content decoding
+        chunks = body_chunks(resp, CHUNK)  # the bytes as stored: no content decoding
         error: BaseException | None = None
         upload = None
         pending: asyncio.Future[Any] | None = None
-        held = b""
+        held: Chunk = b""
         try:
             upload = await self._run(self._registry.repository(name).blobs.create_upload)
             pending = asyncio.ensure_future(self._run(next, chunks, b""))
@@ -190,33 +191,15 @@ class BlobFetcher:
             done.set_result(error)
 
 
-def _batches(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
-    """The upstream body's pieces (64 KiB, as the socket gives them) joined into ``size`` bytes.
-
-    One copy, where ``iter_raw(size)``'s re-chunking made three (a cold pull spent more time
-    there than in hashing).
-    """
-    batch: list[bytes] = []
-    have = 0
-    for piece in pieces:
-        batch.append(piece)
-        have += len(piece)
-        if have >= size:
-            yield b"".join(batch)
-            batch, have = [], 0
-    if batch:
-        yield b"".join(batch)
-
-
 class Subscriber:
     """The streaming client's side of a fetch; detached when the client goes away."""
 
-    def __init__(self, queue: asyncio.Queue[bytes | _End]) -> None:
+    def __init__(self, queue: asyncio.Queue[Chunk | _End]) -> None:
         self._queue = queue
         self.attached = True
         self.ended = False
 
-    async def put(self, chunk: bytes) -> None:
+    async def put(self, chunk: Chunk) -> None:
         """Hand a chunk over; a client that takes none for :data:`STALL` s is detached.
 
         The fetch serves every waiter, so one stuck or never-started response must not stop it.
@@ -247,7 +230,7 @@ class Subscriber:
         if error is not None:
             self._queue.put_nowait(_End(error))
 
-    async def iterate(self, start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    async def iterate(self, start: int = 0, length: int | None = None) -> AsyncIterator[Chunk]:
         """The fetch's bytes from ``start``, ``length`` of them (None: to the end).
 
         A Range on a blob being fetched is served from the fetch as it passes: the bytes

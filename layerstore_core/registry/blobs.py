@@ -161,14 +161,16 @@ class BlobStore:
         return BlobUpload.create(self._driver, self.name)
 
     def resume_upload(
-        self, upload_id: str, started_at: dt.datetime | None = None, expect_data: bool = False
+        self, upload_id: str, started_at: dt.datetime | None = None, expect_data: bool = False,
+        carried_state: bytes | None = None,
     ) -> BlobUpload:
         """Continue an upload started by any process; unknown → BlobUploadUnknownError.
 
-        ``started_at`` and ``expect_data``: what a signed upload token says (see
-        :meth:`BlobUpload.resume`), which saves reading ``startedat``.
+        ``started_at``, ``expect_data`` and ``carried_state``: what a signed upload token says
+        (see :meth:`BlobUpload.resume`), which saves reading ``startedat`` and the hash state.
         """
-        return BlobUpload.resume(self._driver, self.name, upload_id, started_at, expect_data)
+        return BlobUpload.resume(self._driver, self.name, upload_id, started_at, expect_data,
+                                 carried_state)
 
     def mount(self, digest: str, from_repository: str) -> Descriptor:
         """Link a blob that ``from_repository`` sees into this one; else BlobUnknownError."""

@@ -8,6 +8,7 @@ structure, which ``put`` checked against the media type it was given.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -173,43 +174,52 @@ class ManifestStore:
                 self.url_policy.check(layer, f"layers[{i}]")
             self._check_references(*refs)
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
-        blob = p.path_for(p.BlobDataPath(digest))
-        if not self._stored(blob, content):
-            self._driver.put_content(blob, content)
+        # Always written (one PUT, where comparing a stored copy costs a HEAD and a GET): the
+        # bytes hash to their name, so rewriting them replaces a damaged copy and nothing else.
+        self._driver.put_content(p.path_for(p.BlobDataPath(digest)), content)
         revision = p.path_for(p.ManifestRevisionLinkPath(self.name, digest))
         write_link(self._driver, revision, digest)
-        if check_references and wait_until_safe(self._driver, [digest, *refs[0], *refs[1]]):
-            self._recheck_after_sweep(content, digest, revision, *refs)
+        unique = list(dict.fromkeys(tags))
+        store = TagStore(self._driver, self.name)
+        for tag in unique:
+            store.link(tag, digest)
+        # Every link is written: one look at the sweep marker covers them all (GC's fence).
+        live = [digest, *refs[0], *refs[1]] if check_references else [digest] if unique else []
+        if wait_until_safe(self._driver, live):
+            self._recheck_after_sweep(content, digest, revision, unique, *refs,
+                                      check_references=check_references)
         if subject is not None:
             self._referrers.add(subject, digest)
-        for tag in dict.fromkeys(tags):
-            TagStore(self._driver, self.name).tag(tag, digest)
         return PutResult(digest, subject)
 
-    def _stored(self, blob: str, content: bytes) -> bool:
-        """Whether ``blob`` holds exactly ``content``: a damaged stored copy is rewritten."""
-        if blob_size(self._driver, blob) != len(content):
-            return False
-        try:
-            return self._driver.get_content(blob) == content
-        except PathNotFoundError:
-            return False
-
     def _recheck_after_sweep(
-        self, content: bytes, digest: str, revision: str, blobs: list[str], children: list[str]
+        self, content: bytes, digest: str, revision: str, tags: list[str],
+        blobs: list[str], children: list[str], *, check_references: bool,
     ) -> None:
-        """A sweep ran while we linked: restore our own data, or undo the link if a blob went."""
-        blob = p.path_for(p.BlobDataPath(digest))
-        if blob_size(self._driver, blob) != len(content):
-            self._driver.put_content(blob, content)
-        try:
-            self._check_references(blobs, children)
-        except ManifestBlobUnknownError:
+        """A sweep ran while we linked: restore our own data, or undo the links if a blob went.
+
+        Then each tag is checked as a tag write checks it: one whose manifest the sweep
+        collected is removed (MANIFEST_UNKNOWN). Without reference checks (the pull-through
+        cache) only the tags are checked.
+        """
+        store = TagStore(self._driver, self.name)
+        if check_references:
+            blob = p.path_for(p.BlobDataPath(digest))
+            if blob_size(self._driver, blob) != len(content):
+                self._driver.put_content(blob, content)
             try:
-                self._driver.delete(revision)
-            except PathNotFoundError:
-                pass
-            raise
+                self._check_references(blobs, children)
+            except ManifestBlobUnknownError:
+                for tag in tags:
+                    with contextlib.suppress(ManifestUnknownError):
+                        store.untag(tag)
+                try:
+                    self._driver.delete(revision)
+                except PathNotFoundError:
+                    pass
+                raise
+        for tag in tags:
+            store.recheck(tag, digest)
 
     def _check_references(self, blobs: list[str], children: list[str]) -> None:
         missing = [d for d in blobs if not self._blob_visible(d)]

@@ -2,8 +2,11 @@
 
 An upload is stale when neither its start nor its last saved chunk is within the age. The last
 chunk counts because a long push of a large blob may outlive the age (Distribution looks at the
-start only and can purge an upload still receiving data); every ``close()`` writes a hash state,
-a committed object whose modification time every backend reports.
+start only and can purge an upload still receiving data); a ``close()`` writes a hash state, a
+committed object whose modification time every backend reports — except in an upload's first
+:data:`~.uploads.HASH_STATE_AFTER`, when the HTTP API carries the state in its token instead, so
+an upload counts as active until that long after its start (or the age, if shorter: ``--age 0s``
+purges every upload).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from . import paths as p
 from .errors import BlobUploadInvalidError
 from .leases import KeepAlive, Lease
 from .registry import Registry, repository_names
-from .uploads import abort_upload, parse_started_at
+from .uploads import HASH_STATE_AFTER, abort_upload, parse_started_at
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +48,14 @@ def _started_at(driver: StorageDriver, name: str, upload_id: str) -> dt.datetime
 
 
 def _last_activity(
-    driver: StorageDriver, name: str, upload_id: str, started: dt.datetime
+    driver: StorageDriver, name: str, upload_id: str, started: dt.datetime,
+    quiet: dt.timedelta,
 ) -> dt.datetime:
-    """When the upload last saved a chunk (its newest hash state), or ``started``."""
-    latest = started
+    """When the upload last saved a chunk (its newest hash state), or ``started + quiet``.
+
+    ``quiet``: how long after its start an upload may take chunks that save no hash state.
+    """
+    latest = started + quiet
     try:
         states = driver.list(p.path_for(p.UploadHashStatesPath(name, upload_id, "sha256")))
     except PathNotFoundError:
@@ -95,7 +102,8 @@ def purge_uploads(
             upload_id = path.rsplit("/", 1)[-1]
             try:
                 started = _started_at(driver, name, upload_id)
-                if _last_activity(driver, name, upload_id, started) >= cutoff:
+                quiet = min(HASH_STATE_AFTER, older_than)
+                if _last_activity(driver, name, upload_id, started, quiet) >= cutoff:
                     continue
             except PathNotFoundError:  # finished or purged meanwhile
                 continue

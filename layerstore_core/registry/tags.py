@@ -73,11 +73,26 @@ class TagStore:
         revision = p.path_for(p.ManifestRevisionLinkPath(self.name, digest))
         if read_link(self._driver, revision) != digest:
             raise ManifestUnknownError(f"manifest {digest} unknown to {self.name}")
+        self.link(tag, digest)
+        if wait_until_safe(self._driver, [digest]):
+            self.recheck(tag, digest)
+
+    def link(self, tag: str, digest: str) -> None:
+        """Write the tag's links (index entry, then current) for a manifest known to be here.
+
+        For a caller that has just written the revision link itself (a manifest PUT); it then
+        calls :func:`.fence.wait_until_safe` once for everything it linked, and :meth:`recheck`
+        when that says a sweep ran.
+        """
         write_link(
             self._driver, p.path_for(p.ManifestTagIndexEntryPath(self.name, tag, digest)), digest
         )
         write_link(self._driver, p.path_for(p.ManifestTagCurrentPath(self.name, tag)), digest)
-        if wait_until_safe(self._driver, [digest]) and read_link(self._driver, revision) != digest:
+
+    def recheck(self, tag: str, digest: str) -> None:
+        """After a sweep: a tag whose manifest was collected is removed (MANIFEST_UNKNOWN)."""
+        revision = p.path_for(p.ManifestRevisionLinkPath(self.name, digest))
+        if read_link(self._driver, revision) != digest:
             self.untag(tag)  # a sweep deleted the untagged manifest before it saw the tag
             raise ManifestUnknownError(f"manifest {digest} was collected; push it again")
 

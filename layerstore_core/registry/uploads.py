@@ -2,12 +2,17 @@
 
 An upload is ``_uploads/<id>/``: ``startedat`` (its existence is the upload's), ``data`` (the
 driver's resumable writer) and ``hashstates/sha256/<offset>`` (the SHA-256 state, saved at each
-``close()`` in Go's format; the one a session resumed from is then deleted). Resuming restores
-the state matching the writer's offset and reads nothing back; only when none matches is the
-data re-read (or, where the backend shows nothing before commit, hashed once at commit).
+``close()`` in Go's format; the one a session resumed from is then deleted). A caller that
+carries the state itself (the HTTP API, in its signed upload token: ``close(carried=True)``)
+saves the object only once the upload is :data:`HASH_STATE_AFTER` old, so a client that lost its
+token can still resume a long upload without a re-read. Resuming restores the state matching
+the writer's offset (the carried one, else the object) and reads nothing back; only when none
+matches is the data re-read (or, where the backend shows nothing before commit, hashed once at
+commit).
 
 Only requests that change an upload write to the backend: starting one writes ``startedat``
-(and, for a chunked upload, an empty data write: :meth:`BlobUpload.start_data`), and a session
+(and, for a chunked upload where fresh writes are not fenced, an empty data write:
+:meth:`BlobUpload.start_data`), and a session
 that wrote nothing (a status request, a refused chunk) ends with ``FileWriter.release()``, which
 makes no backend request.
 """
@@ -30,6 +35,7 @@ from .. import observe
 from ..driver import FileWriter, StorageDriver, WriterState
 from ..errors import (
     InvalidOffsetError,
+    PartNumbersExhaustedError,
     PathNotFoundError,
     StorageDriverError,
     WriteConflictError,
@@ -56,6 +62,11 @@ PARALLEL_HASH_MIN = 256 * 1024
 STARTED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 #: Bytes compared at each end of a stored blob before an upload of the same digest is dropped.
 STORED_CHECK = 64 * 1024
+#: A close whose caller carries the hash state saves the hash-state object only once the
+#: upload is this old (purge counts an upload this young as active: ``registry/purge.py``).
+HASH_STATE_AFTER = dt.timedelta(minutes=5)
+#: Clock skew allowed between processes when a commit decides no hash-state object was saved.
+CLOCK_SKEW = dt.timedelta(minutes=1)
 
 
 def format_started_at(when: dt.datetime) -> bytes:
@@ -117,6 +128,11 @@ class BlobUpload:
         self._hasher = hasher
         #: Offset of the saved hash state this session resumed from, deleted once a newer is saved.
         self._resumed_state: int | None = None
+        #: Whether hash-state objects may exist (else a commit deletes its files by name).
+        self._state_objects = writer is not None
+        #: Whether the hasher is the state after ``offset`` bytes that the backend holds: a
+        #: session's own writes count only once its close succeeded (a loser's never do).
+        self._hash_settled = True
         #: Resumed with no data: another request may have started the data write since.
         self._done = False
         self._closed = False
@@ -137,6 +153,7 @@ class BlobUpload:
     def resume(
         cls, driver: StorageDriver, name: str, upload_id: str,
         started_at: dt.datetime | None = None, expect_data: bool = False,
+        carried_state: bytes | None = None,
     ) -> BlobUpload:
         """Continue an upload any process closed; unknown id → BlobUploadUnknownError.
 
@@ -144,6 +161,10 @@ class BlobUpload:
         writer's state is what shows the upload exists, and only when it holds no data is
         ``startedat`` looked at. ``expect_data`` (the token's offset is not 0) says which to
         look at first, so that an unknown upload opens no writer in the common case.
+        ``carried_state`` (the token's, see :meth:`carried_state`; ``b""`` from a caller that
+        carries states but has none, at offset 0) is the hash state when its length is the
+        writer's offset; it must come from a source the caller trusts (a signed token), as a
+        commit verifies the digest with it.
         """
         validate_upload_id(upload_id)
         started = p.path_for(p.UploadStartedAtPath(name, upload_id))
@@ -164,9 +185,21 @@ class BlobUpload:
             except PathNotFoundError:  # finished elsewhere (a fresh write has stored nothing)
                 writer.cancel()
                 raise BlobUploadUnknownError(f"unknown upload {upload_id!r}") from None
-        hasher, saved = _load_hash_state(driver, name, upload_id, writer.size)
+        carried = _carried_hash(carried_state, writer.size)
+        hasher: ResumableSHA256 | None = carried
+        saved = False
+        if carried is not None:
+            observe.event("hashstate.resume")
+        else:
+            hasher, saved = _load_hash_state(driver, name, upload_id, writer.size)
         upload = cls(driver, name, upload_id, started_at, writer, hasher)
-        upload._resumed_state = writer.size if saved else None
+        # An old upload's closes save objects: the one at this offset goes when a newer is saved.
+        old_carried = carried is not None and not upload._young()
+        upload._resumed_state = writer.size if saved or old_carried else None
+        # A caller that carries the state (even none, at offset 0) of a young upload: no close
+        # saved an object (see HASH_STATE_AFTER).
+        carrier = carried_state is not None and (carried is not None or writer.size == 0)
+        upload._state_objects = not carrier or not upload._young()
         return upload
 
     @property
@@ -184,6 +217,7 @@ class BlobUpload:
         if self._closed:
             raise BlobUploadInvalidError(f"upload {self.id} is closed; resume it to write")
         hasher, self._hasher = self._hasher, None  # unknown until both halves succeed
+        self._hash_settled = False
         with self._unless_finished_elsewhere():
             if self._writer is None:
                 self._writer = self._driver.writer(self._data_path, append=False)
@@ -210,21 +244,37 @@ class BlobUpload:
         """
         return None if self._hasher is None else "sha256:" + self._hasher.hexdigest()
 
+    def carried_state(self) -> bytes:
+        """The hash state after :attr:`offset` bytes, for the caller to carry, or ``b""``.
+
+        Only a state the backend's data matches: after a resume, or after a close that
+        succeeded (a session whose close lost to a rival has hashed bytes that were not kept).
+        Hand it back to :meth:`resume` as ``carried_state`` from a source that cannot be forged.
+        """
+        hasher = self._hasher
+        if not self._hash_settled or hasher is None or hasher.length != self.offset:
+            return b""
+        return hasher.marshal()
+
     def start_data(self) -> None:
         """Open the data write empty, for an upload whose chunks any instance may receive.
 
         Every chunk then continues this write, and the driver lets one writer advance it from
         an offset (one writer per upload). It replaces a fresh write at the first chunk, which
-        would discard a rival's first chunk; a resume finds it with one request fewer than
-        finding nothing, so the upload costs no more requests than before.
+        would discard a rival's first chunk. Not needed where the driver's fresh writes are
+        fenced (:attr:`.StorageDriver.fresh_writes_fenced`): the first chunk's fresh write then
+        claims offset 0 at its close.
         """
         self._driver.writer(self._data_path, append=False).close()
 
-    def close(self) -> None:
+    def close(self, carried: bool = False) -> None:
         """Persist this session's data, then the hash state, so any process can resume.
 
         A session that wrote nothing (a status request, a refused chunk) has nothing to persist:
-        its writer is released with no backend request. Idempotent.
+        its writer is released with no backend request. ``carried``: the caller keeps
+        :meth:`carried_state` (in a signed token) for the next session, so the hash-state object
+        is saved only once the upload is :data:`HASH_STATE_AFTER` old (for a client that loses
+        its token; purge counts that long as activity). Idempotent.
         """
         writer, self._closed = self._writer, True
         if self._done or writer is None or writer.state is not WriterState.OPEN:
@@ -232,11 +282,19 @@ class BlobUpload:
         with self._unless_finished_elsewhere():
             if writer.size == self._session_start:
                 writer.release()
+                self._hash_settled = True  # no byte written, none hashed
                 return
             writer.close()
-            if self._hasher is not None:
+            self._hash_settled = True
+            if self._hasher is not None and not (carried and self._young()):
                 save_hash_state(self._driver, self._name, self.id, self._hasher,
                                 replaces=self._resumed_state)
+                self._state_objects = True
+
+    def _young(self, margin: dt.timedelta = dt.timedelta(0)) -> bool:
+        """Whether the upload is younger than :data:`HASH_STATE_AFTER` (less ``margin``)."""
+        age = dt.datetime.now(dt.UTC) - self.started_at
+        return age < HASH_STATE_AFTER - margin
 
     def cancel(self) -> None:
         """Discard the upload: cancel this session's write (multipart state too), remove the dir.
@@ -272,7 +330,7 @@ class BlobUpload:
         self._link(digest)
         pause_point("commit.linked")
         self._settle(digest, length)
-        self._remove_upload()
+        self._remove_committed()
         self._done = True
         observe.event("blob.commit")
         return Descriptor(digest, length)
@@ -458,6 +516,22 @@ class BlobUpload:
                 ) from None
         self._link(digest)
 
+    def _remove_committed(self) -> None:
+        """Delete what a committed upload left: its files by name, in one ``delete_many``.
+
+        ``startedat`` goes first (the upload ends for every other request; what a crash leaves
+        after it is a directory without a start, which purge removes), the commit marker last.
+        Where a hash-state object may exist (a resume that carried no state, an upload old
+        enough to save one, or a crash's leftover) the directory is deleted as a whole.
+        """
+        if self._state_objects or not self._young(CLOCK_SKEW):
+            self._remove_upload()
+            return
+        self._driver.delete_many([
+            p.path_for(p.UploadStartedAtPath(self._name, self.id)), self._data_path,
+            self._commit_path,
+        ])
+
     def _remove_upload(self) -> None:
         """Delete ``_uploads/<id>/`` entirely. Twice: finds nothing, does nothing."""
         try:
@@ -494,6 +568,10 @@ class BlobUpload:
                     f"another request wrote to upload {self.id} at the same time; "
                     "ask its status and resume from its Range"
                 ) from exc
+            if isinstance(exc, PartNumbersExhaustedError):  # the client's chunks are too many
+                raise BlobUploadInvalidError(
+                    f"upload {self.id} cannot grow any further: {exc.message}"
+                ) from exc
             raise
 
     def _check_usable(self, what: str) -> None:
@@ -520,11 +598,19 @@ def save_hash_state(
     driver.put_content(
         p.path_for(p.UploadHashStatePath(name, upload_id, "sha256", offset)), hasher.marshal()
     )
-    if replaces is not None and replaces < offset:
-        try:
-            driver.delete(p.path_for(p.UploadHashStatePath(name, upload_id, "sha256", replaces)))
-        except PathNotFoundError:
-            pass
+    if replaces is not None and replaces < offset:  # by name: no listing, gone already is fine
+        driver.delete_many([p.path_for(p.UploadHashStatePath(name, upload_id, "sha256", replaces))])
+
+
+def _carried_hash(raw: bytes | None, offset: int) -> ResumableSHA256 | None:
+    """The carried hash state when it is the state after ``offset`` bytes, else None."""
+    if not raw or offset == 0:
+        return None
+    try:
+        hasher = ResumableSHA256.unmarshal(raw)
+    except HashStateError:
+        return None
+    return hasher if hasher.length == offset else None
 
 
 def _load_hash_state(

@@ -38,6 +38,7 @@ from typing import Any, ClassVar, cast
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .config import Limits
+from .reads import BufferedReads, buffered
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +215,9 @@ class _LingeringTransport:
         self._protocol.loop.call_later(LINGER, self._transport.close)
 
 
-def protocol_for(limits: Limits) -> type[GuardedProtocol]:
-    """A :class:`GuardedProtocol` subclass bound to ``limits`` (uvicorn makes one a connection)."""
-    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
+def protocol_for(limits: Limits) -> type[BufferedReads]:
+    """A :class:`GuardedProtocol` bound to ``limits``, reading into one buffer (:mod:`.reads`).
+
+    uvicorn makes one a connection.
+    """
+    return buffered(type("GuardedProtocol", (GuardedProtocol,), {"limits": limits}))

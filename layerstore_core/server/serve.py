@@ -71,7 +71,8 @@ def uvicorn_config(app: RegistryApp | str, config: Config, **options: Any) -> uv
     """
     return uvicorn.Config(
         app,
-        http=protocol_for(config.limits) if config.workers == 1 else workers.PROTOCOL,
+        http=(protocol_for(config.limits) if config.workers == 1  # type: ignore[arg-type]  # a BufferedProtocol works; the stub says Protocol
+              else workers.PROTOCOL),
         factory=config.workers > 1,
         workers=config.workers,
         timeout_keep_alive=config.limits.keepalive_timeout,  # type: ignore[arg-type]  # a float works; the stub says int

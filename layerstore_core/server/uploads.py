@@ -4,7 +4,8 @@ Every response that keeps an upload open carries a fresh signed state token in `
 upload's real offset is always the backend's (the token's offset is informational), so a chunk
 that does not start there gets 416 with the current ``Range`` and nothing is appended.
 Read-only requests (GET status, a refused chunk) make no backend write: the resumed session
-wrote nothing, so closing it only releases its writer.
+wrote nothing, so closing it only releases its writer. The token also carries the upload's hash
+state, so a chunk saves no hash-state object (:meth:`BlobUpload.close` with ``carried=True``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def range_header(offset: int) -> str:
 def _location(state: ServerState, req: Request, name: str, upload: BlobUpload) -> str:
     token = state.signer.sign(
         UploadState(name=name, id=upload.id, offset=upload.offset,
-                    started_at=str(upload.started_at))
+                    started_at=str(upload.started_at), hash_state=upload.carried_state())
     )
     return state.config.urls.build(
         req, f"/v2/{name}/blobs/uploads/{upload.id}?_state={quote(token, safe='')}")
@@ -89,7 +90,8 @@ async def start(state: ServerState, req: Request, name: str) -> Response:
         validate_digest(digest)  # before an upload exists that a bad digest would strand
     upload = await state.run(repo.blobs.create_upload)  # startedat only: no data write yet
     if digest is None:  # chunks may reach any instance: they all continue one data write
-        await state.run(upload.start_data)
+        if not state.registry.driver.fresh_writes_fenced:  # else the first chunk's close claims
+            await state.run(upload.start_data)
         await req.drain()
         resp = _progress(state, req, name, upload, 202)
         return resp.header("OCI-Chunk-Min-Length", state.chunk_min_length)
@@ -142,7 +144,7 @@ async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -
     # The token's start time is the upload's (signed, and startedat never changes); its offset
     # only says whether data is likely there, which the backend then shows.
     return await state.run(repo.blobs.resume_upload, upload_id, _started_at(signed),
-                           signed.offset > 0)
+                           signed.offset > 0, signed.hash_state)
 
 
 def _started_at(signed: UploadState) -> dt.datetime | None:
@@ -168,7 +170,7 @@ async def _check_range(
             raise RangeInvalidError("chunk does not start at the upload's offset",
                                     detail={"offset": offset, "content_range": raw[:100]})
     except (RangeInvalidError, SizeInvalidError) as err:
-        await state.run(upload.close)
+        await state.run(upload.close, True)
         err.headers.update(
             Location=_location(state, req, name, upload), Range=range_header(offset),
             **{"Docker-Upload-UUID": upload.id},
@@ -182,7 +184,7 @@ async def patch(state: ServerState, req: Request, name: str, upload_id: str) -> 
     upload = await _resume(state, req, name, upload_id)
     await _check_range(state, req, name, upload)
     await _write_body(state, req, upload)
-    await state.run(upload.close)
+    await state.run(upload.close, True)  # the hash state rides in the Location's token
     return _progress(state, req, name, upload, 202)
 
 
@@ -201,7 +203,7 @@ async def put(state: ServerState, req: Request, name: str, upload_id: str) -> Re
 async def status(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
     """GET: where the upload stands (204 + Range); no backend write (the writer is released)."""
     upload = await _resume(state, req, name, upload_id)
-    await state.run(upload.close)
+    await state.run(upload.close, True)
     return _progress(state, req, name, upload, 204)
 
 

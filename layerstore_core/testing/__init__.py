@@ -12,8 +12,8 @@ pytest.register_assert_rewrite(
     *(
         f"{__name__}.{module}"
         for module in (
-            "_base", "concurrency", "content", "listing", "movedelete", "reader", "redirect",
-            "resume", "suite", "walk", "writer",
+            "_base", "claimedparts", "concurrency", "content", "listing", "movedelete",
+            "reader", "redirect", "resume", "suite", "walk", "writer",
         )
     )
 )

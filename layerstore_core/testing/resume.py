@@ -40,6 +40,29 @@ class ResumeCases(SuiteBase):
         writer.commit()
         assert driver.get_content(path) == first + second
 
+    def test_fresh_rivals(self, driver: StorageDriver, root: str) -> None:
+        """``fresh_writes_fenced``: a fresh write stores nothing before its close.
+
+        What lets an upload on such a driver skip its empty data write: a rival that looks
+        while the first chunk is being written finds nothing, and the closes decide
+        (conformance ``OneWriterCases``). Without it the bytes land at the path as they come.
+        """
+        path = under(root, "upload")
+        first = driver.resume_writer(path)
+        first.write(payload(3000, seed=4))
+        if driver.fresh_writes_fenced:
+            rival = driver.resume_writer(path)
+            assert rival.size == 0
+            rival.release()
+            with raises(driver, PathNotFoundError):
+                driver.stat(path)
+        else:
+            assert driver.stat(path).is_dir is False
+        first.close()
+        again = driver.resume_writer(path)
+        assert again.size == 3000
+        again.release()
+
     def test_resume_writer_continues_committed(self, driver: StorageDriver, root: str) -> None:
         path = under(root, "file")
         driver.put_content(path, b"committed")

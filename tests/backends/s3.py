@@ -2,7 +2,8 @@
 
 moto runs as a real HTTP server in its own process (not ``mock_aws``), so presigned URLs are
 real and driver objects built in child processes (cross-process resume) reach the same data.
-moto's 5 MiB minimum part size stays on (``S3_UPLOAD_PART_MIN_SIZE`` is removed from its env).
+moto's 5 MiB minimum part size stays on (``S3_UPLOAD_PART_MIN_SIZE`` is removed from its env),
+and its conditional writes are made atomic as S3's are (:mod:`tests.moto_atomic`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,15 +24,18 @@ from ._servers import free_port, serve
 
 BACKENDS = ["s3"]
 BUCKET = "layerstore-test"
+#: The repository root: ``tests.moto_atomic`` is run from it.
+REPO = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """Run ``python -m moto.server`` with the 5 MiB part minimum on; yield its endpoint."""
+    """Run moto's server (atomic conditional writes, the 5 MiB part minimum on); yield its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "S3_UPLOAD_PART_MIN_SIZE"}
-    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-m", "tests.moto_atomic", "-H", "127.0.0.1", "-p", str(port)]
     with serve("moto", cmd, url + "/moto-api/", env=env):
         yield url
 

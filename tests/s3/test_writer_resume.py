@@ -233,7 +233,12 @@ def test_tail_hidden_at_bucket_root(moto_endpoint: str, s3_client: Any) -> None:
     writer.write(b"tail bytes")
     writer.close()
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    assert keys == ["x~from~0", "x~state"]  # the one-writer fence of the advance from 0
+    assert keys == ["x~state"]  # a fresh write claims offset 0 by creating its state
+    writer = driver.writer("/x", append=True)
+    writer.write(b" and more")
+    writer.close()
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["x~from~10", "x~state"]  # the one-writer fence of the advance from 10
     assert driver.list("/") == []
     assert list(driver.walk("/")) == []
     assert driver.stat("/").is_dir
@@ -243,6 +248,24 @@ def test_tail_hidden_at_bucket_root(moto_endpoint: str, s3_client: Any) -> None:
     driver.delete("/x")
     assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     s3_client.delete_bucket(Bucket=bucket)
+
+
+def test_commit_to_leaves_no_fence(make_driver: MakeDriver, s3_client: Any) -> None:
+    """A write under one part committed straight at its destination takes its fences along."""
+    driver = make_driver()
+    writer = driver.writer("/up/data")
+    writer.write(b"first")
+    writer.close()
+    writer = driver.writer("/up/data", append=True)
+    writer.write(b", second")
+    writer.close()  # fenced from offset 5
+    writer = driver.resume_writer("/up/data")
+    driver.commit_to(writer, "/blob")
+    prefix = key_of(driver, "/")
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+            .get("Contents", [])]
+    assert keys == [key_of(driver, "/blob")]
+    assert driver.get_content("/blob") == b"first, second"
 
 
 def test_lowered_chunksize_keeps_the_uploads_part_size(make_driver: MakeDriver,
