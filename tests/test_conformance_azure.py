@@ -7,10 +7,10 @@ staged (uncommitted) blocks, so an unfinished write the driver hides still fails
 import pytest
 
 from layerstore_core.testing import Backend, ConformanceSuite
+from layerstore_core.testing.onewriter import WholePartRivalCases
 
 
-class TestConformanceAzure(ConformanceSuite):
+class TestConformanceAzure(ConformanceSuite, WholePartRivalCases):
     @pytest.fixture
     def conformance_backend(self, backend_azure: Backend) -> Backend:
         return backend_azure
-

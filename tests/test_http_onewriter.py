@@ -6,6 +6,8 @@ each server, :data:`RACES` times (the first race is the upload's first chunk). E
 one is accepted (202) and the other refused (416, or 400 BLOB_UPLOAD_INVALID); both servers
 then report the winner's offset, and at the end the upload commits (201) to a blob that hashes
 to its digest — the winners' bytes in order. Bounded in time; no timing assertions.
+``azure-whole-parts`` sends chunks of two whole blocks and more, so each rival stages whole
+blocks before either closes: the loser's must never replace the winner's (a wrong blob).
 """
 
 from __future__ import annotations
@@ -75,12 +77,24 @@ def _offset(url: str, location: str) -> int:
     return 0 if r.headers["Range"] == "0-0" else last + 1
 
 
-@pytest.mark.parametrize("backend_id", ["filesystem", "s3", "azure"])
+#: Chunks per race: small ones (only a tail each) and, on Azure, chunks of two whole blocks
+#: and more, so that each rival stages whole blocks before either closes (DESIGN §4).
+CASES = {
+    "filesystem": ("filesystem", False),
+    "s3": ("s3", False),
+    "azure": ("azure", False),
+    "azure-whole-parts": ("azure", True),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
 def test_same_chunk_to_two_servers_one_wins(
-    backend_id: str, request: pytest.FixtureRequest, tmp_path: Path
+    case: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    backend_id, whole_parts = CASES[case]
     backend: Backend = request.getfixturevalue(f"backend_{backend_id}")
-    rng = random.Random(backend_id)
+    rng = random.Random(case)
+    chunk = 2 * int(backend.params["chunksize"]) + 1000 if whole_parts else 32 * 1024
     servers = [_serve(backend, tmp_path, name) for name in ("a", "b")]
     urls = [url for _, url in servers]
     try:
@@ -89,7 +103,7 @@ def test_same_chunk_to_two_servers_one_wins(
         location = path_of(r.headers["Location"])
         expected = b""
         for race in range(RACES):
-            size = 32 * 1024 + race
+            size = chunk + race
             bodies = [rng.randbytes(size) for _ in urls]
             answers = _race(urls, location, len(expected), bodies)
             codes = [a.status_code for a in answers]

@@ -4,7 +4,8 @@ Writes are block blobs: a multipart upload is a *session* of staged blocks (:mod
 completed by Put Block List. Azure cannot delete single staged blocks; committing a list
 discards every other one, and deleting the blob discards them all. Blocks differ in size
 (``uneven_parts``): a ``close()`` stages its tail as a short block, and a resume finds the
-write again from the block list (:meth:`AzureBucket.find_parts`) — no side state.
+write again from the block list and the write's fences, which name the winning sessions in
+their metadata (:meth:`AzureBucket.find_parts`) — no state object.
 
 Every SDK call runs inside :func:`.errors.translated`; retries are the SDK's retry policy.
 """
@@ -32,9 +33,20 @@ from azure.storage.blob import (
 )
 
 from layerstore_core.errors import StorageDriverError
-from layerstore_core.objectstore import Bucket, ListPage, ObjectInfo, Part
+from layerstore_core.objectstore import Bucket, ListPage, ObjectInfo, Part, fence
 
-from .blocks import MAX_BLOCKS, Block, block_size, next_session, resume_chain
+from .blocks import (
+    MAX_BLOCKS,
+    Block,
+    Fence,
+    block_size,
+    fence_metadata,
+    new_session,
+    parse_fence,
+    parse_fence_content,
+    session_of,
+    write_chain,
+)
 from .errors import error_code, translated
 
 #: Azure's limit on sub-requests in one Blob Batch.
@@ -139,10 +151,10 @@ class AzureBucket(Bucket):
         self.max_concurrency = maxconcurrency
         self.redirectexpiry = redirectexpiry
         self._owns = owns
+        self._delegation: tuple[UserDelegationKey, dt.datetime] | None = None
 
     def store_id(self) -> str:
         return f"azure:{self.container.url}"
-        self._delegation: tuple[UserDelegationKey, dt.datetime] | None = None
 
     def part_size(self, number: int) -> int:
         return block_size(number - 1, self.chunksize)
@@ -176,12 +188,18 @@ class AzureBucket(Bucket):
             )
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Put Blob with ``If-None-Match: *`` (the SDK's ``overwrite=False``)."""
+        """Put Blob with ``If-None-Match: *`` (the SDK's ``overwrite=False``).
+
+        A one-writer fence also names its winning session in the blob's metadata, so that a
+        resume tells the winners from one listing (:meth:`find_parts`).
+        """
+        metadata = fence_metadata(data, key) if data.startswith(fence.PART_MAGIC) else None
         try:
             with translated():
                 self._blob(key).upload_blob(
-                    data, blob_type=BlobType.BLOCKBLOB, length=len(data), overwrite=False
-                )
+                    data, blob_type=BlobType.BLOCKBLOB, length=len(data), overwrite=False,
+                    metadata=metadata,
+                )  # fmt: skip
         except StorageDriverError as exc:
             if isinstance(exc.__cause__, ResourceExistsError):
                 return False
@@ -240,8 +258,8 @@ class AzureBucket(Bucket):
 
     # -- multipart uploads: sessions of staged blocks -----------------------------------------
 
-    def _block_list(self, key: str) -> list[BlobBlock] | None:
-        """Every block at ``key`` (committed, then staged), or None when nothing is there.
+    def _block_list(self, key: str) -> tuple[list[BlobBlock], list[BlobBlock]] | None:
+        """The committed and the staged blocks at ``key``, or None when nothing is there.
 
         An append blob has no block list: Distribution's upload, found by :class:`AppendBlobFound`.
         """
@@ -255,20 +273,19 @@ class AzureBucket(Bucket):
             if error_code(exc.__cause__) == "InvalidBlobType":
                 raise AppendBlobFound(blob) from None
             raise
-        return [*committed, *uncommitted]
+        return list(committed), list(uncommitted)
 
     def start_upload(self, key: str) -> str:
-        """A new session, newer than every block at ``key``; an append blob there is replaced."""
+        """A new session (a random token); an append blob at ``key`` is replaced."""
         try:
-            blocks = self._block_list(key) or []
+            self._block_list(key)
         except AppendBlobFound as found:  # reached by a fresh write only: find_parts raises
             with translated():
                 found.blob.delete_blob()
-            blocks = []
-        return str(next_session(blocks))
+        return new_session()
 
     def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> Part:
-        block = Block(number - 1, int(upload_id), len(data))
+        block = Block(number - 1, session_of(upload_id), len(data))
         with translated():
             # The SDK sends any buffer; bytes() would copy a whole block for the type checker.
             self._blob(key).stage_block(block.id, cast(bytes, data), length=len(data))
@@ -295,17 +312,48 @@ class AzureBucket(Bucket):
                 pass
 
     def find_parts(self, key: str) -> tuple[str, list[Part]] | None:
-        """The write at ``key`` rebuilt from its block list, continued by a new session.
+        """The write at ``key`` rebuilt from its block list and fences, for a new session.
 
         Committed blocks of ours count as parts (appending reuses them); content without our
         ids (a single Put Blob, another tool's blocks) gives None, and the core restages it.
+        Only the sessions that won their advance are followed (:func:`.blocks.write_chain`).
         """
         blocks = self._block_list(key)
-        chain = resume_chain(blocks or [])
+        if blocks is None:
+            return None
+        committed, staged = blocks
+        chain = write_chain(committed, staged, self._fences(key) if staged else {})
         if not chain:
             return None
-        parts = [Part(b.index + 1, b.size, b.id) for b in chain]
-        return str(next_session(blocks or [])), parts
+        return new_session(), [Part(b.index + 1, b.size, b.id) for b in chain]
+
+    def _fences(self, key: str) -> dict[int, Fence]:
+        """The winner of each fenced advance of the write at ``key`` (one listing).
+
+        A fence without our metadata (written by an older version) is read once.
+        """
+        prefix = key + fence.FENCE_INFIX
+        found: dict[int, Fence] = {}
+        with translated():
+            for item in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+                offset = item.name[len(prefix) :]
+                if not offset.isdigit():
+                    continue
+                won = parse_fence(item.metadata)
+                if won is None:
+                    won = self._read_fence(item.name)
+                if won is not None:
+                    found[int(offset)] = won
+        return found
+
+    def _read_fence(self, name: str) -> Fence | None:
+        """The winner a fence's content names (fences written before they carried metadata)."""
+        try:
+            raw = self._blob(name).download_blob().readall()
+        except ResourceNotFoundError:
+            return None  # cleared meanwhile: a commit or a fresh write
+        session, part, _ = fence.decode_part(bytes(raw), name)
+        return parse_fence_content(session, part)
 
     # -- the rest ----------------------------------------------------------------------------
 

@@ -82,14 +82,16 @@ def read_fence(bucket: Bucket, key: str, offset: int) -> bytes | None:
 def clear(bucket: Bucket, key: str) -> None:
     """Delete every fence of the write at ``key`` (stores whose writes keep no state to list them).
 
-    One listing: a fresh write clears an abandoned write's fences, commit and cancel their own.
+    One listing: a fresh write clears an abandoned write's fences, commit and cancel their own,
+    deleting them :attr:`.Bucket.delete_batch` at a time (a listing page may hold more).
     """
     prefix = key + FENCE_INFIX
     token: str | None = None
     while True:
         page = bucket.list_page(prefix, delimiter=False, token=token)
-        if page.objects:
-            bucket.delete_many([o.key for o in page.objects])
+        keys = [o.key for o in page.objects]
+        for start in range(0, len(keys), bucket.delete_batch):
+            bucket.delete_many(keys[start : start + bucket.delete_batch])
         token = page.token
         if token is None:
             return

@@ -275,9 +275,9 @@ class PartWriter(FileWriter):
 
     def _close(self) -> None:
         try:
-            self._drain(0)
             if self._fill == len(self._buffer) and self._fill:
                 self._send_part()  # a full part: nothing to keep aside
+            self._drain(0)  # every full part is stored before the claim and the state name it
             if self._bucket.uneven_parts and (self._upload_id is not None or self._fill):
                 self._claim_tail()
                 if self._fill:  # the tail as a short part, starting the upload if need be

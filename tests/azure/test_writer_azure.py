@@ -16,6 +16,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,18 @@ from layerstore_azure.blocks import (
     MAX_BLOCKS,
     TIER_BLOCKS,
     Block,
+    Fence,
     block_size,
-    resume_chain,
+    new_session,
+    parse_block,
+    write_chain,
 )
 from layerstore_azure.config import MAX_BLOCK_SIZE, MiB
 
 from layerstore_core.discovery import load_driver
 from layerstore_core.driver import StorageDriver
-from layerstore_core.errors import PathNotFoundError, StorageDriverError
-from layerstore_core.objectstore import PartWriter
+from layerstore_core.errors import PathNotFoundError, StorageDriverError, WriteConflictError
+from layerstore_core.objectstore import PartWriter, fence
 from layerstore_core.testing import Backend
 from tests.backends.azure import ACCOUNT, ACCOUNT_KEY, CONTAINER, Azurite
 
@@ -91,9 +95,13 @@ def run_child(backend: Backend, script: str, **args: Any) -> None:
 
 
 def test_block_ids_have_one_length() -> None:
-    ids = {Block(i, s, 1).id for i in (0, 7, 49_999, 999_999) for s in (0, 1, 999_999)}
+    """Tokens and the numbered sessions of older versions: one length, both parsed as ours."""
+    sessions = [new_session() for _ in range(3)] + ["000001", "999999"]
+    ids = {Block(i, s, 1).id for i in (0, 7, 49_999, 999_999) for s in sessions}
     assert {len(i) for i in ids} == {BLOCK_ID_LENGTH}
-    assert all(i.isdigit() for i in ids)
+    assert all(parse_block(BlobBlock(i)) is not None for i in ids)
+    assert parse_block(BlobBlock("000001ABCDEF")) is None  # not a session of ours
+    assert len({new_session() for _ in range(100)}) == 100
 
 
 def test_block_sizes_fit_several_hundred_gib() -> None:
@@ -105,27 +113,58 @@ def test_block_sizes_fit_several_hundred_gib() -> None:
     assert block_size(MAX_BLOCKS - 1, 1000 * MiB) == MAX_BLOCK_SIZE
 
 
-def _block(index: int, session: int, size: int = 1) -> BlobBlock:
-    b = BlobBlock(Block(index, session, size).id)
+def _block(index: int, session: int | str, size: int = 1) -> BlobBlock:
+    """A block of a token session, or (an int) a numbered session of an older version."""
+    name = f"{session:06d}" if isinstance(session, int) else session
+    b = BlobBlock(Block(index, name, size).id)
     b.size = size
     return b
 
 
-def test_resume_chain_drops_orphans() -> None:
+def _chain(committed: list[BlobBlock], staged: list[BlobBlock],
+           fences: dict[int, Fence] | None = None) -> list[tuple[int, str, int]]:
+    return [(b.index, b.session, b.size) for b in write_chain(committed, staged, fences or {})]
+
+
+def test_write_chain_follows_the_fenced_winners() -> None:
+    """Rivals from one offset each staged whole blocks; the fences say whose were accepted."""
+    first = [_block(0, "aaaaaa", 4), _block(1, "aaaaaa", 2)]  # 6 bytes, closed at part 2
+    mine = [_block(2, "bbbbbb", 4), _block(3, "bbbbbb", 4), _block(4, "bbbbbb", 1)]
+    theirs = [_block(2, "cccccc", 4), _block(3, "cccccc", 4), _block(4, "cccccc", 3)]
+    fences = {0: Fence("aaaaaa", 2), 6: Fence("cccccc", 5)}
+    chain = _chain([], [*first, *mine, *theirs], fences)
+    assert chain == [(0, "aaaaaa", 4), (1, "aaaaaa", 2), (2, "cccccc", 4), (3, "cccccc", 4),
+                     (4, "cccccc", 3)]
+    # Before either rival closed, the write ends where its last fenced advance did.
+    assert [b[0] for b in _chain([], [*first, *mine, *theirs], {0: fences[0]})] == [0, 1]
+    # A fence whose winner's tail is not staged yet: the chain ends before it.
+    assert len(_chain([], [*first, *theirs[:2]], fences)) == 4
+
+
+def test_write_chain_continues_committed_blocks() -> None:
+    """Committed blocks (fences cleared at commit) are continued, unless a fresh write from 0
+    claimed the write after them."""
+    committed = [_block(0, "aaaaaa", 3), _block(1, "aaaaaa", 3)]
+    append = [_block(2, "bbbbbb", 5)]
+    assert len(_chain(committed, append, {6: Fence("bbbbbb", 3)})) == 3
+    assert len(_chain(committed, append)) == 2  # an unfenced session is never resumed
+    fresh = [_block(0, "dddddd", 7)]
+    assert _chain(committed, fresh, {0: Fence("dddddd", 1)}) == [(0, "dddddd", 7)]
+    # A commit that died before clearing its fences: they name its own sessions.
+    assert len(_chain(committed, append, {0: Fence("aaaaaa", 2), 6: Fence("bbbbbb", 3)})) == 3
+
+
+def test_write_chain_of_numbered_sessions_of_older_versions() -> None:
     # Session 1 staged 0, 1 and 3 (2 failed); session 2 restaged 2; 3 of session 1 is an orphan.
     blocks = [_block(0, 1), _block(1, 1), _block(3, 1), _block(2, 2, 5)]
-    chain = resume_chain(blocks)
-    assert [(b.index, b.session, b.size) for b in chain] == [(0, 1, 1), (1, 1, 1), (2, 2, 5)]
+    assert _chain([], blocks) == [(0, "000001", 1), (1, "000001", 1), (2, "000002", 5)]
     # Foreign ids are ignored; a newer session wins at one index.
-    assert resume_chain([_block(0, 1), _block(0, 3, 9), BlobBlock("foreign")])[0].size == 9
-
-
-def test_resume_chain_cuts_a_replaced_write() -> None:
-    """A fresh write (a newer session from index 0) hides the older write's blocks after it."""
-    committed = [_block(0, 1), _block(1, 1), _block(2, 1)]
-    assert [b.session for b in resume_chain([*committed, _block(0, 2, 7)])] == [2]
-    # Appending to committed blocks: the new session continues after them.
-    assert [b.index for b in resume_chain([*committed, _block(3, 2)])] == [0, 1, 2, 3]
+    assert _chain([], [_block(0, 1), _block(0, 3, 9), BlobBlock("foreign")])[0][2] == 9
+    # A token session continues a numbered write after a fence; numbered blocks never
+    # continue a token session's.
+    after = [_block(1, "tttttt", 4), _block(2, 3)]
+    assert _chain([], [_block(0, 1), *after], {1: Fence("tttttt", 2)}) == [
+        (0, "000001", 1), (1, "tttttt", 4)]
 
 
 # -- against Azurite ------------------------------------------------------------------------
@@ -272,7 +311,8 @@ def test_tail_survives_close_as_a_short_block(
     w.write(b"abc")
     w.close()
     _, uncommitted = block_lists(container, blob_name(backend_azure, "/t"))
-    assert uncommitted == [Block(0, 1, 3).id]
+    assert len(uncommitted) == 1 and uncommitted[0].startswith("000000")
+    first = uncommitted[0][6:]
     side = [n for n in container.list_blob_names(name_starts_with=blob_name(backend_azure, "/"))
             if "~" in n]  # fmt: skip
     assert side == [blob_name(backend_azure, "/t~from~0")]
@@ -282,7 +322,8 @@ def test_tail_survives_close_as_a_short_block(
     assert [n for n in container.list_blob_names(name_starts_with=blob_name(backend_azure, "/"))
             if "~" in n] == []  # fmt: skip
     committed, _ = block_lists(container, blob_name(backend_azure, "/t"))
-    assert committed == [Block(0, 1, 3).id, Block(1, 2, 3).id]
+    assert committed[0] == Block(0, first, 3).id and committed[1].startswith("000001")
+    assert committed[1][6:] != first  # each session its own token
     assert driver.get_content("/t") == b"abcdef"
 
 
@@ -335,15 +376,18 @@ def test_injected_client_is_used_and_not_closed(
 def test_orphan_block_after_gap_is_not_resumed(
     driver: StorageDriver, backend_azure: Backend, container: ContainerClient
 ) -> None:
-    """A block staged past a failed one (parallel staging) must not join the write later."""
+    """A block staged past a failed one (parallel staging) must not join the write later.
+
+    The blocks are an older version's numbered session, resumed unfenced.
+    """
     blob = container.get_blob_client(blob_name(backend_azure, "/g"))
     blob.commit_block_list([])
     parts = [os.urandom(100) for _ in range(4)]
     for index in (0, 1, 3):  # session 1; index 2 "failed"
-        blob.stage_block(Block(index, 1, 100).id, parts[index])
+        blob.stage_block(Block(index, "000001", 100).id, parts[index])
     w = driver.writer("/g", append=True)
     assert w.size == 200
-    w.write(b"x" * 100)  # becomes block 2 of session 2 at close
+    w.write(b"x" * 100)  # becomes block 2 of a token session at close
     w.close()
     w = driver.writer("/g", append=True)
     assert w.size == 300, "the orphan block 3 of session 1 was picked up"
@@ -384,7 +428,7 @@ def test_unfinished_write_is_not_listed(driver: StorageDriver, container: Contai
                                         backend_azure: Backend) -> None:  # fmt: skip
     """Blobs with only staged blocks (unfinished writes) are invisible; delete removes them."""
     container.get_blob_client(blob_name(backend_azure, "/d/staged")).stage_block(
-        Block(0, 1, 3).id, b"abc"
+        Block(0, "000001", 3).id, b"abc"
     )
     driver.put_content("/d/file", b"1")
     assert driver.list("/d") == ["/d/file"]
@@ -463,22 +507,29 @@ def test_block_limit_is_a_clear_error(
     assert AzureBucket.max_parts == MAX_BLOCKS
     monkeypatch.setattr(AzureBucket, "max_parts", 3)
     w = driver.writer("/big")
-    with pytest.raises(StorageDriverError, match="more than 3 parts"):
+    with pytest.raises(StorageDriverError, match=r"every part number the store allows \(3\)"):
         w.write(os.urandom(4 * CHUNK + 1))  # part 4 is sent once more data shows it is full
     w.cancel()
 
 
 def test_failed_parallel_stage_resumes_at_a_clean_prefix(tmp_path: Path) -> None:
-    """Azurite stops mid-write: the writer fails, and a resume continues what really landed."""
+    """Azurite stops mid-write: the writer fails, and a resume continues at its last close.
+
+    Blocks the failed session staged after it are not resumed: no fence names that session,
+    as for a rival's (S3 likewise keeps only the parts its saved state lists).
+    """
     server = Azurite(tmp_path / "loc")
     data = os.urandom(64 * 1024 * 64)
+    closed = 64 * 1024 * 8 + 5
     try:
         server.create_container()
         params = server.params(rootdirectory="f", chunksize=64 * 1024, maxconcurrency=4,
                                maxretries=0)  # fmt: skip
         d = load_driver("azure", **params)
-        w = d.writer("/up")
-        w.write(data[: len(data) // 2])
+        with d.writer("/up") as w:
+            w.write(data[:closed])
+        w = d.writer("/up", append=True)
+        w.write(data[closed : len(data) // 2])
         server.stop()
         with pytest.raises(StorageDriverError):
             w.write(data[len(data) // 2 :])
@@ -492,7 +543,7 @@ def test_failed_parallel_stage_resumes_at_a_clean_prefix(tmp_path: Path) -> None
     try:
         d = load_driver("azure", **{**params, "endpoint": server.endpoint})
         w = d.writer("/up", append=True)
-        assert 0 < w.size <= len(data)
+        assert w.size == closed
         w.write(data[w.size :])
         w.commit()
         assert d.get_content("/up") == data
@@ -503,11 +554,87 @@ def test_failed_parallel_stage_resumes_at_a_clean_prefix(tmp_path: Path) -> None
 def test_resume_staged_only_blob(
     driver: StorageDriver, backend_azure: Backend, container: ContainerClient
 ) -> None:
-    """Blocks staged with nothing committed yet (no empty blob) are still resumed."""
+    """Blocks staged with nothing committed yet (no empty blob) are still resumed.
+
+    An older version's numbered session, unfenced (a write from before the fences).
+    """
     blob = container.get_blob_client(blob_name(backend_azure, "/so"))
-    blob.stage_block(Block(0, 1, 3).id, b"abc")
+    blob.stage_block(Block(0, "000001", 3).id, b"abc")
     w = driver.writer("/so", append=True)
     assert w.size == 3
     w.write(b"def")
     w.commit()
     assert driver.get_content("/so") == b"abcdef"
+
+
+def test_commit_clears_more_fences_than_one_batch(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    """A write with more fences than a Blob Batch deletes (256): commit clears every one.
+
+    The write's own fence and enough more (stale ones past its end, as a write closed that
+    often leaves) to need two batches; on main the one batch of all of them was refused.
+    """
+    assert isinstance(driver, AzureDriver)
+    bucket, key = driver.bucket, blob_name(backend_azure, "/many")
+    with driver.writer("/many") as w:
+        w.write(b"abc")
+    extra = [fence.fence_key(key, 10**9 + i) for i in range(AzureBucket.delete_batch + 4)]
+    with ThreadPoolExecutor(8) as pool:
+        stale = fence.encode_part(new_session(), 1, b"")
+        assert all(pool.map(lambda k: bucket.put_if_absent(k, stale), extra))
+    prefix = key + fence.FENCE_INFIX
+    assert len(list(container.list_blob_names(name_starts_with=prefix))) == len(extra) + 1
+    w = driver.writer("/many", append=True)
+    assert w.size == 3
+    w.commit()
+    assert driver.get_content("/many") == b"abc"
+    assert list(container.list_blob_names(name_starts_with=prefix)) == []
+
+
+def test_winner_that_died_after_its_fence(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    """A winner killed between its fence and its tail: the loser stages the fenced tail under
+    the winner's id, so the next resume reports the winner's advance; one killed with only
+    its full blocks staged is resumed up to them (its tail never counted)."""
+    assert isinstance(driver, AzureDriver)
+    bucket = driver.bucket
+    for case, full in (("tail", b""), ("full", os.urandom(CHUNK))):
+        path = f"/died-{case}"
+        key = blob_name(backend_azure, path)
+        with driver.writer(path) as w:
+            w.write(b"abc")
+        winner = new_session()
+        if full:
+            container.get_blob_client(key).stage_block(Block(1, winner, CHUNK).id, full)
+        number = 3 if full else 2  # the tail's part number: after the full block, if any
+        assert fence.claim(bucket, key, 3, fence.encode_part(winner, number, b"def"))
+        loser = driver.writer(path, append=True)
+        assert loser.size == 3 + len(full)
+        if not full:
+            loser.write(b"xyz")
+            with pytest.raises(WriteConflictError):
+                loser.close()
+        w = driver.writer(path, append=True)
+        assert w.size == (3 + len(full) if full else 6), case
+        w.commit()
+        assert driver.get_content(path) == (b"abc" + full if full else b"abcdef"), case
+
+
+def test_fence_of_an_older_version_is_read(
+    driver: StorageDriver, backend_azure: Backend, container: ContainerClient
+) -> None:
+    """Older versions' fences hold the numbered session ("1") in their content only, without
+    metadata: a resume reads them and follows the session they name, not the newest."""
+    assert isinstance(driver, AzureDriver)
+    key = blob_name(backend_azure, "/old")
+    blob = container.get_blob_client(key)
+    blob.stage_block(Block(0, "000001", 3).id, b"abc")
+    blob.stage_block(Block(0, "000002", 3).id, b"xyz")  # a newer session that lost
+    driver.bucket.put(fence.fence_key(key, 0), fence.encode_part("1", 1, b"abc"))
+    w = driver.writer("/old", append=True)
+    assert w.size == 3
+    w.write(b"def")
+    w.commit()
+    assert driver.get_content("/old") == b"abcdef"

@@ -37,13 +37,17 @@ ACCOUNT_KEY = (
 CONTAINER = "layerstore-test"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-_LISTENING = re.compile(r"successfully listens on (http://\S+)")
+_LISTENING = re.compile(r"successfully listens on (https?://\S+)")
 
 
 class Azurite:
-    """One Azurite blob server process on a ``--location`` directory."""
+    """One Azurite blob server process on a ``--location`` directory.
 
-    def __init__(self, location: Path) -> None:
+    ``extra`` are more command-line options (``--oauth basic --cert ... --key ...``: HTTPS with
+    bearer tokens, which user delegation keys need).
+    """
+
+    def __init__(self, location: Path, extra: tuple[str, ...] = ()) -> None:
         if not AZURITE_MAIN.is_file():
             raise RuntimeError(
                 f"Azurite is not installed ({AZURITE_MAIN} is missing): "
@@ -59,7 +63,7 @@ class Azurite:
                 node, str(AZURITE_MAIN),
                 "--blobHost", "127.0.0.1", "--blobPort", "0",
                 "--location", str(location),
-                "--silent", "--skipApiVersionCheck", "--disableTelemetry",
+                "--silent", "--skipApiVersionCheck", "--disableTelemetry", *extra,
             ],  # fmt: skip
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
