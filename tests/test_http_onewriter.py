@@ -70,6 +70,23 @@ def _race(urls: list[str], location: str, offset: int,
     return [a for a in answers if isinstance(a, httpx.Response)]
 
 
+def _one_wins(urls: list[str], location: str, offset: int,
+              bodies: list[bytes]) -> tuple[bytes, str]:
+    """Race ``bodies`` (see :func:`_race`): exactly one accepted, the other refused.
+
+    The winner's body and the Location it answered.
+    """
+    answers = _race(urls, location, offset, bodies)
+    codes = [a.status_code for a in answers]
+    assert codes.count(202) == 1, (codes, [a.text for a in answers])
+    winner = codes.index(202)
+    loser = answers[1 - winner]
+    assert loser.status_code in REFUSED, (codes, loser.text)
+    if loser.status_code == 400:
+        assert loser.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID", loser.text
+    return bodies[winner], path_of(answers[winner].headers["Location"])
+
+
 def _offset(url: str, location: str) -> int:
     r = httpx.get(url + location, timeout=TIMEOUT)
     assert r.status_code == 204, r.text
@@ -105,16 +122,8 @@ def test_same_chunk_to_two_servers_one_wins(
         for race in range(RACES):
             size = chunk + race
             bodies = [rng.randbytes(size) for _ in urls]
-            answers = _race(urls, location, len(expected), bodies)
-            codes = [a.status_code for a in answers]
-            assert codes.count(202) == 1, (race, codes, [a.text for a in answers])
-            winner = codes.index(202)
-            loser = answers[1 - winner]
-            assert loser.status_code in REFUSED, (race, codes, loser.text)
-            if loser.status_code == 400:
-                assert loser.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID", loser.text
-            expected += bodies[winner]
-            location = path_of(answers[winner].headers["Location"])
+            won, location = _one_wins(urls, location, len(expected), bodies)
+            expected += won
             for url in urls:
                 assert _offset(url, location) == len(expected), (race, url)
         digest = "sha256:" + hashlib.sha256(expected).hexdigest()
@@ -150,13 +159,7 @@ def test_first_chunks_of_an_upload_without_data_one_wins(
             upload_id = location.split("?")[0].rsplit("/", 1)[1]
             driver.delete(p.path_for(p.UploadDataPath("race/one", upload_id)))
             bodies = [rng.randbytes(32 * 1024 + race) for _ in urls]
-            answers = _race(urls, location, 0, bodies)
-            codes = [a.status_code for a in answers]
-            assert codes.count(202) == 1, (race, codes, [a.text for a in answers])
-            winner = answers[codes.index(202)]
-            assert answers[1 - codes.index(202)].status_code in REFUSED, (race, codes)
-            expected = bodies[codes.index(202)]
-            location = path_of(winner.headers["Location"])
+            expected, location = _one_wins(urls, location, 0, bodies)
             digest = "sha256:" + hashlib.sha256(expected).hexdigest()
             r = httpx.put(f"{urls[1]}{location}&digest={quote(digest, safe='')}",
                           timeout=TIMEOUT)
@@ -198,13 +201,8 @@ def test_rival_whole_parts_to_two_servers_one_wins(
             assert r.status_code == 202, r.text
             location = path_of(r.headers["Location"])
             bodies = [rng.randbytes(2 * GCS_PART + 5) for _ in urls]
-            answers = _race(urls, location, len(expected), bodies)
-            codes = [a.status_code for a in answers]
-            assert codes.count(202) == 1, (race, codes, [a.text for a in answers])
-            winner = codes.index(202)
-            assert answers[1 - winner].status_code in REFUSED, (race, codes)
-            expected += bodies[winner]
-            location = path_of(answers[winner].headers["Location"])
+            won, location = _one_wins(urls, location, len(expected), bodies)
+            expected += won
             for url in urls:
                 assert _offset(url, location) == len(expected), (race, url)
             digest = "sha256:" + hashlib.sha256(expected).hexdigest()

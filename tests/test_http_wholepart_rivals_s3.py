@@ -25,7 +25,7 @@ from layerstore_core.objectstore import ObjectStoreDriver, partclaims
 from layerstore_core.registry import paths as p
 from layerstore_core.testing import Backend
 from tests.locations import path_of
-from tests.test_http_onewriter import REFUSED, TIMEOUT, _offset, _race, _serve
+from tests.test_http_onewriter import TIMEOUT, _offset, _one_wins, _serve
 
 MIB = 2**20
 #: The servers' part size (S3's smallest), so that whole parts stay cheap.
@@ -64,16 +64,8 @@ def test_rival_whole_part_patches_one_wins(backend_s3: Backend, tmp_path: Path) 
         location = _started(urls[0], expected)
         for race in range(RACES):
             bodies = [rng.randbytes(2 * PART + 5 + race) for _ in urls]
-            answers = _race(urls, location, len(expected), bodies)
-            codes = [a.status_code for a in answers]
-            assert codes.count(202) == 1, (race, codes, [a.text for a in answers])
-            winner = codes.index(202)
-            loser = answers[1 - winner]
-            assert loser.status_code in REFUSED, (race, codes, loser.text)
-            if loser.status_code == 400:
-                assert loser.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID", loser.text
-            expected += bodies[winner]
-            location = path_of(answers[winner].headers["Location"])
+            won, location = _one_wins(urls, location, len(expected), bodies)
+            expected += won
             for url in urls:
                 assert _offset(url, location) == len(expected), (race, url)
         r, digest = _put(urls[1], location, expected)
