@@ -1,13 +1,16 @@
 """S3 requests by operation for one skopeo push + pull: layerstore serve vs Distribution 2.8.2.
 
-Usage: python bench/s3_requests.py [--layers 1,32,200] [--chunksize-mib 10] [--json] [--trace]
+Usage: python bench/s3_requests.py [--layers 1,32,200] [--chunksize-mib 10] [--cache inmemory]
+       [--json] [--trace]
 
 Both servers run in the same run against one moto server, each on its own bucket, with 10 MiB
 parts (``chunksize``), behind a counting proxy (``tests/s3proxy.py``) that names each request's
 S3 operation. Redirected blob GETs go to the proxy too, so every backend request is counted.
 Then, for each server, one upload gets a chunk and its status is read with GET: the writes that
 GET made are reported (target 0). Prints per-operation counts, totals and the ratio
-layerstore / Distribution (target <= 0.5).
+layerstore / Distribution (target <= 0.5). ``--cache inmemory`` gives both servers
+``storage.cache.blobdescriptor: inmemory`` (Distribution's sample config has it; neither
+server caches without it).
 
 ``--trace`` also puts a proxy in front of each registry and prints, in order, every registry
 HTTP request of the push + pull with the S3 requests (operation and key) that followed it, then
@@ -149,7 +152,8 @@ def _front(url: str, trace: Trace | None) -> tuple[str, S3Proxy | None]:
 
 
 def run_server(server: str, proxy: S3Proxy, moto: str, image: ImageLayout, work: Path,
-               policy: Path, chunksize: int, trace: bool = False) -> dict[str, Any]:
+               policy: Path, chunksize: int, trace: bool = False,
+               cache: str | None = None) -> dict[str, Any]:
     import boto3
 
     bucket = f"bench-{server}"
@@ -159,7 +163,8 @@ def run_server(server: str, proxy: S3Proxy, moto: str, image: ImageLayout, work:
     port = free_port()
     config = write_config(work / f"{server}.yml", "s3",
                           _params(server, bucket, proxy.url, chunksize), port,
-                          {"log": {"level": "error"}})
+                          {"log": {"level": "error"},
+                           **({"storage": {"cache": {"blobdescriptor": cache}}} if cache else {})})
     proc = _start(server, config, port, work / f"{server}.log")
     tracing = Trace(bucket) if trace else None
     front: S3Proxy | None = None
@@ -203,6 +208,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print the counts as one JSON document")
     ap.add_argument("--trace", action="store_true",
                     help="list each registry request with the S3 requests it made")
+    ap.add_argument("--cache", choices=["inmemory"],
+                    help="storage.cache.blobdescriptor for both servers (default: none)")
     args = ap.parse_args()
     servers = args.servers.split(",")
     for tool in ("skopeo", *([DISTRIBUTION] if "distribution" in servers else [])):
@@ -217,7 +224,7 @@ def main() -> None:
         with moto_server() as moto, S3Proxy(moto) as proxy:
             for server in servers:
                 results[server] = run_server(server, proxy, moto, image, work, policy,
-                                             args.chunksize_mib * MiB, args.trace)
+                                             args.chunksize_mib * MiB, args.trace, args.cache)
     if args.json:
         print(json.dumps(results, indent=2, sort_keys=True))
     else:

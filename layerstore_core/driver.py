@@ -376,7 +376,7 @@ class StorageDriver(ABC):
         return self._call("writer", path, lambda: self._writer(path, append))
 
     @final
-    def resume_writer(self, path: str) -> FileWriter:
+    def resume_writer(self, path: str, expect_fresh: bool = False) -> FileWriter:
         """``writer(path, append=True)`` when there is something to continue, else a fresh one.
 
         What a resumable upload opens on every request: object stores look once (the state
@@ -386,8 +386,15 @@ class StorageDriver(ABC):
         nothing to append to either). Of rival fresh writes of one path (each found nothing),
         one may store its bytes; the others get :class:`WriteConflictError` (one writer per
         upload, conformance ``OneWriterCases``).
+
+        ``expect_fresh``: the caller knows of no byte written (an upload whose signed token
+        says offset 0). Where fresh writes are fenced (:attr:`fresh_writes_fenced`) the
+        driver then skips its look: a write stored meanwhile makes this one's close fail with
+        :class:`WriteConflictError`, as a rival fresh write's would. Other drivers look.
         """
         self._valid(path)
+        if expect_fresh and self.fresh_writes_fenced:
+            return self._call("resume_writer", path, lambda: self._fresh_writer(path))
         return self._call("resume_writer", path, lambda: self._resume_writer(path))
 
     @final
@@ -501,6 +508,17 @@ class StorageDriver(ABC):
         return None
 
     @property
+    def commit_keeps_write(self) -> bool:
+        """Whether ``commit_to`` leaves the write resumable at its path until it is deleted.
+
+        True (S3, inmemory: the write's state object stays): a commit interrupted after
+        ``commit_to`` resumes the write and commits it again, so the registry writes no commit
+        marker. False (the default; the filesystem renames the data): the path holds nothing
+        afterwards, and the marker is what lets a retried commit finish.
+        """
+        return False
+
+    @property
     def fresh_writes_fenced(self) -> bool:
         """Whether a fresh write stores nothing before its ``close()``, which is fenced.
 
@@ -560,6 +578,10 @@ class StorageDriver(ABC):
             return self._writer(path, True)
         except PathNotFoundError:
             return _LazyWriter(self, path)
+
+    def _fresh_writer(self, path: str) -> FileWriter:
+        """A fresh write opened without a look; drivers whose fresh writes are fenced override."""
+        return self._resume_writer(path)
 
     def _commit_to(self, writer: FileWriter, dest: str) -> None:
         """Commit in place, then move; drivers that can store at ``dest`` directly override."""

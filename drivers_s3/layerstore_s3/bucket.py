@@ -204,7 +204,7 @@ class S3Bucket(Bucket):
 
     def complete_upload(
         self, key: str, upload_id: str, parts: Sequence[Part], last: memoryview
-    ) -> None:
+    ) -> str | None:
         """The short final part (if any) goes up first, then one CompleteMultipartUpload."""
         done = list(parts)
         if done and done[-1].number >= self.max_parts:  # a state from before claims
@@ -219,10 +219,11 @@ class S3Bucket(Bucket):
                 entry["ChecksumCRC32"] = part.checksum
             listed.append(entry)
         with translated():
-            self.client.complete_multipart_upload(
+            resp = self.client.complete_multipart_upload(
                 Bucket=self.name, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": listed},
             )
+        return resp.get("ETag")
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         try:

@@ -133,18 +133,18 @@ class MemoryBucket(Bucket):
         with self._lock:
             parts = self._uploads.get(upload_id)
             if parts is None:
-                raise StorageDriverError(f"no such upload {upload_id}")
+                raise PathNotFoundError(f"no such upload {upload_id}")
             receipt = f"{upload_id}/{number}/{next(self._ids)}"
             parts[number] = (receipt, bytes(data))
         return Part(number, data.nbytes, receipt)
 
     def complete_upload(
         self, key: str, upload_id: str, parts: Sequence[Part], last: memoryview
-    ) -> None:
+    ) -> str | None:
         with self._lock:
             stored = self._uploads.get(upload_id)
             if stored is None:
-                raise StorageDriverError(f"no such upload {upload_id}")
+                raise PathNotFoundError(f"no such upload {upload_id}")
             numbers = [p.number for p in parts]
             if numbers != sorted(set(numbers)) or (numbers and numbers[-1] >= self.max_parts):
                 raise StorageDriverError(f"upload {upload_id}: parts out of order")
@@ -153,6 +153,8 @@ class MemoryBucket(Bucket):
             data = b"".join([*(stored[p.number][1] for p in parts), bytes(last)])
             del self._uploads[upload_id]
         self._store(key, data)
+        with self._lock:
+            return self._objects[key].etag
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         with self._lock:

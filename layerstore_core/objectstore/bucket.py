@@ -163,13 +163,16 @@ class Bucket(ABC):
     @abstractmethod
     def complete_upload(
         self, key: str, upload_id: str, parts: Sequence[Part], last: memoryview
-    ) -> None:
+    ) -> str | None:
         """Finish the upload: ``parts`` in order, then ``last`` (may be empty) as the final part.
+
+        Returns the object's ETag where the store answers it (a copy is conditioned on it).
 
         With :attr:`sparse_part_numbers` the final part is sent as number :attr:`max_parts`,
         which no writer session claims.
 
-        The object is readable at ``key`` once this returns.
+        The object is readable at ``key`` once this returns. An upload that is gone
+        (completed or aborted) → PathNotFoundError.
         """
 
     @abstractmethod

@@ -17,7 +17,7 @@ from typing import IO, Any, Generic, TypeVar
 from ..driver import EPOCH, FileInfo, FileWriter, StorageDriver, is_component, join_path
 from ..errors import InvalidOffsetError, PathNotFoundError
 from .bucket import Bucket, ListPage, ObjectInfo, delete_in_batches
-from .partwriter import STATE_SUFFIX, PartWriter, discard, load_state, state_key
+from .partwriter import STATE_SUFFIX, PartWriter, discard, keeps_source, load_state, state_key
 from .tree import child_name, child_names, walk_entries
 
 _B = TypeVar("_B", bound=Bucket)
@@ -47,6 +47,11 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
     def fresh_writes_fenced(self) -> bool:
         """A fresh write stores nothing before its close, which is fenced (:mod:`.fence`)."""
         return True
+
+    @property
+    def commit_keeps_write(self) -> bool:
+        """Where the state object stays until the path is deleted (:func:`.keeps_source`)."""
+        return keeps_source(self.bucket)
 
     def close(self) -> None:
         self.bucket.close()
@@ -93,6 +98,9 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
 
     def _resume_writer(self, path: str) -> FileWriter:
         return PartWriter.resume_or_start(self.bucket, self.name, path, self.key(path))
+
+    def _fresh_writer(self, path: str) -> FileWriter:
+        return PartWriter(self.bucket, self.name, path, self.key(path))
 
     def _commit_to(self, writer: FileWriter, dest: str) -> None:
         if isinstance(writer, PartWriter) and writer.commit_at(self.bucket, self.key(dest)):

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 from ..driver import FileWriter, WriterState
 from ..errors import PathNotFoundError, StorageDriverError
 from . import fence, partclaims
-from .bucket import delete_in_batches
+from .bucket import ObjectInfo, delete_in_batches
 
 if TYPE_CHECKING:
     from .bucket import Bucket, Part
@@ -117,6 +117,16 @@ class UploadState:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageDriverError(f"unreadable upload state: {exc}", path=path) from exc
+
+
+def keeps_source(bucket: Bucket) -> bool:
+    """Whether a commit leaves the write (key and state) until its path is deleted.
+
+    So on stores whose writes keep a state object and a part-numbered upload (S3, inmemory):
+    a retried commit resumes the state and commits again. Segmented stores (GCS) compose
+    and drop their segments, and stores without state (Azure) have nothing to resume from.
+    """
+    return not bucket.segmented and not bucket.uneven_parts
 
 
 def load_state(bucket: Bucket, key: str, path: str) -> UploadState | None:
@@ -231,27 +241,58 @@ class PartWriter(FileWriter):
             return cls(bucket, driver, path, key)
 
     def commit_at(self, bucket: Bucket, dest_key: str) -> bool:
-        """Commit straight at ``dest_key`` when no multipart upload was started (one put).
+        """Commit with the content at ``dest_key``; False (nothing done): commit, then move.
 
-        False (nothing done) otherwise: the caller commits in place and moves. As with a
-        move, nothing is left at this writer's key (nor its state) afterwards.
+        Where the store keeps the write's state (:func:`keeps_source`: S3, inmemory) the
+        write stays at its key until its path is deleted: one put at ``dest_key`` when no
+        multipart upload was started, else the upload completed in place and copied (its
+        size is known: no HEAD), so a commit interrupted after this is redone from the
+        state. Segments (GCS) are composed at ``dest_key``, and nothing of the write is
+        left, as after a move; a multipart write on Azure is committed and moved.
         """
         segmented = self._has_segments()
-        if self.state is not WriterState.OPEN or (self._upload_id is not None and not segmented):
+        keeps = keeps_source(self._bucket)
+        if self.state is not WriterState.OPEN or bucket is not self._bucket:
             return False
-        if bucket is not self._bucket or self._replaces_committed:
+        if self._replaces_committed or (self._upload_id is not None and not segmented
+                                        and not keeps):
             return False
         self._drain(0)
         last = memoryview(self._buffer)[: self._fill]
-        doomed = self._compose_at(dest_key, last) if segmented else []
-        if not segmented:
-            self._bucket.put(dest_key, last)
-        doomed += [*self._side_keys(), self._key] if self._saved else [self._key]
-        delete_in_batches(self._bucket, doomed)
+        if keeps:
+            if self._upload_id is None:
+                self._bucket.put(dest_key, last)
+            else:
+                self._bucket.copy(self._complete(last), dest_key)
+            doomed = self._side_keys()[1:] if self._saved else []  # fences, claims
+        else:
+            doomed = self._compose_at(dest_key, last) if segmented else []
+            if not segmented:
+                self._bucket.put(dest_key, last)
+            doomed += [*self._side_keys(), self._key] if self._saved else [self._key]
+        if doomed:
+            delete_in_batches(self._bucket, doomed)
         self._shutdown()
         self._buffer, self._fill = bytearray(), 0
         self.state = WriterState.COMMITTED
         return True
+
+    def _complete(self, last: memoryview) -> ObjectInfo:
+        """Complete the multipart upload at the key; one an earlier commit completed is fine.
+
+        A commit that keeps its state (:func:`keeps_source`) and was interrupted after the
+        completion finds the upload gone and the object in place with the write's size.
+        """
+        assert self._upload_id is not None
+        parts = self._ordered_parts()
+        try:
+            etag = self._bucket.complete_upload(self._key, self._upload_id, parts, last)
+        except PathNotFoundError:
+            info = self._bucket.head(self._key)
+            if info is None or info.size != self._size:
+                raise
+            return info
+        return ObjectInfo(self._key, self._size, dt.datetime.now(dt.UTC), etag)
 
     @classmethod
     def _continue_committed(cls, bucket: Bucket, driver: str, path: str, key: str) -> PartWriter:
@@ -301,8 +342,7 @@ class PartWriter(FileWriter):
         elif self._upload_id is None:
             self._bucket.put(self._key, last)
         else:
-            parts = self._ordered_parts()
-            self._bucket.complete_upload(self._key, self._upload_id, parts, last)
+            self._complete(last)
         if self._saved:
             doomed += self._side_keys()
         if doomed:

@@ -162,15 +162,16 @@ class BlobStore:
 
     def resume_upload(
         self, upload_id: str, started_at: dt.datetime | None = None, expect_data: bool = False,
-        carried_state: bytes | None = None,
+        carried_state: bytes | None = None, expect_fresh: bool = False,
     ) -> BlobUpload:
         """Continue an upload started by any process; unknown → BlobUploadUnknownError.
 
-        ``started_at``, ``expect_data`` and ``carried_state``: what a signed upload token says
-        (see :meth:`BlobUpload.resume`), which saves reading ``startedat`` and the hash state.
+        ``started_at``, ``expect_data``, ``carried_state`` and ``expect_fresh``: what a signed
+        upload token says (see :meth:`BlobUpload.resume`), which saves reading ``startedat``,
+        the hash state and, for a first write, the write's state.
         """
         return BlobUpload.resume(self._driver, self.name, upload_id, started_at, expect_data,
-                                 carried_state)
+                                 carried_state, expect_fresh)
 
     def mount(self, digest: str, from_repository: str) -> Descriptor:
         """Link a blob that ``from_repository`` sees into this one; else BlobUnknownError."""

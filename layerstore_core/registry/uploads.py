@@ -153,7 +153,7 @@ class BlobUpload:
     def resume(
         cls, driver: StorageDriver, name: str, upload_id: str,
         started_at: dt.datetime | None = None, expect_data: bool = False,
-        carried_state: bytes | None = None,
+        carried_state: bytes | None = None, expect_fresh: bool = False,
     ) -> BlobUpload:
         """Continue an upload any process closed; unknown id → BlobUploadUnknownError.
 
@@ -164,7 +164,9 @@ class BlobUpload:
         ``carried_state`` (the token's, see :meth:`carried_state`; ``b""`` from a caller that
         carries states but has none, at offset 0) is the hash state when its length is the
         writer's offset; it must come from a source the caller trusts (a signed token), as a
-        commit verifies the digest with it.
+        commit verifies the digest with it. ``expect_fresh``: the caller is about to write and
+        its signed token says no byte was written, so the driver may skip its look
+        (:meth:`.StorageDriver.resume_writer`); a status or a cancel must look.
         """
         validate_upload_id(upload_id)
         started = p.path_for(p.UploadStartedAtPath(name, upload_id))
@@ -178,7 +180,9 @@ class BlobUpload:
         except PathNotFoundError:
             raise BlobUploadUnknownError(f"unknown upload {upload_id!r}") from None
         data = p.path_for(p.UploadDataPath(name, upload_id))
-        writer = driver.resume_writer(data)  # one look at the write's state, no second one
+        # One look at the write's state, no second one; none for a first write where the
+        # driver fences fresh writes (a rival's bytes make our close fail).
+        writer = driver.resume_writer(data, expect_fresh=expect_fresh and not expect_data)
         if not known and writer.size == 0:
             try:
                 driver.stat_file(started)
@@ -449,8 +453,10 @@ class BlobUpload:
             self._finish_write()
             self._driver.put_content(blob, b"")
             return
-        # After the data is placed the upload has none: the marker lets a retried commit finish.
-        self._driver.put_content(self._commit_path, f"{digest} {length}".encode("ascii"))
+        # Where the upload has no data once it is placed, the marker lets a retried commit
+        # finish; where the write stays (commit_keeps_write), the retry commits it again.
+        if not self._driver.commit_keeps_write:
+            self._driver.put_content(self._commit_path, f"{digest} {length}".encode("ascii"))
         pause_point("commit.marked")
         assert self._writer is not None
         with self._unless_finished_elsewhere():

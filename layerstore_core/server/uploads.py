@@ -132,7 +132,10 @@ async def _finish(
     return _created(state, req, name, committed.digest)
 
 
-async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -> BlobUpload:
+async def _resume(
+    state: ServerState, req: Request, name: str, upload_id: str, writes: bool = False
+) -> BlobUpload:
+    """The upload the request's signed token names; ``writes``: the request sends bytes."""
     repo = state.registry.repository(name)
     token = req.arg("_state")
     if token is None:
@@ -142,9 +145,11 @@ async def _resume(state: ServerState, req: Request, name: str, upload_id: str) -
     except InvalidTokenError as exc:
         raise BlobUploadInvalidError(str(exc)) from None
     # The token's start time is the upload's (signed, and startedat never changes); its offset
-    # only says whether data is likely there, which the backend then shows.
+    # only says whether data is likely there, which the backend then shows. A request that
+    # writes at offset 0 need not look (a rival's first bytes make its close fail, 416); a
+    # status must, as a client that lost such a race asks it where to resume.
     return await state.run(repo.blobs.resume_upload, upload_id, _started_at(signed),
-                           signed.offset > 0, signed.hash_state)
+                           signed.offset > 0, signed.hash_state, writes and signed.offset == 0)
 
 
 def _started_at(signed: UploadState) -> dt.datetime | None:
@@ -181,7 +186,7 @@ async def _check_range(
 
 async def patch(state: ServerState, req: Request, name: str, upload_id: str) -> Response:
     """PATCH: append a chunk (with Content-Range) or a stream (without, chunked or not)."""
-    upload = await _resume(state, req, name, upload_id)
+    upload = await _resume(state, req, name, upload_id, writes=True)
     await _check_range(state, req, name, upload)
     await _write_body(state, req, upload)
     await state.run(upload.close, True)  # the hash state rides in the Location's token
@@ -194,7 +199,7 @@ async def put(state: ServerState, req: Request, name: str, upload_id: str) -> Re
     if not digest:
         raise DigestInvalidError("the digest query parameter is required")
     validate_digest(digest)  # before any byte of the body lands in the upload
-    upload = await _resume(state, req, name, upload_id)
+    upload = await _resume(state, req, name, upload_id, writes=req.has_body)
     if req.has_body:
         await _check_range(state, req, name, upload)
     return await _finish(state, req, name, upload, digest)

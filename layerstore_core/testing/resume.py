@@ -74,7 +74,12 @@ class ResumeCases(SuiteBase):
 
     @pytest.mark.parametrize("sizes", [[5000], [6 * MIB + 1, 3]], ids=["one-part", "parts"])
     def test_commit_to(self, driver: StorageDriver, root: str, sizes: list[int]) -> None:
-        """Like commit then move: the content at ``dest`` (replaced), nothing left behind."""
+        """Like commit then move: the content at ``dest`` (replaced), nothing left behind.
+
+        Where the driver keeps the write (``commit_keeps_write``) it is left as its last close
+        left it until its path is deleted, and a retried commit (resume, the same bytes
+        again, commit) gives the same content.
+        """
         source, dest = under(root, "uploads", "data"), under(root, "blobs", "data")
         driver.put_content(dest, b"old content")
         expected = b""
@@ -89,6 +94,13 @@ class ResumeCases(SuiteBase):
         driver.commit_to(writer, dest)
         assert writer.state is WriterState.COMMITTED
         assert driver.get_content(dest) == expected
+        if driver.commit_keeps_write and len(sizes) > 1:
+            again = driver.writer(source, append=True)
+            assert again.size == len(expected) - sizes[-1]
+            again.write(data)
+            again.commit()
+            assert driver.get_content(source) == expected
+            driver.delete_many([source])
         with raises(driver, PathNotFoundError):
             driver.stat(source)
         with raises(driver, PathNotFoundError):

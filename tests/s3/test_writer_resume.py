@@ -251,7 +251,11 @@ def test_tail_hidden_at_bucket_root(moto_endpoint: str, s3_client: Any) -> None:
 
 
 def test_commit_to_leaves_no_fence(make_driver: MakeDriver, s3_client: Any) -> None:
-    """A write under one part committed straight at its destination takes its fences along."""
+    """A write under one part committed straight at its destination takes its fences along.
+
+    Its state object stays (``commit_keeps_write``: a retried commit resumes it) until the
+    path is deleted.
+    """
     driver = make_driver()
     writer = driver.writer("/up/data")
     writer.write(b"first")
@@ -262,10 +266,16 @@ def test_commit_to_leaves_no_fence(make_driver: MakeDriver, s3_client: Any) -> N
     writer = driver.resume_writer("/up/data")
     driver.commit_to(writer, "/blob")
     prefix = key_of(driver, "/")
-    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
-            .get("Contents", [])]
-    assert keys == [key_of(driver, "/blob")]
+
+    def keys() -> list[str]:
+        return [o["Key"] for o in s3_client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+                .get("Contents", [])]
+
+    assert driver.commit_keeps_write
+    assert keys() == [key_of(driver, "/blob"), key_of(driver, "/up/data") + "~state"]
     assert driver.get_content("/blob") == b"first, second"
+    driver.delete_many(["/up/data"])
+    assert keys() == [key_of(driver, "/blob")]
 
 
 def test_lowered_chunksize_keeps_the_uploads_part_size(make_driver: MakeDriver,
