@@ -582,6 +582,31 @@ def test_delete_of_unfinished_write_only(backend: Backend, driver: StorageDriver
     assert _side_objects(backend) == []
 
 
+def test_delete_of_a_file_removes_its_writes_segments(
+    backend: Backend, driver: StorageDriver
+) -> None:
+    """A file with an unfinished write on it (an upload's data: committed empty at its start,
+    continued by chunks): deleting the file deletes the write's sealed segments with its state.
+    An unfinished write alone at a path: its segments go too, and the delete finds nothing."""
+    assert isinstance(driver, GCSDriver)
+    driver.put_content("/u/data", b"")
+    w = driver.writer("/u/data", append=True)
+    w.write(os.urandom(2 * UNIT + 1))
+    w.close()
+    assert len(_segments(driver, "/u/data")) == 1
+    driver.delete("/u/data")
+    assert _segments(driver, "/u/data") == [] and _side_objects(backend) == []
+    with pytest.raises(PathNotFoundError):
+        driver.stat("/u/data")
+    w = driver.writer("/alone")
+    w.write(os.urandom(UNIT + 1))
+    w.close()
+    assert len(_segments(driver, "/alone")) == 1
+    with pytest.raises(PathNotFoundError):
+        driver.delete("/alone")
+    assert _segments(driver, "/alone") == [] and _side_objects(backend) == []
+
+
 def test_reader_error_after_open_names_the_driver(driver: StorageDriver) -> None:
     from layerstore_gcs.bucket import MIN_READ_SIZE
 
