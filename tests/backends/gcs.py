@@ -59,7 +59,12 @@ def gcs_server(kind: str) -> Iterator[str]:
                "--port", str(port), "--in-memory"]
         ready = url + "/"
     with serve(f"gcs-{kind}", cmd, ready):
-        raw_client(url).create_bucket(BUCKET, timeout=SLOW_MACHINE_TIMEOUT_S)
+        bucket = raw_client(url).create_bucket(BUCKET, timeout=SLOW_MACHINE_TIMEOUT_S)
+        # No soft delete (GCS keeps deleted objects 7 days by default): gcp-storage-emulator
+        # keeps them in the one metadata JSON it rewrites on every request, so each request of
+        # a session got slower with all that earlier tests deleted. fake-gcs-server ignores it.
+        bucket.soft_delete_policy.retention_duration_seconds = 0
+        bucket.patch(timeout=SLOW_MACHINE_TIMEOUT_S)
         yield url
 
 
