@@ -41,6 +41,35 @@ def _serve(backend: Backend, workdir: Path, name: str) -> tuple[RegistryProcess,
     return proc, f"http://127.0.0.1:{port}"
 
 
+def _chunk_headers(offset: int, body: bytes) -> dict[str, str]:
+    return {"Content-Range": f"{offset}-{offset + len(body) - 1}",
+            "Content-Type": "application/octet-stream"}
+
+
+def _patch(url: str, location: str, offset: int, body: bytes) -> httpx.Response:
+    """One PATCH of ``body`` at ``offset``."""
+    return httpx.patch(url + location, content=body, headers=_chunk_headers(offset, body),
+                       timeout=TIMEOUT)
+
+
+def _put(url: str, location: str, data: bytes) -> tuple[httpx.Response, str]:
+    """The committing PUT of an upload that holds ``data``; its answer and the digest."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    return httpx.put(f"{url}{location}&digest={quote(digest, safe='')}", timeout=TIMEOUT), digest
+
+
+def _started(url: str, name: str, first: bytes = b"") -> str:
+    """A new upload in repository ``name`` holding ``first`` (one PATCH, if any); its Location."""
+    r = httpx.post(f"{url}/v2/{name}/blobs/uploads/", timeout=TIMEOUT)
+    assert r.status_code == 202, r.text
+    location = path_of(r.headers["Location"])
+    if not first:
+        return location
+    r = _patch(url, location, 0, first)
+    assert r.status_code == 202, r.text
+    return path_of(r.headers["Location"])
+
+
 def _race(urls: list[str], location: str, offset: int,
           bodies: list[bytes]) -> list[httpx.Response]:
     """PATCH ``bodies[i]`` at ``offset`` to ``urls[i]``, both threads released at once."""
@@ -48,11 +77,9 @@ def _race(urls: list[str], location: str, offset: int,
     answers: list[httpx.Response | BaseException] = [RuntimeError("no answer")] * len(urls)
 
     def send(i: int) -> None:
-        headers = {"Content-Range": f"{offset}-{offset + len(bodies[i]) - 1}",
-                   "Content-Type": "application/octet-stream"}
         with httpx.Client(timeout=TIMEOUT) as client:
             request = client.build_request("PATCH", urls[i] + location, content=bodies[i],
-                                           headers=headers)
+                                           headers=_chunk_headers(offset, bodies[i]))
             barrier.wait()
             try:
                 answers[i] = client.send(request)
@@ -115,9 +142,7 @@ def test_same_chunk_to_two_servers_one_wins(
     servers = [_serve(backend, tmp_path, name) for name in ("a", "b")]
     urls = [url for _, url in servers]
     try:
-        r = httpx.post(f"{urls[0]}/v2/race/one/blobs/uploads/", timeout=TIMEOUT)
-        assert r.status_code == 202, r.text
-        location = path_of(r.headers["Location"])
+        location = _started(urls[0], "race/one")
         expected = b""
         for race in range(RACES):
             size = chunk + race
@@ -126,8 +151,7 @@ def test_same_chunk_to_two_servers_one_wins(
             expected += won
             for url in urls:
                 assert _offset(url, location) == len(expected), (race, url)
-        digest = "sha256:" + hashlib.sha256(expected).hexdigest()
-        r = httpx.put(f"{urls[1]}{location}&digest={quote(digest, safe='')}", timeout=TIMEOUT)
+        r, digest = _put(urls[1], location, expected)
         assert r.status_code == 201, r.text
         got = httpx.get(f"{urls[0]}/v2/race/one/blobs/{digest}", follow_redirects=True,
                         timeout=TIMEOUT)
@@ -153,16 +177,12 @@ def test_first_chunks_of_an_upload_without_data_one_wins(
     urls = [url for _, url in servers]
     try:
         for race in range(RACES):
-            r = httpx.post(f"{urls[0]}/v2/race/one/blobs/uploads/", timeout=TIMEOUT)
-            assert r.status_code == 202, r.text
-            location = path_of(r.headers["Location"])
+            location = _started(urls[0], "race/one")
             upload_id = location.split("?")[0].rsplit("/", 1)[1]
             driver.delete(p.path_for(p.UploadDataPath("race/one", upload_id)))
             bodies = [rng.randbytes(32 * 1024 + race) for _ in urls]
             expected, location = _one_wins(urls, location, 0, bodies)
-            digest = "sha256:" + hashlib.sha256(expected).hexdigest()
-            r = httpx.put(f"{urls[1]}{location}&digest={quote(digest, safe='')}",
-                          timeout=TIMEOUT)
+            r, digest = _put(urls[1], location, expected)
             assert r.status_code == 201, (race, r.text)
             got = httpx.get(f"{urls[0]}/v2/race/one/blobs/{digest}", timeout=TIMEOUT)
             assert got.status_code == 200 and got.content == expected, race
@@ -191,23 +211,14 @@ def test_rival_whole_parts_to_two_servers_one_wins(
     urls = [url for _, url in servers]
     try:
         for race in range(RACES):
-            r = httpx.post(f"{urls[0]}/v2/race/parts/blobs/uploads/", timeout=TIMEOUT)
-            assert r.status_code == 202, r.text
-            location = path_of(r.headers["Location"])
             expected = rng.randbytes(GCS_PART + 7)
-            r = httpx.patch(f"{urls[0]}{location}", content=expected, timeout=TIMEOUT,
-                            headers={"Content-Range": f"0-{len(expected) - 1}",
-                                     "Content-Type": "application/octet-stream"})
-            assert r.status_code == 202, r.text
-            location = path_of(r.headers["Location"])
+            location = _started(urls[0], "race/parts", expected)
             bodies = [rng.randbytes(2 * GCS_PART + 5) for _ in urls]
             won, location = _one_wins(urls, location, len(expected), bodies)
             expected += won
             for url in urls:
                 assert _offset(url, location) == len(expected), (race, url)
-            digest = "sha256:" + hashlib.sha256(expected).hexdigest()
-            r = httpx.put(f"{urls[1]}{location}&digest={quote(digest, safe='')}",
-                          timeout=TIMEOUT)
+            r, digest = _put(urls[1], location, expected)
             assert r.status_code == 201, (race, r.status_code, r.text)
             got = httpx.get(f"{urls[0]}/v2/race/parts/blobs/{digest}", follow_redirects=True,
                             timeout=TIMEOUT)

@@ -17,41 +17,19 @@ import dataclasses
 import hashlib
 import random
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 
 from layerstore_core.objectstore import ObjectStoreDriver, partclaims
 from layerstore_core.registry import paths as p
 from layerstore_core.testing import Backend
-from tests.locations import path_of
-from tests.test_http_onewriter import TIMEOUT, _offset, _one_wins, _serve
+from tests.test_http_onewriter import TIMEOUT, _offset, _one_wins, _patch, _put, _serve, _started
 
 MIB = 2**20
 #: The servers' part size (S3's smallest), so that whole parts stay cheap.
 PART = 5 * MIB
 RACES = 3
 NAME = "race/parts"
-
-
-def _patch(url: str, location: str, offset: int, body: bytes) -> httpx.Response:
-    headers = {"Content-Range": f"{offset}-{offset + len(body) - 1}",
-               "Content-Type": "application/octet-stream"}
-    return httpx.patch(url + location, content=body, headers=headers, timeout=TIMEOUT)
-
-
-def _put(url: str, location: str, data: bytes) -> tuple[httpx.Response, str]:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    return httpx.put(f"{url}{location}&digest={quote(digest, safe='')}", timeout=TIMEOUT), digest
-
-
-def _started(url: str, first: bytes) -> str:
-    """A new upload holding ``first``; its Location."""
-    r = httpx.post(f"{url}/v2/{NAME}/blobs/uploads/", timeout=TIMEOUT)
-    assert r.status_code == 202, r.text
-    r = _patch(url, path_of(r.headers["Location"]), 0, first)
-    assert r.status_code == 202, r.text
-    return path_of(r.headers["Location"])
 
 
 def test_rival_whole_part_patches_one_wins(backend_s3: Backend, tmp_path: Path) -> None:
@@ -61,7 +39,7 @@ def test_rival_whole_part_patches_one_wins(backend_s3: Backend, tmp_path: Path) 
     urls = [url for _, url in servers]
     try:
         expected = rng.randbytes(PART + 7)  # one whole part and a tail
-        location = _started(urls[0], expected)
+        location = _started(urls[0], NAME, expected)
         for race in range(RACES):
             bodies = [rng.randbytes(2 * PART + 5 + race) for _ in urls]
             won, location = _one_wins(urls, location, len(expected), bodies)
@@ -86,7 +64,7 @@ def test_part_numbers_exhausted_is_400(backend_s3: Backend, tmp_path: Path) -> N
     driver = backend.make()
     try:
         held = rng.randbytes(PART + 7)
-        location = _started(url, held)
+        location = _started(url, NAME, held)
         upload_id = location.split("?")[0].rsplit("/", 1)[1]
         assert isinstance(driver, ObjectStoreDriver)
         key = driver.key(p.path_for(p.UploadDataPath(NAME, upload_id)))

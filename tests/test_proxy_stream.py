@@ -7,18 +7,16 @@ with the headers, so h11 holds a first piece), with a ``Content-Length``, chunke
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from layerstore_core.proxy.body import body_chunks
 from layerstore_core.proxy.config import Upstream
 from layerstore_core.proxy.errors import UpstreamError
 from layerstore_core.proxy.upstream import UpstreamClient
+from tests.backends._servers import serve_asgi
 
 SIZE = 9 * 2**20 + 12345  # several chunks and a short last one
 CHUNK = 2**20
@@ -59,20 +57,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[UpstreamClient]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                           lifespan="off", log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "upstream did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    upstream = UpstreamClient(Upstream(f"http://127.0.0.1:{port}"))
-    yield upstream
-    upstream.close()
-    server.should_exit = True
-    thread.join(10)
+    with serve_asgi(app, log_level="critical") as url:
+        upstream = UpstreamClient(Upstream(url))
+        yield upstream
+        upstream.close()
 
 
 def test_a_body_with_a_length_comes_in_whole_chunks_byte_for_byte(client: UpstreamClient) -> None:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from layerstore_core.proxy.config import Upstream
 from layerstore_core.proxy.errors import UpstreamDeniedError, UpstreamRateLimitedError
 from layerstore_core.proxy.upstream import UpstreamClient, parse_challenge, retry_after
+from tests.backends._servers import serve_asgi
 
 TOKEN = "tok-123"
 BASIC = "Basic " + base64.b64encode(b"puller:pw").decode()
@@ -66,18 +64,9 @@ class TokenUpstream:
 @pytest.fixture
 def upstream() -> Iterator[TokenUpstream]:
     app = TokenUpstream()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                           lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "upstream did not start"
-        time.sleep(0.01)
-    app.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    yield app
-    server.should_exit = True
-    thread.join(10)
+    with serve_asgi(app) as url:
+        app.url = url
+        yield app
 
 
 def test_bearer_token_flow_then_retry_after_on_429(upstream: TokenUpstream) -> None:

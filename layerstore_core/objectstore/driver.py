@@ -194,17 +194,22 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
     def _delete(self, path: str) -> None:
         """The object, everything below it and their unfinished writes, in batches.
 
-        Unfinished writes found below are aborted first (their parts cost storage); the one at
-        ``path`` itself only loses its state object, as finding it would cost a request.
+        Unfinished writes found below are aborted first (their parts cost storage). The one at
+        a file ``path`` itself loses its state object and, on a :attr:`~.Bucket.segmented`
+        store, its segment objects (whole objects nothing else would remove; one listing,
+        :meth:`~.Bucket.segment_keys`), also where nothing committed is there; it is not
+        aborted otherwise, as finding its state would cost a request.
         """
         key = self.key(path)
         hidden = self.bucket.unfinished_keys(key + "/")
         below = list(hidden) if hidden is not None else [o.key for o in self._objects(key + "/")]
         rel = len(key) + 1
-        # A directory with visible children is found without a HEAD of its own key.
+        # A directory with visible children is found without a HEAD of its own key (nor a
+        # listing of segments: no file write of its own).
         found = any(child_name(k[rel:]) for k in below)
+        own = self.bucket.segment_keys(key) if self.bucket.segmented and not found else []
         found = found or self.bucket.head(key) is not None
-        if not found and not below:
+        if not found and not below and not own:
             raise PathNotFoundError(path=path)
         for doomed in below:  # unfinished writes go even where nothing committed is found
             if doomed.endswith(STATE_SUFFIX):
@@ -212,7 +217,7 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
                 state = load_state(self.bucket, target, path)
                 if state is not None:
                     discard(self.bucket, target, state)
-        self._delete_keys([key, state_key(key), *below])
+        self._delete_keys([key, state_key(key), *own, *below])
         if not found:
             raise PathNotFoundError(path=path)
 

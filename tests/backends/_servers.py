@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,8 @@ START_TIMEOUT_S = 120.0
 #: any request needs, so a loaded CI machine slows tests down but never fails them.
 SLOW_MACHINE_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
+#: How long an in-thread ASGI server may take to bind and how long its thread may take to exit.
+THREAD_SERVER_TIMEOUT_S = 20.0
 
 
 def free_port() -> int:
@@ -52,6 +55,32 @@ def serve(
     finally:
         stop(proc)
         log.unlink(missing_ok=True)
+
+
+@contextmanager
+def serve_asgi(app: Any, *, log_level: str = "warning") -> Iterator[str]:
+    """Run ASGI ``app`` under uvicorn in a thread until the block ends; yields its base URL.
+
+    Port 0 (the kernel picks), so no race for a free port; no lifespan, no access log. uvicorn is
+    imported here so benches that only want ``free_port`` need not have it.
+    """
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
+                                           lifespan="off", log_level=log_level))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + THREAD_SERVER_TIMEOUT_S
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start within {THREAD_SERVER_TIMEOUT_S} s")
+            time.sleep(0.01)
+        port: int = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(THREAD_SERVER_TIMEOUT_S)
 
 
 def _wait_ready(name: str, proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
