@@ -398,16 +398,18 @@ class StorageDriver(ABC):
         return self._call("resume_writer", path, lambda: self._resume_writer(path))
 
     @final
-    def commit_to(self, writer: FileWriter, dest: str) -> None:
+    def commit_to(self, writer: FileWriter, dest: str, if_absent: bool = False) -> bool:
         """Commit ``writer`` (one of this driver's, open) with its content at ``dest``.
 
         The same as ``writer.commit()`` then ``move(writer.path, dest)``, which is the default;
         object stores store a write that never started a multipart upload straight at
-        ``dest`` (one request instead of a put, a copy and a delete).
+        ``dest`` (one request instead of a put, a copy and a delete). ``if_absent``: only if
+        nothing is at ``dest``; else False, with nothing done (the writer stays open). Object
+        stores make the put conditional instead of looking first.
         """
         self._valid(dest)
         writer._check_open("commit")
-        self._call("commit_to", dest, lambda: self._commit_to(writer, dest))
+        return self._call("commit_to", dest, lambda: self._commit_to(writer, dest, if_absent))
 
     @final
     def move_committed(self, writer: FileWriter, dest: str) -> None:
@@ -583,10 +585,20 @@ class StorageDriver(ABC):
         """A fresh write opened without a look; drivers whose fresh writes are fenced override."""
         return self._resume_writer(path)
 
-    def _commit_to(self, writer: FileWriter, dest: str) -> None:
+    def _commit_to(self, writer: FileWriter, dest: str, if_absent: bool) -> bool:
         """Commit in place, then move; drivers that can store at ``dest`` directly override."""
+        if if_absent and self._is_file(dest):
+            return False
         writer.commit()
         self._move(writer.path, dest)
+        return True
+
+    def _is_file(self, path: str) -> bool:
+        try:
+            self._stat_file(path)
+        except PathNotFoundError:
+            return False
+        return True
 
     def _move_committed(self, writer: FileWriter, dest: str) -> None:
         """A plain move; drivers whose committed content others can change in place override."""

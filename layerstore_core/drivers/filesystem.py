@@ -204,14 +204,16 @@ class FilesystemDriver(StorageDriver):
         except PathNotFoundError:
             return _FilesystemWriter(self.name, path, None, self._full(path), 0)
 
-    def _commit_to(self, writer: FileWriter, dest: str) -> None:
+    def _commit_to(self, writer: FileWriter, dest: str, if_absent: bool) -> bool:
         """Commit and rename under the writer's lock (see the module docstring)."""
         if not isinstance(writer, _FilesystemWriter):
-            super()._commit_to(writer, dest)
-            return
+            return super()._commit_to(writer, dest, if_absent)
+        if if_absent and os.path.isfile(self._full(dest)):
+            return False
         self._make_room(dest)
         writer.move_on_commit = self._full(dest)
         writer.commit()
+        return True
 
     def _move_committed(self, writer: FileWriter, dest: str) -> None:
         """Rename under the file's lock, and only while it is the file the writer committed.

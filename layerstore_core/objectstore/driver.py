@@ -102,10 +102,12 @@ class ObjectStoreDriver(StorageDriver, Generic[_B]):
     def _fresh_writer(self, path: str) -> FileWriter:
         return PartWriter(self.bucket, self.name, path, self.key(path))
 
-    def _commit_to(self, writer: FileWriter, dest: str) -> None:
-        if isinstance(writer, PartWriter) and writer.commit_at(self.bucket, self.key(dest)):
-            return
-        super()._commit_to(writer, dest)
+    def _commit_to(self, writer: FileWriter, dest: str, if_absent: bool) -> bool:
+        if isinstance(writer, PartWriter):
+            done = writer.commit_at(self.bucket, self.key(dest), if_absent)
+            if done is not None:
+                return done
+        return super()._commit_to(writer, dest, if_absent)
 
     def _redirect_url(self, path: str, method: str) -> str | None:
         return self.bucket.signed_url(self.key(path), method)

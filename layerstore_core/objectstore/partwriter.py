@@ -240,8 +240,11 @@ class PartWriter(FileWriter):
         except PathNotFoundError:
             return cls(bucket, driver, path, key)
 
-    def commit_at(self, bucket: Bucket, dest_key: str) -> bool:
-        """Commit with the content at ``dest_key``; False (nothing done): commit, then move.
+    def commit_at(self, bucket: Bucket, dest_key: str, if_absent: bool = False) -> bool | None:
+        """Commit with the content at ``dest_key``; None (nothing done): commit, then move.
+
+        ``if_absent``: only if no object is at ``dest_key`` (one conditional put, or a HEAD
+        before the completion); False, with the writer still open, when one is.
 
         Where the store keeps the write's state (:func:`keeps_source`: S3, inmemory) the
         write stays at its key until its path is deleted: one put at ``dest_key`` when no
@@ -253,21 +256,27 @@ class PartWriter(FileWriter):
         segmented = self._has_segments()
         keeps = keeps_source(self._bucket)
         if self.state is not WriterState.OPEN or bucket is not self._bucket:
-            return False
+            return None
         if self._replaces_committed or (self._upload_id is not None and not segmented
                                         and not keeps):
-            return False
+            return None
         self._drain(0)
         last = memoryview(self._buffer)[: self._fill]
+        single = self._upload_id is None and not segmented
+        if if_absent and single:
+            if not self._bucket.put_if_absent(dest_key, bytes(last)):
+                return False
+        elif if_absent and self._bucket.head(dest_key) is not None:
+            return False
         if keeps:
-            if self._upload_id is None:
-                self._bucket.put(dest_key, last)
-            else:
+            if not single:
                 self._bucket.copy(self._complete(last), dest_key)
+            elif not if_absent:
+                self._bucket.put(dest_key, last)
             doomed = self._side_keys()[1:] if self._saved else []  # fences, claims
         else:
             doomed = self._compose_at(dest_key, last) if segmented else []
-            if not segmented:
+            if not segmented and not if_absent:
                 self._bucket.put(dest_key, last)
             doomed += [*self._side_keys(), self._key] if self._saved else [self._key]
         if doomed:

@@ -437,11 +437,22 @@ class BlobUpload:
         every pull for good): when its size differs, or its first or last
         :data:`STORED_CHECK` bytes differ from the verified upload's, the upload replaces it.
         The write is committed straight at the blob's path where the driver can
-        (``commit_to``), else committed in place and moved. Twice (or racing another commit
+        (``commit_to``), else committed in place and moved; where the driver keeps the write
+        (no marker), with ``if_absent``, so that a new blob costs no look first (a conditional
+        put on S3), and only a blob found there is compared. Twice (or racing another commit
         of the same blob): the blob exists, nothing moves; two racing placements both write
         the same verified bytes, so either result is right.
         """
         blob = p.path_for(p.BlobDataPath(digest))
+        # No look first where no marker is needed either (a new blob is the common case): a
+        # marker written before finding the blob there would outlive a finished upload.
+        writer = self._writer
+        if length and self._driver.commit_keeps_write and writer is not None \
+                and writer.state is WriterState.OPEN:
+            pause_point("commit.marked")
+            with self._unless_finished_elsewhere():
+                if self._driver.commit_to(writer, blob, if_absent=True):
+                    return
         stored = blob_size(self._driver, blob)
         if stored is not None:
             self._finish_write()  # compared with the upload's data, which must be readable
@@ -453,11 +464,7 @@ class BlobUpload:
             self._finish_write()
             self._driver.put_content(blob, b"")
             return
-        # Where the upload has no data once it is placed, the marker lets a retried commit
-        # finish; where the write stays (commit_keeps_write), the retry commits it again.
-        if not self._driver.commit_keeps_write:
-            self._driver.put_content(self._commit_path, f"{digest} {length}".encode("ascii"))
-        pause_point("commit.marked")
+        self._mark(digest, length)
         assert self._writer is not None
         with self._unless_finished_elsewhere():
             if self._writer.state is not WriterState.COMMITTED:
@@ -468,6 +475,16 @@ class BlobUpload:
             except PathNotFoundError:
                 if blob_size(self._driver, blob) != length:  # not a racing commit's success
                     raise
+
+    def _mark(self, digest: str, length: int) -> None:
+        """Write the commit marker where the upload has no data once it is placed.
+
+        The marker lets a retried commit finish; where the write stays
+        (``commit_keeps_write``), the retry commits it again instead.
+        """
+        if not self._driver.commit_keeps_write:
+            self._driver.put_content(self._commit_path, f"{digest} {length}".encode("ascii"))
+        pause_point("commit.marked")
 
     def _move_committed(self, blob: str) -> None:
         """Move the data committed in place (and read back) to ``blob``, only if unchanged.

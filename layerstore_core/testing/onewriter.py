@@ -12,7 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ..driver import FileWriter, StorageDriver
+import pytest
+
+from ..driver import FileWriter, StorageDriver, WriterState
 from ..errors import PathNotFoundError, WriteConflictError
 from ._base import KIB, MIB, SuiteBase, payload, raises, under
 
@@ -165,6 +167,44 @@ class OneWriterCases(SuiteBase):
                 driver.stat(dest)
         else:
             assert driver.get_content(dest) == base
+
+    def test_expect_fresh_never_replaces_a_stored_write(
+        self, driver: StorageDriver, root: str
+    ) -> None:
+        path = under(root, "upload")
+        stored = payload(2 * KIB, seed=4)
+        with driver.resume_writer(path) as first:
+            first.write(stored)
+        blind = driver.resume_writer(path, expect_fresh=True)
+        late = payload(KIB, seed=5)
+        blind.write(late)
+        if driver.fresh_writes_fenced:  # it did not look: its close is the look
+            with raises(driver, WriteConflictError):
+                blind.close()
+            _finish(driver, path, stored)
+        else:  # it looked, and continues the stored write
+            blind.close()
+            _finish(driver, path, stored + late)
+
+    @pytest.mark.parametrize("sizes", [[5000], [6 * MIB + 1, 3]], ids=["one-part", "parts"])
+    def test_commit_to_if_absent(self, driver: StorageDriver, root: str, sizes: list[int]) -> None:
+        source, dest = under(root, "uploads", "data"), under(root, "blobs", "data")
+        driver.put_content(dest, b"already here")
+        expected = b""
+        for number, size in enumerate(sizes):
+            writer = driver.resume_writer(source)
+            data = payload(size, seed=number)
+            writer.write(data)
+            expected += data
+            if number < len(sizes) - 1:
+                writer.close()
+        assert driver.commit_to(writer, dest, if_absent=True) is False
+        assert writer.state.name == "OPEN"  # by name: mypy would keep the narrowed type
+        assert driver.get_content(dest) == b"already here"
+        driver.delete(dest)
+        assert driver.commit_to(writer, dest, if_absent=True) is True
+        assert writer.state is WriterState.COMMITTED
+        assert driver.get_content(dest) == expected
 
 
 class WholePartRivalCases(SuiteBase):
