@@ -15,20 +15,22 @@ stored.
 
 from __future__ import annotations
 
-import mmap
 import socket
-import sys
 from collections.abc import Callable, Iterator
 
 import httpcore
 import httpx
 
+from ..buffers import BufferPool
 from .errors import UpstreamError
 
 #: Largest read from a TLS connection (it decrypts a record or a few per call anyway), bytes.
 TLS_READ = 2**20
 #: Timeout of each read from the connection, seconds (as the upstream client's).
 READ_TIMEOUT = 30.0
+#: Chunk buffers kept for reuse: the queue, the chunk held back, one being written, one read,
+#: the client's transport's.
+KEEP = 12
 
 Chunk = bytes | bytearray | memoryview
 _Fill = Callable[[memoryview], int]
@@ -62,7 +64,7 @@ def body_chunks(resp: httpx.Response, size: int) -> Iterator[Chunk]:
         into[:n], held = held[:n], held[n:]
         return n
 
-    buffers = _Buffers(size)
+    buffers = BufferPool(size, KEEP)
     left = length
     while left:
         buf = buffers.take(min(size, left))
@@ -77,36 +79,6 @@ def body_chunks(resp: httpx.Response, size: int) -> Iterator[Chunk]:
         left -= filled
         yield buf
     del pieces
-
-
-class _Buffers:
-    """Page-aligned chunk buffers, reused once nothing but this pool holds them.
-
-    A fresh 4 MiB buffer cost more than the ``recv_into`` that fills it (zeroing, page faults).
-    Each is an anonymous ``mmap`` (page-aligned, so the filesystem driver can write it with
-    O_DIRECT: see ``BlobUpload.write(uncached=True)``) handed out as a ``memoryview``. Whoever
-    still uses a chunk — the queue, the storage write, the hash, the client's transport that
-    has not sent it all — holds that view or one made from it, and every view made from it
-    shares the one export that references the mmap; so a buffer whose only references are the
-    pool's is free (CPython's reference count: the pool's list and ``getrefcount``'s argument).
-    """
-
-    KEEP = 12  # the queue, the chunk held back, one being written, one read, the transport's
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._all: list[mmap.mmap] = []
-
-    def take(self, n: int) -> Chunk:
-        if n != self._size:
-            return bytearray(n)  # the last, shorter chunk
-        for i in range(len(self._all)):  # indexed: a loop variable would be a third reference
-            if sys.getrefcount(self._all[i]) == 2:
-                return memoryview(self._all[i])
-        buf = mmap.mmap(-1, n)
-        if len(self._all) < self.KEEP:
-            self._all.append(buf)
-        return memoryview(buf)
 
 
 def batches(pieces: Iterator[bytes], size: int) -> Iterator[Chunk]:
