@@ -288,7 +288,9 @@ class _LazyWriter(FileWriter):
         return self._inner
 
     def _write(self, data: memoryview) -> None:
-        self._opened().write(data)
+        inner = self._opened()
+        inner.uncached = self.uncached
+        inner.write(data)
 
     def _close(self) -> None:
         if self._inner is not None:
