@@ -188,6 +188,9 @@ class FileWriter(ABC):
         self._size = size
         self._opened_at = size
         self.state = WriterState.OPEN
+        #: The caller's hint that these bytes are not read back soon (a pull-through cache's
+        #: fetch, streamed to its client from memory): a driver may write them past its cache.
+        self.uncached = False
 
     @property
     def size(self) -> int:
@@ -285,7 +288,9 @@ class _LazyWriter(FileWriter):
         return self._inner
 
     def _write(self, data: memoryview) -> None:
-        self._opened().write(data)
+        inner = self._opened()
+        inner.uncached = self.uncached
+        inner.write(data)
 
     def _close(self) -> None:
         if self._inner is not None:

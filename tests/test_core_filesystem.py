@@ -1,6 +1,8 @@
 """Filesystem specifics the shared suite cannot see: the on-disk mapping, atomicity, resume."""
 
+import ctypes
 import hashlib
+import mmap
 import os
 import subprocess
 import sys
@@ -97,6 +99,39 @@ def test_writer_writes_in_place(fs: FilesystemDriver, root: Path) -> None:
     writer = fs.writer("/uploads/id/data", append=True)
     writer.cancel()
     assert not (root / "uploads" / "id" / "data").exists()
+
+
+def _cached_pages(path: Path) -> int:
+    """Pages of ``path`` in the page cache (Linux ``mincore`` on a private mapping of it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as m:
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = (ctypes.c_ubyte * pages)()
+        addr = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(m)))
+        assert libc.mincore(addr, ctypes.c_size_t(size), vec) == 0, ctypes.get_errno()
+        return sum(b & 1 for b in vec)
+
+
+def test_uncached_writes_bypass_the_page_cache(fs: FilesystemDriver, root: Path) -> None:
+    """Page-aligned uncached writes go to disk with O_DIRECT (Linux); the rest is buffered."""
+    chunk = filesystem.DIRECT_MIN
+    aligned = mmap.mmap(-1, chunk)  # page-aligned, as the proxy's chunk buffers
+    aligned.write(bytes(range(256)) * (chunk // 256))
+    writer = fs.writer("/up")
+    writer.uncached = True
+    writer.write(memoryview(aligned))  # offset 0: direct
+    writer.write(memoryview(aligned))  # direct again
+    writer.close()
+    data = root / "up"
+    assert _cached_pages(data) == 0
+    writer = fs.writer("/up", append=True)
+    writer.uncached = True
+    writer.write(b"odd")  # too small, and leaves the offset unaligned
+    writer.write(memoryview(aligned))  # unaligned offset: buffered
+    writer.commit()
+    expected = aligned[:] * 2 + b"odd" + aligned[:]
+    assert fs.get_content("/up") == expected
 
 
 def test_continues_an_upload_file_left_by_another_registry(

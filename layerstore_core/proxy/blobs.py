@@ -156,7 +156,9 @@ class BlobFetcher:
                 if not chunk:
                     break
                 pending = asyncio.ensure_future(self._run(next, chunks, b""))
-                await asyncio.gather(self._run(upload.write, chunk), reader.put(held))
+                # uncached: the client gets the bytes from memory; storage need not cache them
+                await asyncio.gather(self._run(upload.write, chunk, uncached=True),
+                                     reader.put(held))
                 held = chunk
                 self._stats.add("upstream_bytes", len(chunk))
                 if lease.due():  # checked here: no thread hop per chunk for a no-op

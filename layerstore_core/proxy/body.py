@@ -16,20 +16,23 @@ stored.
 from __future__ import annotations
 
 import socket
-import sys
 from collections.abc import Callable, Iterator
 
 import httpcore
 import httpx
 
+from ..buffers import BufferPool
 from .errors import UpstreamError
 
 #: Largest read from a TLS connection (it decrypts a record or a few per call anyway), bytes.
 TLS_READ = 2**20
 #: Timeout of each read from the connection, seconds (as the upstream client's).
 READ_TIMEOUT = 30.0
+#: Chunk buffers kept for reuse: the queue, the chunk held back, one being written, one read,
+#: the client's transport's.
+KEEP = 12
 
-Chunk = bytes | bytearray
+Chunk = bytes | bytearray | memoryview
 _Fill = Callable[[memoryview], int]
 
 
@@ -61,12 +64,12 @@ def body_chunks(resp: httpx.Response, size: int) -> Iterator[Chunk]:
         into[:n], held = held[:n], held[n:]
         return n
 
-    buffers = _Buffers(size)
+    buffers = BufferPool(size, KEEP)
     left = length
     while left:
         buf = buffers.take(min(size, left))
         view, filled = memoryview(buf), 0
-        while filled < len(buf):
+        while filled < view.nbytes:
             got = read_into(view[filled:])
             if not got:
                 raise UpstreamError(f"upstream closed the body {left - filled} bytes short "
@@ -76,34 +79,6 @@ def body_chunks(resp: httpx.Response, size: int) -> Iterator[Chunk]:
         left -= filled
         yield buf
     del pieces
-
-
-class _Buffers:
-    """Chunk buffers, reused once nothing but this pool holds them (no fresh pages per chunk).
-
-    A fresh 4 MiB ``bytearray`` cost more than the ``recv_into`` that fills it (zeroing, page
-    faults). Whoever still uses a chunk — the queue, the storage write, the hash, the client's
-    transport that has not sent it all — holds a reference to it or to a ``memoryview`` of it
-    (which references it), so a buffer whose only reference is this pool's is free (CPython's
-    reference count; the pool's list and ``getrefcount``'s argument are the two).
-    """
-
-    KEEP = 12  # the queue, the chunk held back, one being written, one read, the transport's
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._all: list[bytearray] = []
-
-    def take(self, n: int) -> bytearray:
-        if n != self._size:
-            return bytearray(n)  # the last, shorter chunk
-        for i in range(len(self._all)):
-            if sys.getrefcount(self._all[i]) == 2:
-                return self._all[i]
-        buf = bytearray(n)
-        if len(self._all) < self.KEEP:
-            self._all.append(buf)
-        return buf
 
 
 def batches(pieces: Iterator[bytes], size: int) -> Iterator[Chunk]:

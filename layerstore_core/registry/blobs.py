@@ -75,10 +75,22 @@ class BlobReader(io.RawIOBase):
         return self.read(-1)
 
     def readinto(self, buffer: WriteableBuffer) -> int:
+        """Read into ``buffer`` straight from the driver's stream where it can (no bytes made)."""
+        self._check_open()
         view = memoryview(buffer).cast("B")
-        data = self.read(view.nbytes)
-        view[: len(data)] = data
-        return len(data)
+        if self._pos >= self.size or not view.nbytes:
+            return 0
+        if self._stream is None:
+            self._stream = self._driver.reader(self._path, self._pos)
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is not None:
+            n = int(readinto(view))
+        else:
+            data = self._stream.read(view.nbytes)
+            n = len(data)
+            view[:n] = data
+        self._pos += n
+        return n
 
     def close(self) -> None:
         self._drop_stream()

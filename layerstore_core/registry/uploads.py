@@ -211,11 +211,13 @@ class BlobUpload:
         """Bytes received so far, earlier sessions included."""
         return self._writer.size if self._writer is not None else 0
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
+    def write(self, data: bytes | bytearray | memoryview, uncached: bool = False) -> int:
         """Append ``data`` to the upload; returns its length.
 
         Large writes hash in a worker thread while the driver writes (both release the GIL);
         the call returns only when both are done, so ``data`` may be reused afterwards.
+        ``uncached``: the bytes are not read back soon, the driver may bypass its cache
+        (:attr:`.FileWriter.uncached`).
         """
         self._check_usable("write")
         if self._closed:
@@ -226,6 +228,7 @@ class BlobUpload:
             if self._writer is None:
                 self._writer = self._driver.writer(self._data_path, append=False)
             writer = self._writer
+            writer.uncached = uncached
             if hasher is None:
                 return writer.write(data)
             if memoryview(data).nbytes < PARALLEL_HASH_MIN:

@@ -129,7 +129,7 @@ class Response:
 
     status: int
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    body: bytes | AsyncIterator[bytes | bytearray] = b""  # a cold proxied blob: bytearrays
+    body: bytes | AsyncIterator[bytes | bytearray | memoryview] = b""  # cold proxied: views
     #: Set for HEAD: announce ``Content-Length`` but send no body.
     head: bool = False
 
