@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
+from layerstore_core import load_driver
 from layerstore_core.drivers.inmemory import InMemoryDriver
-from layerstore_core.registry import BlobUnknownError, Registry, rediscache
+from layerstore_core.registry import (
+    BlobUnknownError,
+    ManifestBlobUnknownError,
+    Registry,
+    rediscache,
+)
 from layerstore_core.registry import paths as p
 from layerstore_core.registry import purge as purge_module
 from layerstore_core.registry.cache import FALLBACKS, InMemoryDescriptorCache
+from layerstore_core.registry.fence import SweepMarker
 from layerstore_core.registry.leases import (
     FallbackLease,
     Lease,
@@ -29,8 +38,13 @@ from layerstore_core.registry.leases import (
 from layerstore_core.registry.rediscache import RedisDescriptorCache
 from layerstore_core.registry.redisconn import RedisSettings, connect
 from layerstore_core.server.config import ConfigError, parse_config
+from layerstore_core.server.threaded import ThreadedServer
+from layerstore_core.testing import Backend
 from tests.backends._servers import free_port
+from tests.backends.s3 import s3_params
 from tests.fleet import RedisServer
+from tests.s3proxy import S3Proxy
+from tests.test_http_api import OCI_MANIFEST, make_config
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +146,71 @@ def test_inmemory_cache_never_caches_membership() -> None:
     unlink_behind_the_cache(driver, "r", digest)  # as another instance would
     with pytest.raises(BlobUnknownError):
         registry.repository("r").blobs.stat(digest)
+
+
+def image_manifest(config: str, layer: str) -> bytes:
+    return json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config, "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer, "size": 5}],
+    }).encode()
+
+
+@pytest.mark.parametrize("cache", [None, "inmemory"])
+def test_inmemory_cache_saves_the_data_head_never_the_link_read(
+    moto_endpoint: str, cache: str | None
+) -> None:
+    """Counted at S3: the commit remembers what it verified, so the manifest PUT's reference
+    checks, HEAD and GET need no HEAD of the blob data; each still reads the link."""
+    seen: list[tuple[str, str]] = []
+    with S3Proxy(moto_endpoint) as proxy:
+        params = s3_params(proxy.url)
+        driver = load_driver("s3", **params)
+        config = make_config(Backend("s3", "s3", params), blobdescriptor_cache=cache)
+        with ThreadedServer(config, driver) as srv, \
+                httpx.Client(base_url=srv.url, timeout=60) as c:
+            digests = []
+            for data in (b"{}", b"layer"):
+                digest = "sha256:" + hashlib.sha256(data).hexdigest()
+                r = c.post("/v2/cached/blobs/uploads/", params={"digest": digest}, content=data)
+                assert r.status_code == 201, r.text
+                digests.append(digest)
+            proxy.tracer = lambda op, request: seen.append((op, request))
+            r = c.put("/v2/cached/manifests/v1", content=image_manifest(*digests),
+                      headers={"Content-Type": OCI_MANIFEST})
+            assert r.status_code == 201, r.text
+            assert c.head(f"/v2/cached/blobs/{digests[1]}").headers["content-length"] == "5"
+            assert c.get(f"/v2/cached/blobs/{digests[1]}").content == b"layer"
+            proxy.tracer = None
+        driver.close()
+    data_heads = [r for op, r in seen if op == "HeadObject" and "/blobs/" in r]
+    link_reads = [r for op, r in seen if op == "GetObject" and "/_layers/" in r]
+    assert len(data_heads) == (4 if cache is None else 0), data_heads
+    assert len(link_reads) == 4, link_reads  # membership: always the storage's answer
+
+
+def test_inmemory_cache_never_accepts_a_manifest_for_an_unlinked_blob() -> None:
+    driver = InMemoryDriver()
+    registry = Registry(driver, InMemoryDescriptorCache())
+    config, layer = push_blob(registry, "r", b"{}"), push_blob(registry, "r", b"layer")
+    unlink_behind_the_cache(driver, "r", layer)  # as another instance would
+    with pytest.raises(ManifestBlobUnknownError):
+        registry.repository("r").manifests.put(image_manifest(config, layer), OCI_MANIFEST)
+
+
+def test_manifest_recheck_after_a_sweep_asks_the_storage_not_the_cache() -> None:
+    """A sweep deletes data before links: a cache that still knows the size must not vouch."""
+    driver = InMemoryDriver()
+    registry = Registry(driver, InMemoryDescriptorCache())
+    config, layer = push_blob(registry, "r", b"{}"), push_blob(registry, "r", b"layer")
+    marker = SweepMarker("run", dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+    driver.put_content(p.path_for(p.GCSweepPath()), marker.encode())
+    driver.delete(p.path_for(p.BlobDataPath(layer)))  # the sweep's delete; the link is still there
+    with pytest.raises(ManifestBlobUnknownError):
+        registry.repository("r").manifests.put(image_manifest(config, layer), OCI_MANIFEST, "v1")
+    assert not registry.repository("r").manifests.exists("v1")
 
 
 def test_redis_lease_is_exclusive(client: redis.Redis) -> None:

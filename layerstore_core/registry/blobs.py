@@ -170,7 +170,7 @@ class BlobStore:
 
     def create_upload(self) -> BlobUpload:
         """Start a new upload into this repository."""
-        return BlobUpload.create(self._driver, self.name)
+        return BlobUpload.create(self._driver, self.name, self._cache)
 
     def resume_upload(
         self, upload_id: str, started_at: dt.datetime | None = None, expect_data: bool = False,
@@ -183,7 +183,7 @@ class BlobStore:
         the hash state and, for a first write, the write's state.
         """
         return BlobUpload.resume(self._driver, self.name, upload_id, started_at, expect_data,
-                                 carried_state, expect_fresh)
+                                 carried_state, expect_fresh, self._cache)
 
     def mount(self, digest: str, from_repository: str) -> Descriptor:
         """Link a blob that ``from_repository`` sees into this one; else BlobUnknownError."""
@@ -200,6 +200,8 @@ class BlobStore:
                     pass
                 raise BlobUnknownError(f"blob {digest} was collected", detail={"digest": digest})
             write_link(self._driver, link, digest)
+        if self._cache is not None:  # linked here just now
+            self._cache.remember(self.name, desc)
         return desc
 
     def delete(self, digest: str) -> None:

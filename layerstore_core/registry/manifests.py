@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 from ..driver import StorageDriver
 from ..errors import PathNotFoundError
 from . import paths as p
+from .blobs import BlobStore
+from .cache import BlobDescriptorCache
 from .descriptor import blob_size, read_link, write_link
 from .errors import (
     DigestInvalidError,
@@ -136,11 +138,14 @@ class ManifestStore:
     collection) that goes through this service keeps the index right.
     """
 
-    def __init__(self, driver: StorageDriver, name: str, url_policy: URLPolicy = OPEN) -> None:
+    def __init__(self, driver: StorageDriver, name: str, url_policy: URLPolicy = OPEN,
+                 cache: BlobDescriptorCache | None = None) -> None:
         self._driver = driver
         self.name = name
         #: What the ``urls`` of a pushed manifest's layers may be (``validation.manifests``).
         self.url_policy = url_policy
+        #: The blob-descriptor cache the reference checks ask, as a blob ``stat`` does.
+        self._cache = cache
         self._referrers = ReferrerIndex(driver, name)
 
     def put(
@@ -208,7 +213,7 @@ class ManifestStore:
             if blob_size(self._driver, blob) != len(content):
                 self._driver.put_content(blob, content)
             try:
-                self._check_references(blobs, children)
+                self._check_references(blobs, children, cached=False)
             except ManifestBlobUnknownError:
                 for tag in tags:
                     with contextlib.suppress(ManifestUnknownError):
@@ -221,8 +226,16 @@ class ManifestStore:
         for tag in tags:
             store.recheck(tag, digest)
 
-    def _check_references(self, blobs: list[str], children: list[str]) -> None:
-        missing = [d for d in blobs if not self._blob_visible(d)]
+    def _check_references(self, blobs: list[str], children: list[str], *,
+                          cached: bool = True) -> None:
+        """Every reference is visible here; else ManifestBlobUnknownError naming the missing.
+
+        A blob is checked as its ``stat`` does, so the cache answers what it knows (the
+        in-memory one a size: the link is still read). ``cached=False`` after a sweep ran: it
+        may have deleted data a cache still knows, so only the storage answers.
+        """
+        blob_store = BlobStore(self._driver, self.name, self._cache if cached else None)
+        missing = [d for d in blobs if not blob_store.exists(d)]
         missing += [d for d in children if not self._child_present(d)]
         if missing:
             raise ManifestBlobUnknownError(
@@ -233,13 +246,6 @@ class ManifestStore:
     def _child_present(self, digest: str) -> bool:
         return (
             self.exists(digest)
-            and blob_size(self._driver, p.path_for(p.BlobDataPath(digest))) is not None
-        )
-
-    def _blob_visible(self, digest: str) -> bool:
-        link = read_link(self._driver, p.path_for(p.LayerLinkPath(self.name, digest)))
-        return (
-            link == digest
             and blob_size(self._driver, p.path_for(p.BlobDataPath(digest))) is not None
         )
 

@@ -32,7 +32,7 @@ class Repository:
     ) -> None:
         self.name = validate_name(name)
         self.blobs = BlobStore(driver, name, cache)
-        self.manifests = ManifestStore(driver, name, url_policy)
+        self.manifests = ManifestStore(driver, name, url_policy, cache)
         self.tags = TagStore(driver, name)
 
     def __repr__(self) -> str:

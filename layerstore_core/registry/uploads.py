@@ -42,6 +42,7 @@ from ..errors import (
     WriterClosedError,
 )
 from . import paths as p
+from .cache import BlobDescriptorCache
 from .descriptor import Descriptor, blob_size, write_link
 from .errors import (
     BlobUploadInvalidError,
@@ -115,9 +116,12 @@ class BlobUpload:
         started_at: dt.datetime,
         writer: FileWriter | None,
         hasher: ResumableSHA256 | None,
+        cache: BlobDescriptorCache | None = None,
     ) -> None:
         self._driver = driver
         self._name = name
+        #: Told the descriptor a commit verified, so the ``stat`` that follows needs no HEAD.
+        self._cache = cache
         self.id = upload_id
         self.started_at = started_at
         #: None until the first byte: the backend holds no data write for this upload yet.
@@ -140,20 +144,22 @@ class BlobUpload:
     # -- life cycle -----------------------------------------------------------------------
 
     @classmethod
-    def create(cls, driver: StorageDriver, name: str) -> BlobUpload:
+    def create(cls, driver: StorageDriver, name: str,
+               cache: BlobDescriptorCache | None = None) -> BlobUpload:
         """Start an upload: ``startedat`` only; the data write starts with the first byte."""
         upload_id = str(uuid.uuid4())
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         driver.put_content(
             p.path_for(p.UploadStartedAtPath(name, upload_id)), format_started_at(now)
         )
-        return cls(driver, name, upload_id, now, None, new_sha256())
+        return cls(driver, name, upload_id, now, None, new_sha256(), cache)
 
     @classmethod
     def resume(
         cls, driver: StorageDriver, name: str, upload_id: str,
         started_at: dt.datetime | None = None, expect_data: bool = False,
         carried_state: bytes | None = None, expect_fresh: bool = False,
+        cache: BlobDescriptorCache | None = None,
     ) -> BlobUpload:
         """Continue an upload any process closed; unknown id → BlobUploadUnknownError.
 
@@ -196,7 +202,7 @@ class BlobUpload:
             observe.event("hashstate.resume")
         else:
             hasher, saved = _load_hash_state(driver, name, upload_id, writer.size)
-        upload = cls(driver, name, upload_id, started_at, writer, hasher)
+        upload = cls(driver, name, upload_id, started_at, writer, hasher, cache)
         # An old upload's closes save objects: the one at this offset goes when a newer is saved.
         old_carried = carried is not None and not upload._young()
         upload._resumed_state = writer.size if saved or old_carried else None
@@ -337,10 +343,13 @@ class BlobUpload:
         self._link(digest)
         pause_point("commit.linked")
         self._settle(digest, length)
+        committed = Descriptor(digest, length)
+        if self._cache is not None:  # verified, in place and linked: what a stat would find
+            self._cache.remember(self._name, committed)
         self._remove_committed()
         self._done = True
         observe.event("blob.commit")
-        return Descriptor(digest, length)
+        return committed
 
     # -- commit steps ---------------------------------------------------------------------
 
