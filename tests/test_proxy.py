@@ -186,6 +186,20 @@ def prefixed(world: World, tokens: tuple[PKI, TokenServer]
     yield second, proxy
 
 
+def _committed(path: Path, timeout: float = 60.0) -> bool:
+    """Whether a fetched blob lands in storage: its commit may end after the client's last byte.
+
+    The cache hands the client its last chunk once the digest matched, not after the commit's
+    fsync and moves (DESIGN §10), so a pull can return just before the blob is in place.
+    """
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def test_two_upstreams_by_prefix(world: World, tokens: tuple[PKI, TokenServer],
                                  prefixed: tuple[RegistryProcess, RegistryProcess]) -> None:
     _, proxy = prefixed
@@ -198,7 +212,7 @@ def test_two_upstreams_by_prefix(world: World, tokens: tuple[PKI, TokenServer],
     assert tokens[1].issued.get("bob", 0) >= 1  # the Bearer flow with the configured user
     assert world.pulled(proxy, "one/lib/small:v1", "p1") == world.small.manifest_digest
     assert world.pulled(proxy, "two/tools/other:v1", "p2") == world.other.manifest_digest
-    assert (stored / "data").exists()
+    assert _committed(stored / "data")
     resp = httpx.get(f"{proxy.url}/v2/two/lib/small/manifests/v1")
     assert resp.status_code == 404  # not on the second upstream
 
