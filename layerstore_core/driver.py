@@ -409,8 +409,10 @@ class StorageDriver(ABC):
         The same as ``writer.commit()`` then ``move(writer.path, dest)``, which is the default;
         object stores store a write that never started a multipart upload straight at
         ``dest`` (one request instead of a put, a copy and a delete). ``if_absent``: only if
-        nothing is at ``dest``; else False, with nothing done (the writer stays open). Object
-        stores make the put conditional instead of looking first.
+        nothing is at ``dest``; else False, with nothing else done: the writer stays open, or
+        (a store that completed the write for a conditional copy) it is committed in place, as
+        after ``commit()``. Object stores make the put or copy conditional instead of looking
+        first. True also says that nothing was at ``dest`` a moment before.
         """
         self._valid(dest)
         writer._check_open("commit")

@@ -158,25 +158,30 @@ def image_manifest(config: str, layer: str) -> bytes:
     }).encode()
 
 
-@pytest.mark.parametrize("cache", [None, "inmemory"])
-def test_inmemory_cache_saves_the_data_head_never_the_link_read(
-    moto_endpoint: str, cache: str | None
+@pytest.mark.parametrize(("cache", "pushed_here"),
+                         [(None, False), (None, True), ("inmemory", True)])
+def test_a_cache_saves_the_data_head_never_the_link_read(
+    moto_endpoint: str, cache: str | None, pushed_here: bool
 ) -> None:
     """Counted at S3: the commit remembers what it verified, so the manifest PUT's reference
-    checks, HEAD and GET need no HEAD of the blob data; each still reads the link."""
+    checks, HEAD and GET need no HEAD of the blob data; each still reads the link. Without a
+    cache only the process that placed the data knows it (``RecentWritesCache``): another
+    instance of the fleet looks."""
     seen: list[tuple[str, str]] = []
     with S3Proxy(moto_endpoint) as proxy:
         params = s3_params(proxy.url)
         driver = load_driver("s3", **params)
         config = make_config(Backend("s3", "s3", params), blobdescriptor_cache=cache)
-        with ThreadedServer(config, driver) as srv, \
-                httpx.Client(base_url=srv.url, timeout=60) as c:
+        with ThreadedServer(config, driver) as pusher, ThreadedServer(config, driver) as other, \
+                httpx.Client(base_url=pusher.url, timeout=60) as c:
             digests = []
             for data in (b"{}", b"layer"):
                 digest = "sha256:" + hashlib.sha256(data).hexdigest()
                 r = c.post("/v2/cached/blobs/uploads/", params={"digest": digest}, content=data)
                 assert r.status_code == 201, r.text
                 digests.append(digest)
+            if not pushed_here:
+                c.base_url = httpx.URL(other.url)
             proxy.tracer = lambda op, request: seen.append((op, request))
             r = c.put("/v2/cached/manifests/v1", content=image_manifest(*digests),
                       headers={"Content-Type": OCI_MANIFEST})
@@ -187,7 +192,7 @@ def test_inmemory_cache_saves_the_data_head_never_the_link_read(
         driver.close()
     data_heads = [r for op, r in seen if op == "HeadObject" and "/blobs/" in r]
     link_reads = [r for op, r in seen if op == "GetObject" and "/_layers/" in r]
-    assert len(data_heads) == (4 if cache is None else 0), data_heads
+    assert len(data_heads) == (0 if pushed_here else 4), data_heads
     assert len(link_reads) == 4, link_reads  # membership: always the storage's answer
 
 

@@ -8,6 +8,8 @@ client is built, in ``driver.py``). S3 specifics kept here:
   TransferManager does), which S3 verifies and combines at completion;
 * ``copy`` is one CopyObject conditional on the source's ETag, or above
   ``multipartcopythresholdsize`` a multipart copy (UploadPartCopy ranges in parallel);
+  ``copy_if_absent`` completes a multipart copy with ``If-None-Match: *`` (a HEAD first for one
+  CopyObject: moto ignores the condition there);
 * every request that creates an object carries SSE/KMS, the storage class and the ACL — except
   that a writer's side objects (state, fences, part claims: small, short-lived) get no storage
   class, so an infrequent-access class does not bill them its minimum size and duration;
@@ -19,8 +21,9 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -38,6 +41,27 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "application/octet-stream"
 #: Per-part checksum of our uploads: S3 verifies each part and combines them at completion.
 CHECKSUM_ALGORITHM: Final = "CRC32"
+
+
+#: The codes of a refused conditional write (409: a concurrent one is in progress).
+REFUSED_CONDITION_CODES: Final = ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
+class _DestinationTakenError(Exception):
+    """A copy conditional on its destination being absent found an object there."""
+
+
+@contextmanager
+def _refused_as_precondition(condition: dict[str, Any]) -> Iterator[None]:
+    """Run a request; a refusal of its destination ``condition`` → _DestinationTakenError."""
+    try:
+        yield
+    except ClientError as exc:
+        if condition and error_code(exc) in REFUSED_CONDITION_CODES:
+            raise _DestinationTakenError from exc
+        raise_translated(exc)
+    except BotoCoreError as exc:
+        raise_translated(exc)
 
 
 class S3Bucket(Bucket):
@@ -98,7 +122,7 @@ class S3Bucket(Bucket):
                 IfNoneMatch="*", **args,
             )
         except ClientError as exc:
-            if error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            if error_code(exc) in REFUSED_CONDITION_CODES:
                 return False
             raise_translated(exc)
         except BotoCoreError as exc:
@@ -139,7 +163,7 @@ class S3Bucket(Bucket):
         not describe a single-part copy (moto even hands the old one to the reader).
         """
         if source.size > self.params.multipartcopythresholdsize:
-            self._multipart_copy(source, dest)
+            self._multipart_copy(source, dest, {})
             return
         match: Any = {"CopySourceIfMatch": source.etag} if source.etag else {}
         with translated():
@@ -149,7 +173,22 @@ class S3Bucket(Bucket):
                 ChecksumAlgorithm=CHECKSUM_ALGORITHM, **match, **self._object_args(),
             )
 
-    def _multipart_copy(self, source: ObjectInfo, dest: str) -> None:
+    def copy_if_absent(self, source: ObjectInfo, dest: str) -> bool:
+        """A multipart copy completed with ``If-None-Match: *``: no HEAD first.
+
+        S3 refuses the completion (412) atomically, and the copied parts are aborted. A single
+        CopyObject looks first: S3 takes the condition there too, but stores that ignore it
+        (moto does) would overwrite, and the registry relies on True meaning "was absent".
+        """
+        if source.size <= self.params.multipartcopythresholdsize:
+            return super().copy_if_absent(source, dest)
+        try:
+            self._multipart_copy(source, dest, {"IfNoneMatch": "*"})
+        except _DestinationTakenError:
+            return False
+        return True
+
+    def _multipart_copy(self, source: ObjectInfo, dest: str, condition: dict[str, Any]) -> None:
         """UploadPartCopy in parallel ranges: the only server-side copy past 5 GiB."""
         size = source.size
         part = max(self.params.multipartcopychunksize, math.ceil(size / MAX_PARTS))
@@ -175,10 +214,10 @@ class S3Bucket(Bucket):
             workers = min(self.params.multipartcopymaxconcurrency, len(spans))
             with ThreadPoolExecutor(workers, thread_name_prefix="s3-copy") as pool:
                 parts = list(pool.map(copy_part, spans))
-            with translated():
+            with _refused_as_precondition(condition):
                 self.client.complete_multipart_upload(
                     Bucket=self.name, Key=dest, UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
+                    MultipartUpload={"Parts": parts}, **condition,
                 )
         except BaseException:
             self.abort_upload(dest, upload_id)

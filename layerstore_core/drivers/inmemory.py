@@ -117,11 +117,17 @@ class MemoryBucket(Bucket):
                 self._objects.pop(key, None)
 
     def copy(self, source: ObjectInfo, dest: str) -> None:
+        self._store(dest, self._source_data(source))
+
+    def copy_if_absent(self, source: ObjectInfo, dest: str) -> bool:
+        return self._store(dest, self._source_data(source), only_new=True)
+
+    def _source_data(self, source: ObjectInfo) -> bytes:
         with self._lock:
             obj = self._objects.get(source.key)
         if obj is None or obj.etag != source.etag:
             raise PathNotFoundError("the source changed or went away during the copy")
-        self._store(dest, obj.data)
+        return obj.data
 
     def start_upload(self, key: str) -> str:
         upload_id = f"{key}#{next(self._ids)}"

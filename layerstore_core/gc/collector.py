@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..driver import StorageDriver
 from ..registry import Registry
+from ..registry.cache import RECENT_TTL_S
 from ..registry.errors import ManifestUnknownError
 from ..registry.leases import Lease, StorageLease
 from .mark import ManifestReader, mark
@@ -44,6 +45,10 @@ def collect_garbage(
     writes nothing.
     """
     registry = target if isinstance(target, Registry) else Registry(target)
+    if grace.total_seconds() < RECENT_TTL_S and not dry_run:
+        log.warning("gc grace %s is under %d s: pushes in progress may lose blobs, and servers "
+                    "that just placed a blob may still vouch for its data (DESIGN §9, §11)",
+                    grace, RECENT_TTL_S)
     show = progress or NoProgress()
     started = time.monotonic()
     cutoff = dt.datetime.now(dt.UTC) - grace

@@ -146,6 +146,17 @@ class Bucket(ABC):
     def copy(self, source: ObjectInfo, dest: str) -> None:
         """Copy ``source`` to key ``dest`` inside the store (server side), replacing ``dest``."""
 
+    def copy_if_absent(self, source: ObjectInfo, dest: str) -> bool:
+        """Copy ``source`` to ``dest`` only if no object is there; True when this call did.
+
+        Stores with conditional copies override this with one request (S3: ``If-None-Match``
+        on CopyObject and CompleteMultipartUpload); this default looks first.
+        """
+        if self.head(dest) is not None:
+            return False
+        self.copy(source, dest)
+        return True
+
     # -- multipart uploads -------------------------------------------------------------------
 
     @abstractmethod

@@ -243,8 +243,10 @@ class PartWriter(FileWriter):
     def commit_at(self, bucket: Bucket, dest_key: str, if_absent: bool = False) -> bool | None:
         """Commit with the content at ``dest_key``; None (nothing done): commit, then move.
 
-        ``if_absent``: only if no object is at ``dest_key`` (one conditional put, or a HEAD
-        before the completion); False, with the writer still open, when one is.
+        ``if_absent``: only if no object is at ``dest_key`` (one conditional put, a conditional
+        copy of the completed write, or a HEAD before composing); False when one is, with the
+        writer still open — or, where the write was completed for the copy, committed in place
+        as after ``commit()``.
 
         Where the store keeps the write's state (:func:`keeps_source`: S3, inmemory) the
         write stays at its key until its path is deleted: one put at ``dest_key`` when no
@@ -266,11 +268,17 @@ class PartWriter(FileWriter):
         if if_absent and single:
             if not self._bucket.put_if_absent(dest_key, bytes(last)):
                 return False
-        elif if_absent and self._bucket.head(dest_key) is not None:
+        elif if_absent and not keeps and self._bucket.head(dest_key) is not None:
             return False
         if keeps:
             if not single:
-                self._bucket.copy(self._complete(last), dest_key)
+                source = self._complete(last)
+                if not if_absent:
+                    self._bucket.copy(source, dest_key)
+                elif not self._bucket.copy_if_absent(source, dest_key):
+                    self._end_commit(self._side_keys() if self._saved else [])
+                    self.state = WriterState.COMMITTED
+                    return False
             elif not if_absent:
                 self._bucket.put(dest_key, last)
             doomed = self._side_keys()[1:] if self._saved else []  # fences, claims
@@ -279,12 +287,18 @@ class PartWriter(FileWriter):
             if not segmented and not if_absent:
                 self._bucket.put(dest_key, last)
             doomed += [*self._side_keys(), self._key] if self._saved else [self._key]
-        if doomed:
-            delete_in_batches(self._bucket, doomed)
-        self._shutdown()
-        self._buffer, self._fill = bytearray(), 0
+        self._end_commit(doomed)
         self.state = WriterState.COMMITTED
         return True
+
+    def _end_commit(self, doomed: list[str]) -> None:
+        """Delete what the committed write no longer needs; let go of the buffer and threads."""
+        if doomed:
+            delete_in_batches(self._bucket, doomed)
+        if self._bucket.uneven_parts:
+            fence.clear(self._bucket, self._key)
+        self._shutdown()
+        self._buffer, self._fill = bytearray(), 0
 
     def _complete(self, last: memoryview) -> ObjectInfo:
         """Complete the multipart upload at the key; one an earlier commit completed is fine.
@@ -354,12 +368,7 @@ class PartWriter(FileWriter):
             self._complete(last)
         if self._saved:
             doomed += self._side_keys()
-        if doomed:
-            delete_in_batches(self._bucket, doomed)
-        if self._bucket.uneven_parts:
-            fence.clear(self._bucket, self._key)
-        self._shutdown()
-        self._buffer, self._fill = bytearray(), 0
+        self._end_commit(doomed)
 
     def _cancel(self) -> None:
         self._buffer, self._fill = bytearray(), 0

@@ -102,6 +102,9 @@ class RedisDescriptorCache:
         except REDIS_ERRORS as exc:
             self._failed("write", exc)
 
+    def remember_written(self, descriptor: Descriptor) -> None:
+        """Nothing more to do: the commit that placed it remembers it with its repository."""
+
     def forget_member(self, repository: str, digest: str) -> None:
         if not self._invalidate(lambda pipe: _drop_member(pipe, repository, digest)):
             with self._lock:

@@ -38,6 +38,7 @@ from ..errors import (
     PartNumbersExhaustedError,
     PathNotFoundError,
     StorageDriverError,
+    UnsupportedMethodError,
     WriteConflictError,
     WriterClosedError,
 )
@@ -334,18 +335,24 @@ class BlobUpload:
         if size is not None and (not isinstance(size, int) or size < 0):
             raise SizeInvalidError(f"invalid size {size!r}")
         recovered = self._recovered_commit(digest, size)
+        placed = False
         if recovered is not None:
             length = recovered
         else:
             length = self._verified(digest, size)
-            self._place(digest, length)
+            placed = self._place(digest, length)
         pause_point("commit.moved")
-        self._link(digest)
+        # New data under a new link needs no sweep check (DESIGN §11): no sweep can be about to
+        # delete data that was absent a moment ago, nor a link its first walk did not see.
+        linked_new = self._link(digest, new=placed)
         pause_point("commit.linked")
-        self._settle(digest, length)
+        if not linked_new:
+            self._settle(digest, length)
         committed = Descriptor(digest, length)
         if self._cache is not None:  # verified, in place and linked: what a stat would find
             self._cache.remember(self._name, committed)
+            if placed:
+                self._cache.remember_written(committed)
         self._remove_committed()
         self._done = True
         observe.event("blob.commit")
@@ -442,8 +449,11 @@ class BlobUpload:
         hash_stream(self._driver.reader(self._data_path), hasher.update, None)
         return f"{alg}:{hasher.hexdigest()}"
 
-    def _place(self, digest: str, length: int) -> None:
+    def _place(self, digest: str, length: int) -> bool:
         """Put the verified data at ``blobs/…/data``, or drop it when an intact copy is there.
+
+        True when no data was there and this commit placed it (new data), False when a copy was
+        found there (kept, or replaced when damaged).
 
         A stored blob is not trusted blindly (Distribution's is, so one corrupted copy fails
         every pull for good): when its size differs, or its first or last
@@ -464,29 +474,31 @@ class BlobUpload:
             pause_point("commit.marked")
             with self._unless_finished_elsewhere():
                 if self._driver.commit_to(writer, blob, if_absent=True):
-                    return
+                    return True
         stored = blob_size(self._driver, blob)
         if stored is not None:
             self._finish_write()  # compared with the upload's data, which must be readable
             if stored == length and (length == 0 or self._stored_copy_matches(blob, length)):
-                return
+                return False
             log.warning("blob %s: the stored copy (%d bytes) is damaged; replacing it with the "
                         "verified upload", digest, stored)
         if length == 0:  # some backends keep no object for an empty write; write it outright
             self._finish_write()
             self._driver.put_content(blob, b"")
-            return
+            return stored is None
         self._mark(digest, length)
         assert self._writer is not None
         with self._unless_finished_elsewhere():
             if self._writer.state is not WriterState.COMMITTED:
                 self._driver.commit_to(self._open_writer(), blob)
-                return
+                return stored is None
             try:
                 self._move_committed(blob)
             except PathNotFoundError:
                 if blob_size(self._driver, blob) != length:  # not a racing commit's success
                     raise
+                return False
+        return stored is None
 
     def _mark(self, digest: str, length: int) -> None:
         """Write the commit marker where the upload has no data once it is placed.
@@ -527,9 +539,20 @@ class BlobUpload:
                 return False
         return True
 
-    def _link(self, digest: str) -> None:
-        """Link the blob into the repository. Twice: rewrites the same 71 bytes."""
-        write_link(self._driver, p.path_for(p.LayerLinkPath(self._name, digest)), digest)
+    def _link(self, digest: str, new: bool = False) -> bool:
+        """Link the blob into the repository. Twice: rewrites the same 71 bytes.
+
+        ``new``: create the link only where none is (True), else write it as usual (False).
+        """
+        path = p.path_for(p.LayerLinkPath(self._name, digest))
+        if new:
+            try:
+                if self._driver.put_content_if_absent(path, digest.encode("ascii")):
+                    return True
+            except UnsupportedMethodError:
+                pass
+        write_link(self._driver, path, digest)
+        return False
 
     def _settle(self, digest: str, length: int) -> None:
         """Wait out a sweep that may delete the blob we linked; put our copy and link back.

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..driver import StorageDriver
-from ..registry.cache import BlobDescriptorCache, InMemoryDescriptorCache
+from ..registry.cache import BlobDescriptorCache, InMemoryDescriptorCache, RecentWritesCache
 from ..registry.leases import Lease, LeaseBusyError, LeaseLostError, fleet_lease
 from ..registry.rediscache import Client, RedisDescriptorCache
 from ..registry.redisconn import connect
@@ -23,14 +23,14 @@ def redis_client(config: Config) -> Client | None:
     return connect(config.redis) if config.redis is not None else None
 
 
-def blob_cache(config: Config, client: Client | None) -> BlobDescriptorCache | None:
-    """The ``storage.cache.blobdescriptor`` cache, or None."""
+def blob_cache(config: Config, client: Client | None) -> BlobDescriptorCache:
+    """The ``storage.cache.blobdescriptor`` cache; without one, this process's recent writes."""
     if config.blobdescriptor_cache == "inmemory":
         return InMemoryDescriptorCache()
     if config.blobdescriptor_cache == "redis":
         assert client is not None  # the config requires a redis section
         return RedisDescriptorCache(client)
-    return None
+    return RecentWritesCache()
 
 
 def run_leased(driver: StorageDriver, client: Client | None, name: str,

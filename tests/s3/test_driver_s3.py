@@ -55,6 +55,30 @@ def test_small_move_is_one_copy(make_driver: MakeDriver, s3_client: Any) -> None
     assert driver.get_content("/b") == b"small"
 
 
+@pytest.mark.parametrize("threshold", [5 * MIB, 64 * MIB], ids=["multipart", "one-copy"])
+def test_copy_if_absent_is_one_conditional_copy(make_driver: MakeDriver, s3_client: Any,
+                                                threshold: int) -> None:
+    """A multipart copy looks at nothing first: S3 refuses its completion when the
+    destination exists, which keeps its content, and no multipart upload is left behind. A
+    single CopyObject looks first (moto ignores the condition on CopyObject)."""
+    driver = make_driver(multipartcopythresholdsize=threshold, multipartcopychunksize=5 * MIB)
+    data = bytes(range(256)) * (12 * MIB // 256)
+    driver.put_content("/src", data)
+    assert isinstance(driver, S3Driver)
+    bucket = driver.bucket
+    source = bucket.head(key_of(driver, "/src"))
+    assert source is not None
+    headers = _Headers(driver)
+    assert bucket.copy_if_absent(source, key_of(driver, "/dst")) is True
+    assert driver.get_content("/dst") == data
+    driver.put_content("/taken", b"already here")
+    assert bucket.copy_if_absent(source, key_of(driver, "/taken")) is False
+    assert driver.get_content("/taken") == b"already here"
+    assert len(headers.seen.get("HeadObject", [])) == (0 if threshold < len(data) else 2)
+    left = s3_client.list_multipart_uploads(Bucket=BUCKET, Prefix=key_of(driver, "/"))
+    assert not left.get("Uploads"), left
+
+
 class _Headers:
     """Records the headers of every request a client sends, by operation name."""
 
