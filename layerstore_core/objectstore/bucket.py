@@ -149,8 +149,9 @@ class Bucket(ABC):
     def copy_if_absent(self, source: ObjectInfo, dest: str) -> bool:
         """Copy ``source`` to ``dest`` only if no object is there; True when this call did.
 
-        Stores with conditional copies override this with one request (S3: ``If-None-Match``
-        on CopyObject and CompleteMultipartUpload); this default looks first.
+        Stores with a conditional copy override this with no look first (S3: a multipart
+        copy's CompleteMultipartUpload with ``If-None-Match``); this default looks first. True
+        must mean that nothing was at ``dest`` (the registry's GC fence relies on it).
         """
         if self.head(dest) is not None:
             return False

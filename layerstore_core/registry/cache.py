@@ -15,8 +15,8 @@ back. Three implementations:
   only the sizes of blobs this process itself placed as new data, for :data:`RECENT_TTL_S`. Data
   that young cannot be collected while its link exists (a collection spares data and links
   younger than its grace period, which must exceed :data:`RECENT_TTL_S`; DESIGN §11), and the
-  link is still read on every ``stat``, so a manifest PUT or a pull right after a push need not
-  look at the data again, on any process of a fleet.
+  link is still read on every ``stat``; so a manifest PUT or a pull right after a push, served by
+  the process that took the push, need not look at the data again (another process looks).
 
 Cache failures are counted in :data:`FALLBACKS` and logged at most once a minute.
 """
