@@ -92,8 +92,7 @@ def main() -> None:
             def direct() -> float:
                 return timed_pull(upstream, work / "out", policy)
 
-            times: dict[str, list[float]] = {k: [] for k in KINDS}
-            times["direct"] = []
+            times: dict[str, list[float]] = {k: [] for k in ("direct", *KINDS)}
             ratios: dict[str, list[float]] = {k: [] for k in KINDS}
             for i in range(args.rounds):
                 order = [("layerstore", layerstore), ("distribution", distribution)]

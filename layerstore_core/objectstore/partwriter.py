@@ -291,11 +291,11 @@ class PartWriter(FileWriter):
         self.state = WriterState.COMMITTED
         return True
 
-    def _end_commit(self, doomed: list[str]) -> None:
+    def _end_commit(self, doomed: list[str], clear_fences: bool = False) -> None:
         """Delete what the committed write no longer needs; let go of the buffer and threads."""
         if doomed:
             delete_in_batches(self._bucket, doomed)
-        if self._bucket.uneven_parts:
+        if clear_fences:
             fence.clear(self._bucket, self._key)
         self._shutdown()
         self._buffer, self._fill = bytearray(), 0
@@ -368,7 +368,7 @@ class PartWriter(FileWriter):
             self._complete(last)
         if self._saved:
             doomed += self._side_keys()
-        self._end_commit(doomed)
+        self._end_commit(doomed, clear_fences=self._bucket.uneven_parts)
 
     def _cancel(self) -> None:
         self._buffer, self._fill = bytearray(), 0

@@ -113,7 +113,7 @@ class InMemoryDescriptorCache:
                 self._descriptors.popitem(last=False)
 
     def remember_written(self, descriptor: Descriptor) -> None:
-        self.remember("", descriptor)
+        """Nothing more to do: the commit that placed it has just remembered it."""
 
     def forget_member(self, repository: str, digest: str) -> None:
         """Nothing to do: membership is never cached here."""
